@@ -1,0 +1,186 @@
+"""Emulated heterogeneous clusters: a local multi-node Ray cluster whose GPUs, NPUs and edge
+nodes are logical resources, described by a small YAML file. For tests and demos only; every node
+it starts carries the label ``emulated=true`` and everything reported about it says so.
+
+    name: demo
+    nodes:
+      - {tier: center, site: dc1, count: 2, cpu: 1, gpu: {model: A100, count: 2, memory_gb: 80}}
+      - {tier: center, site: dc1, count: 1, cpu: 1, npu: {model: Ascend910B, count: 4, memory_gb: 64}}
+      - {tier: edge, site: branch-sh, count: 1, cpu: 1}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cluster.config import check_label_value
+from cluster.errors import ConfigError, one_line
+from cluster.labels import node_labels_and_resources
+
+EMULATED_DEVICE_KINDS = ("cpu", "gpu", "npu", "fpga", "asic")
+_NODE_FIELDS = ("tier", "site", "count", "memory_gb", *EMULATED_DEVICE_KINDS)
+
+
+class AcceleratorSpec(BaseModel):
+    """`count` accelerators of `model`, each with `memory_gb` of device memory."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    count: int = Field(ge=1)
+    memory_gb: float = Field(default=0, ge=0)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return check_label_value("model", value)
+
+
+class NodeGroupSpec(BaseModel):
+    """`count` identical nodes at one tier and site."""
+
+    model_config = ConfigDict(extra="forbid")
+    tier: Literal["center", "edge"]
+    site: str
+    count: int = Field(default=1, ge=1)
+    cpu: int = Field(default=1, ge=1)
+    memory_gb: float = Field(default=2, gt=0)
+    gpu: AcceleratorSpec | None = None
+    npu: AcceleratorSpec | None = None
+    fpga: AcceleratorSpec | None = None
+    asic: AcceleratorSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key not in _NODE_FIELDS:
+                    raise ValueError(
+                        f"unknown field or device kind {key!r}; allowed: {', '.join(_NODE_FIELDS)}"
+                    )
+        return data
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, value: str) -> str:
+        return check_label_value("site", value)
+
+    def accelerators(self) -> dict[str, AcceleratorSpec]:
+        """The accelerator specs this group sets, by device kind."""
+        return {k: getattr(self, k) for k in ("gpu", "npu", "fpga", "asic") if getattr(self, k)}
+
+
+class EmulationSpec(BaseModel):
+    """A named emulated cluster of node groups."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    nodes: list[NodeGroupSpec] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_label_value("name", value)
+
+    def expanded(self) -> list[NodeGroupSpec]:
+        """One entry per node (groups repeated `count` times)."""
+        return [group for group in self.nodes for _ in range(group.count)]
+
+
+def parse_emulation(data: Any, source: str = "emulation") -> EmulationSpec:
+    """Validate an emulation mapping; ConfigError with one line naming the field on failure."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: must be a mapping with 'name' and 'nodes'")
+    try:
+        return EmulationSpec(**data)
+    except ValidationError as err:
+        raise one_line(err, source) from None
+
+
+def load_emulation(path: str | Path) -> EmulationSpec:
+    """Read and validate an emulation YAML file."""
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"--emulate: {file} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_emulation(data, str(file))
+
+
+def ray_node_args(spec: EmulationSpec, index: int, group: NodeGroupSpec) -> dict[str, Any]:
+    """Keyword arguments for `ray.cluster_utils.Cluster.add_node` for one emulated node."""
+    accelerators = {
+        kind: (acc.model, acc.count, int(acc.memory_gb * 2**30)) for kind, acc in group.accelerators().items()
+    }
+    labels, resources = node_labels_and_resources(
+        cluster=spec.name, tier=group.tier, site=group.site, accelerators=accelerators,
+        emulated=True, name=f"{spec.name}-{index}",
+    )
+    args: dict[str, Any] = {
+        "num_cpus": group.cpu,
+        "resources": resources,
+        "labels": labels,
+        "object_store_memory": 80 * 2**20,
+        "memory": int(group.memory_gb * 2**30),
+    }
+    if "gpu" in accelerators:
+        args["num_gpus"] = accelerators["gpu"][1]
+    return args
+
+
+class EmulatedCluster:
+    """A running emulated cluster; use as a context manager, or call `shutdown()`.
+
+    The driver (this process) is connected to it with `ray.init` while it runs.
+    """
+
+    def __init__(self, spec: EmulationSpec):
+        from cluster.ray_cluster import prepare_loopback
+
+        prepare_loopback()
+        from ray.cluster_utils import Cluster
+
+        self.spec = spec
+        nodes = spec.expanded()
+        self._cluster = Cluster(
+            initialize_head=True,
+            head_node_args={**ray_node_args(spec, 0, nodes[0]), "include_dashboard": False},
+        )
+        for i, group in enumerate(nodes[1:], start=1):
+            self._cluster.add_node(**ray_node_args(spec, i, group))
+        self._cluster.wait_for_nodes()
+        import ray
+
+        ray.init(address=self._cluster.address, include_dashboard=False, log_to_driver=False)
+
+    @property
+    def address(self) -> str:
+        """The GCS address other drivers can join (always on loopback)."""
+        return self._cluster.address
+
+    def remove_node(self, ray_node_id: str) -> None:
+        """Kill one emulated node's raylet, as when a machine is lost."""
+        for node in self._cluster.list_all_nodes():
+            if node.node_id == ray_node_id:
+                self._cluster.remove_node(node, allow_graceful=False)
+                return
+        raise KeyError(f"node_id: no emulated node {ray_node_id}")
+
+    def shutdown(self) -> None:
+        """Disconnect the driver and stop every node."""
+        import ray
+
+        ray.shutdown()
+        self._cluster.shutdown()
+
+    def __enter__(self) -> EmulatedCluster:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()

@@ -1,0 +1,46 @@
+"""`suanli capacity`: what each cluster, tier and device kind holds, uses and has free."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from runtime.cli.common import cluster_session, console, print_json
+
+
+def capacity_table(report: dict) -> Table:
+    """The report's rows as a rich table."""
+    title = "Capacity" + (" (EMULATED: logical devices)" if report["emulated"] else "")
+    table = Table(title=title)
+    for col in ("cluster", "tier", "kind", "model", "nodes", "total", "in use", "free", "utilisation", "source"):
+        table.add_column(col, justify="right" if col in ("nodes", "total", "in use", "free", "utilisation") else "left")
+    for r in report["rows"]:
+        util = "-" if r["utilisation"] is None else f"{100 * r['utilisation']:.0f}%"
+        table.add_row(
+            r["cluster"], r["tier"], r["kind"], r["model"], str(r["nodes"]), f"{r['total']:g}",
+            f"{r['in_use']:g}", f"{r['free']:g}", util, "emulated" if r["emulated"] else "real",
+        )
+    return table
+
+
+def capacity(
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    html: Path | None = typer.Option(None, "--html", help="Also write an HTML page with charts to this file."),
+    emulate: Path | None = typer.Option(None, "--emulate", help="Start an emulated cluster from this YAML file."),
+) -> None:
+    """Print the capacity of the connected cluster (embedded default unless configured)."""
+    import cluster
+    from cluster.capacity import capacity_html, capacity_report
+
+    with cluster_session(emulate):
+        report = capacity_report(cluster.snapshot())
+    if html is not None:
+        html.write_text(capacity_html(report))
+    if json_out:
+        print_json(report)
+        return
+    console.print(capacity_table(report))
+    if html is not None:
+        console.print(f"wrote {html}")

@@ -1,0 +1,15 @@
+"""The `suanli` console script."""
+
+from __future__ import annotations
+
+import typer
+
+from runtime.cli.capacity import capacity
+from runtime.cli.demo import demo
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="suanli: heterogeneous compute for financial ML.")
+app.command()(capacity)
+app.command()(demo)
+
+if __name__ == "__main__":
+    app()

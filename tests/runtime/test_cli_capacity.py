@@ -1,0 +1,49 @@
+"""The CLI as a user runs it: subprocesses, each starting its own Ray."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import DEMO_EMULATION
+
+pytestmark = pytest.mark.ray
+
+
+def suanli(*args, timeout=180):
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "SUANLI_CONFIG": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.cli.main", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def test_capacity_emulate_json_lists_the_demo_nodes(tmp_path):
+    page = tmp_path / "capacity.html"
+    out = suanli("capacity", "--emulate", str(DEMO_EMULATION), "--json", "--html", str(page))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert len(report["nodes"]) == 4
+    kinds = sorted((d["kind"], d["model"], d["count"]) for n in report["nodes"] for d in n["devices"] if d["kind"] != "cpu")
+    assert kinds == [("gpu", "A100", 2), ("gpu", "A100", 2), ("npu", "Ascend910B", 4)]
+    assert [n["site"] for n in report["nodes"] if n["tier"] == "edge"] == ["branch-sh"]
+    assert all(n["emulated"] for n in report["nodes"])
+    assert report["totals"]["gpu"]["count"] == 4 and report["totals"]["npu"]["count"] == 4
+    assert "<svg" in page.read_text()
+
+
+def test_demo_runs_on_the_embedded_default():
+    out = suanli("demo")
+    assert out.returncode == 0, out.stderr
+    assert "Devices on this machine" in out.stdout and "Capacity" in out.stdout
+    assert "real" in out.stdout and "EMULATED" not in out.stdout
+
+
+def test_bad_emulation_file_fails_in_one_line_and_starts_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nnodes:\n  - {tier: center, site: dc1, count: 1, tpu: {model: v4, count: 8}}\n")
+    out = suanli("capacity", "--emulate", str(bad), timeout=60)
+    assert out.returncode == 2
+    assert "nodes[0]" in out.stderr and "tpu" in out.stderr and "allowed" in out.stderr
+    assert "starting emulated cluster" not in out.stdout + out.stderr
