@@ -137,7 +137,9 @@ class JobRequest:
     and `data_site` say how much data must reach the workers and from where. `device_model`
     pins an accelerator model ("A100"); `allowed_kinds` lists the device kinds the job can use.
     `attained_service_s` is device-seconds already received (for least-attained-service
-    policies); `submitted_at` is the caller's clock.
+    policies); `submitted_at` is the caller's clock. `throughputs`, when given, are measured
+    (device model, work units/s for the whole job at its size) pairs that override the
+    throughput model for this job (a trace's throughput matrix, for instance).
     """
 
     id: str
@@ -157,6 +159,7 @@ class JobRequest:
     submitted_at: float = 0.0
     attained_service_s: float = 0.0
     cluster: str | None = None
+    throughputs: tuple[tuple[str, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -176,6 +179,9 @@ class JobRequest:
         check_non_negative("job.work", self.work)
         check_non_negative("job.data_bytes", self.data_bytes)
         check_non_negative("job.attained_service_s", self.attained_service_s)
+        for model, rate in self.throughputs or ():
+            if not rate >= 0:
+                raise ValueError(f"job.throughputs[{model!r}]: must be >= 0, got {rate}")
 
     @property
     def devices_needed(self) -> int:
@@ -199,6 +205,8 @@ class Placement:
     """Where a job runs and why: its workers' nodes, and the predicted seconds that justified it.
 
     predicted_completion_s = queue_s + transfer_s + compute_s, all relative to the decision time.
+    `borrowed` marks a placement beyond the tenant's quota, on idle capacity that the quota's
+    owners may reclaim by preemption.
     """
 
     job_id: str
@@ -209,6 +217,7 @@ class Placement:
     queue_s: float
     transfer_s: float
     compute_s: float
+    borrowed: bool = False
 
     @property
     def predicted_completion_s(self) -> float:

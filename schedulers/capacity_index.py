@@ -1,0 +1,160 @@
+"""Free capacity indexed for fast placement.
+
+Nodes are grouped into pools of interchangeable devices: one pool per (cluster, device kind,
+model, tier, site). Each pool keeps a numpy array of its nodes' free devices, and the index keeps
+each pool's total, so a job's candidate pools are found by a cached lookup and scored as vectors;
+no per-job loop over nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from schedulers.types import ClusterState, JobRequest, Placement
+
+
+@dataclass
+class Pool:
+    """Interchangeable devices on some nodes: where they are, and each node's free count."""
+
+    cluster: str
+    kind: str
+    model: str
+    tier: str
+    site: str
+    node_ids: list[str]
+    total: np.ndarray  # per node, devices of this kind/model
+    free: np.ndarray  # per node, not allocated
+
+
+class CapacityIndex:
+    """The free capacity of a `ClusterState`, grouped into pools and updated in place as jobs
+    are placed (`take`) or their devices released (`release`)."""
+
+    def __init__(self, state: ClusterState):
+        groups: dict[tuple[str, str, str, str, str], tuple[list[str], list[float], list[float]]] = {}
+        for node in state.nodes:
+            if not node.healthy:
+                continue
+            for d in node.devices:
+                if not d.healthy or d.count <= 0:
+                    continue
+                ids, total, free = groups.setdefault((node.cluster, d.kind, d.model, node.tier, node.site), ([], [], []))
+                ids.append(node.id)
+                total.append(float(d.count))
+                free.append(float(d.free))
+        self.pools: list[Pool] = [
+            Pool(*key, node_ids=ids, total=np.asarray(total), free=np.asarray(free))
+            for key, (ids, total, free) in sorted(groups.items())
+        ]
+        self.state = state
+        self.pool_free = np.array([p.free.sum() for p in self.pools], dtype=float)
+        self.pool_total = np.array([p.total.sum() for p in self.pools], dtype=float)
+        self.pool_max_node = np.array([p.total.max() for p in self.pools], dtype=float)
+        self.clusters = sorted({p.cluster for p in self.pools})
+        self.pool_cluster = np.array([self.clusters.index(p.cluster) for p in self.pools], dtype=int)
+        self.pool_edge = np.array([p.tier == "edge" for p in self.pools], dtype=bool)
+        self._position = {
+            (p.node_ids[i], p.kind, p.model): (pi, i) for pi, p in enumerate(self.pools) for i in range(len(p.node_ids))
+        }
+        self._candidates: dict[tuple, np.ndarray] = {}
+        self._bandwidth: dict[str | None, np.ndarray] = {}
+
+    def candidates(self, job: JobRequest) -> np.ndarray:
+        """Indices of the pools whose devices the job may use (kind, model and cluster)."""
+        key = (job.allowed_kinds, job.device_model, job.cluster)
+        found = self._candidates.get(key)
+        if found is None:
+            found = np.array(
+                [
+                    i for i, p in enumerate(self.pools)
+                    if p.kind in job.allowed_kinds
+                    and (job.device_model is None or p.model == job.device_model)
+                    and (job.cluster is None or p.cluster == job.cluster)
+                ],
+                dtype=int,
+            )
+            self._candidates[key] = found
+        return found
+
+    def bandwidth_to(self, data_site: str | None) -> np.ndarray:
+        """Bytes/s from `data_site` to each pool's site (inf when the job has no data site)."""
+        found = self._bandwidth.get(data_site)
+        if found is None:
+            if data_site is None:
+                found = np.full(len(self.pools), np.inf)
+            else:
+                found = np.array([self.state.bandwidth(data_site, p.site) for p in self.pools], dtype=float)
+            self._bandwidth[data_site] = found
+        return found
+
+    def select_nodes(self, pool_index: int, workers: int, per_worker: int, strategy: str, rng=None):
+        """Nodes for `workers` workers of `per_worker` devices each in one pool, or None.
+
+        `best_fit` puts the job on the single node that fits it most tightly, else on the fewest
+        nodes (largest first); `random` spreads over randomly chosen nodes with room (the
+        heterogeneity-agnostic baseline). Returns a list of (node position, workers there).
+        """
+        pool = self.pools[pool_index]
+        slots = np.floor(pool.free / per_worker)
+        if strategy == "random":
+            with_room = np.flatnonzero(slots >= 1)
+            if slots[with_room].sum() < workers:
+                return None
+            order = with_room[rng.permutation(len(with_room))] if rng is not None else with_room
+        else:
+            whole = np.flatnonzero(slots >= workers)
+            if whole.size:
+                best = whole[np.argmin(slots[whole])]
+                return [(int(best), workers)]
+            order = np.argsort(-slots, kind="stable")
+        chosen = []
+        left = workers
+        for pos in order:
+            take = int(min(slots[pos], left))
+            if take <= 0:
+                break
+            chosen.append((int(pos), take))
+            left -= take
+            if left == 0:
+                return chosen
+        return None
+
+    def take(self, pool_index: int, chosen: list[tuple[int, int]], per_worker: int) -> None:
+        """Mark the devices of `chosen` (from `select_nodes`) as allocated."""
+        pool = self.pools[pool_index]
+        for pos, workers in chosen:
+            pool.free[pos] -= workers * per_worker
+            self.pool_free[pool_index] -= workers * per_worker
+
+    def release(self, placement: Placement) -> None:
+        """Give back the devices a running job's placement holds (when it is preempted or, in a
+        time-sharing round, reconsidered)."""
+        for a in placement.assignments:
+            found = self._position.get((a.node_id, a.kind, a.model))
+            if found is None:
+                continue  # the node is gone or unhealthy: nothing to give back
+            pi, pos = found
+            amount = a.workers * a.devices_per_worker
+            pool = self.pools[pi]
+            amount = min(amount, pool.total[pos] - pool.free[pos])
+            pool.free[pos] += amount
+            self.pool_free[pi] += amount
+
+    def retake(self, placement: Placement) -> bool:
+        """Allocate exactly a running job's current devices again; False if they are no longer free."""
+        located = []
+        for a in placement.assignments:
+            found = self._position.get((a.node_id, a.kind, a.model))
+            if found is None:
+                return False
+            pi, pos = found
+            if self.pools[pi].free[pos] < a.workers * a.devices_per_worker:
+                return False
+            located.append((pi, pos, a.workers * a.devices_per_worker))
+        for pi, pos, amount in located:
+            self.pools[pi].free[pos] -= amount
+            self.pool_free[pi] -= amount
+        return True

@@ -1,0 +1,417 @@
+"""One scheduling round: `schedule(queue, state, now, policy, running, config) -> Decisions`.
+
+Pure: no Ray, no I/O, no clock (`now` is an argument), so the same code decides in production
+and in the trace simulator. The engine owns the queue semantics every policy shares:
+
+- gangs: a job's workers are placed all at once in one pool (one cluster, device kind and model,
+  tier and site), or not at all (`gang=False` jobs may start with fewer workers);
+- priorities with preemption: a blocked job may preempt preemptible running jobs of lower
+  priority (they resume from their checkpoint later);
+- quotas with borrowing: a tenant beyond its quota may borrow idle devices if its job is
+  preemptible; the quota's owner reclaims them by preemption when it needs them;
+- backfill: the first blocked job gets a reservation (pool and start time, from running jobs'
+  expected ends); later jobs may use that pool only if they finish before it or leave enough
+  free for it;
+- ageing: a job's priority rises by one for every `ageing_interval_s` it waits;
+- rejection: a job that can never fit (16 GPUs asked of a cluster that has 8) is rejected;
+- time-sharing (policies with `time_shares`): running preemptible jobs compete with waiting ones
+  every round, and those that lose their place are preempted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from schedulers.capacity_index import CapacityIndex
+from schedulers.policies.base import Policy, PoolOptions, RoundContext
+from schedulers.reasons import describe_demand, format_start
+from schedulers.throughput import ThroughputModel, parallel_factor
+from schedulers.types import (
+    ClusterState,
+    Decisions,
+    JobRequest,
+    Placement,
+    Rejection,
+    Waiting,
+    WorkerAssignment,
+)
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A job that holds devices now: its request, placement, start and expected end (caller's clock)."""
+
+    request: JobRequest
+    placement: Placement
+    started_at: float
+    expected_end: float
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """Settings of the queue semantics. `quotas` maps tenant -> device kind -> guaranteed
+    devices; when empty, no quotas apply. `min_run_before_preempt_s` protects a job that just
+    started from being preempted (limits thrashing)."""
+
+    throughput: ThroughputModel = field(default_factory=ThroughputModel)
+    quotas: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    ageing_interval_s: float = 3600.0
+    min_run_before_preempt_s: float = 0.0
+    backfill: bool = True
+
+
+@dataclass
+class _Reservation:
+    job_id: str
+    pool: int
+    start: float
+    extra: float  # devices of the pool that may still be used past `start`
+
+
+def can_ever_fit(job: JobRequest, index: CapacityIndex) -> str | None:
+    """None if the job fits the cluster's total capacity when empty; else why it never will."""
+    cand = index.candidates(job)
+    demand = describe_demand(job)
+    if cand.size == 0:
+        return f"rejected: no {demand} exists in any cluster"
+    per_node_ok = cand[index.pool_max_node[cand] >= job.devices_per_worker]
+    if per_node_ok.size == 0:
+        return (f"rejected: each worker needs {job.devices_per_worker} {demand} on one node; the largest node "
+                f"has {index.pool_max_node[cand].max():g}")
+    need = job.devices_needed if job.gang else job.devices_per_worker
+    largest = index.pool_total[per_node_ok].max()
+    if largest < need:
+        return f"rejected: needs {need} {demand} in one pool (cluster, model, site); the largest has {largest:g}"
+    return None
+
+
+def check_submission(job: JobRequest, state: ClusterState) -> Rejection | None:
+    """Reject at submission a job that can never fit `state`'s total capacity (with the reason)."""
+    reason = can_ever_fit(job, CapacityIndex(state))
+    return Rejection(job.id, reason) if reason else None
+
+
+def schedule(
+    queue: Sequence[JobRequest],
+    state: ClusterState,
+    now: float,
+    policy: Policy,
+    running: Sequence[RunningJob] = (),
+    config: SchedulerConfig | None = None,
+) -> Decisions:
+    """Decide this round: which queued jobs start where, which running jobs are preempted, why
+    each other job waits, and which can never run. `state` is the capacity now (running jobs'
+    devices already in use); `running` lists those jobs so they can be preempted or counted."""
+    return _Round(state, now, policy, running, config or SchedulerConfig()).run(queue)
+
+
+class _Round:
+    def __init__(self, state, now, policy, running, config):
+        self.index = CapacityIndex(state)
+        self.now = now
+        self.policy = policy
+        self.config = config
+        self.running = list(running)
+        self.usage: dict[str, dict[str, float]] = {}
+        for r in self.running:
+            self._count(r.request.tenant, r.placement.kind, r.request, +1)
+        self.ctx = RoundContext(
+            now=now,
+            tenant_usage={t: sum(k.values()) for t, k in self.usage.items()},
+            ageing_interval_s=config.ageing_interval_s,
+        )
+        self.rng = policy.rng()
+        self.pool_kind = [p.kind for p in self.index.pools]
+        self.pool_model = [p.model for p in self.index.pools]
+        self._rate_vectors: dict[str, np.ndarray] = {}
+        self.releases: list[list[tuple[float, float]]] = [[] for _ in self.index.pools]
+        for r in self.running:
+            self._add_release(r.placement, r.expected_end)
+        self._start_cache: dict[tuple, tuple[float, int] | None] = {}
+        self.reservation: _Reservation | None = None
+        self.placements: list[Placement] = []
+        self.preempted: list[str] = []
+        self.waiting: list[Waiting] = []
+        self.rejected: list[Rejection] = []
+
+    # ---- bookkeeping -------------------------------------------------------------------
+    def _count(self, tenant, kind, job, sign):
+        per_kind = self.usage.setdefault(tenant, {})
+        per_kind[kind] = per_kind.get(kind, 0.0) + sign * job.devices_needed
+
+    def _add_release(self, placement: Placement, at: float) -> None:
+        for a in placement.assignments:
+            found = self.index._position.get((a.node_id, a.kind, a.model))
+            if found is not None:
+                self.releases[found[0]].append((at, a.workers * a.devices_per_worker))
+
+    def _rates(self, job: JobRequest, cand: np.ndarray) -> np.ndarray:
+        """Work units/s of the whole job in each candidate pool."""
+        if job.throughputs:
+            measured = dict(job.throughputs)
+            default = self.config.throughput
+            return np.array(
+                [
+                    measured[self.pool_model[p]] if self.pool_model[p] in measured
+                    else default.rate(job.algorithm, self.pool_kind[p], self.pool_model[p]) * parallel_factor(job.devices_needed)
+                    for p in cand
+                ],
+                dtype=float,
+            )
+        vec = self._rate_vectors.get(job.algorithm)
+        if vec is None:
+            tm = self.config.throughput
+            vec = np.array([tm.rate(job.algorithm, p.kind, p.model) for p in self.index.pools], dtype=float)
+            self._rate_vectors[job.algorithm] = vec
+        return vec[cand] * parallel_factor(job.devices_needed)
+
+    # ---- the round ---------------------------------------------------------------------
+    def run(self, queue: Sequence[JobRequest]) -> Decisions:
+        feasible = []
+        for job in queue:
+            reason = can_ever_fit(job, self.index)
+            if reason:
+                self.rejected.append(Rejection(job.id, reason))
+            else:
+                feasible.append(job)
+        if self.policy.time_shares:
+            self._time_shared_round(feasible)
+        else:
+            self._ordered_round(feasible)
+        return Decisions(
+            placements=tuple(self.placements),
+            preemptions=tuple(self.preempted),
+            waiting=tuple(self.waiting),
+            rejected=tuple(self.rejected),
+        )
+
+    def _ordered_round(self, jobs: list[JobRequest]) -> None:
+        for job in self.policy.order(jobs, self.ctx):
+            placed, why = self._place(job)
+            if placed is None and self.running:
+                placed = self._place_by_preempting(job)
+            if placed is not None:
+                continue
+            if self.config.backfill and self.reservation is None:
+                self._reserve(job)
+            self.waiting.append(self._waiting(job, why))
+
+    def _time_shared_round(self, jobs: list[JobRequest]) -> None:
+        releasable = {
+            r.request.id: r for r in self.running
+            if r.request.preemptible and self.now - r.started_at >= self.config.min_run_before_preempt_s
+        }
+        for r in releasable.values():
+            self.index.release(r.placement)
+        candidates = jobs + [r.request for r in releasable.values()]
+        available = self.index.pool_free.copy()
+        admitted: list[JobRequest] = []
+        for job in self.policy.order(candidates, self.ctx):
+            if job.id in releasable:
+                pools = [self.index._position[(a.node_id, a.kind, a.model)][0]
+                         for a in releasable[job.id].placement.assignments]
+                need = [a.workers * a.devices_per_worker for a in releasable[job.id].placement.assignments]
+                if all(available[p] >= n for p, n in zip(pools, need, strict=True)):
+                    for p, n in zip(pools, need, strict=True):
+                        available[p] -= n
+                    admitted.append(job)
+                continue
+            cand = self.index.candidates(job)
+            fits = cand[available[cand] >= job.devices_needed]
+            if fits.size:
+                available[fits[np.argmax(available[fits])]] -= job.devices_needed
+                admitted.append(job)
+        kept = [j for j in admitted if j.id in releasable]
+        for job in kept:
+            self.index.retake(releasable[job.id].placement)
+        kept_ids = {j.id for j in kept}
+        for job_id, r in releasable.items():
+            if job_id not in kept_ids:
+                self.preempted.append(job_id)
+                self._count(r.request.tenant, r.placement.kind, r.request, -1)
+        new = [j for j in admitted if j.id not in releasable]
+        placed_ids = set()
+        for job in self.policy.assignment_order(new, self.ctx):
+            placed, _ = self._place(job)
+            if placed is not None:
+                placed_ids.add(job.id)
+        for job in jobs:
+            if job.id not in placed_ids:
+                self.waiting.append(self._waiting(job, None))
+
+    # ---- placing one job ---------------------------------------------------------------
+    def _quota_state(self, job: JobRequest, kind: str) -> str:
+        """'within', 'borrow' or 'blocked' for `job` using devices of `kind`."""
+        if not self.config.quotas:
+            return "within"
+        limit = self.config.quotas.get(job.tenant, {}).get(kind, 0.0)
+        used = self.usage.get(job.tenant, {}).get(kind, 0.0)
+        if used + job.devices_needed <= limit:
+            return "within"
+        return "borrow" if job.preemptible else "blocked"
+
+    def _place(self, job: JobRequest) -> tuple[Placement | None, str | None]:
+        """Place `job` now if any pool can take it; else None and, when known, why not."""
+        index = self.index
+        cand = index.candidates(job)
+        need = job.devices_needed
+        fits = index.pool_free[cand] >= need
+        workers = job.workers
+        if not fits.any() and not job.gang:
+            slots = np.floor(index.pool_free[cand] / job.devices_per_worker)
+            workers = int(min(slots.max(), job.workers))
+            if workers < 1:
+                return None, None
+            need = workers * job.devices_per_worker
+            fits = index.pool_free[cand] >= need
+        if not fits.any():
+            return None, None
+        why = None
+        quota = {}
+        if self.config.quotas:
+            for kind in {self.pool_kind[p] for p in cand}:
+                quota[kind] = self._quota_state(job, kind)
+            allowed = np.array([quota[self.pool_kind[p]] != "blocked" for p in cand])
+            if not (fits & allowed).any():
+                used = {k: self.usage.get(job.tenant, {}).get(k, 0.0) for k in quota}
+                return None, (f"tenant {job.tenant!r} is at its quota ({', '.join(f'{v:g} {k}' for k, v in used.items())}"
+                              " in use) and the job is not preemptible, so it cannot borrow idle devices")
+            fits &= allowed
+        rates = self._rates(job, cand)
+        best_rate = rates.max() if rates.size else 0.0
+        pools = cand[fits]
+        rates = rates[fits]
+        with np.errstate(divide="ignore"):
+            compute_s = np.where(rates > 0, job.work / np.where(rates > 0, rates, 1.0), np.inf)
+            transfer_s = job.data_bytes / index.bandwidth_to(job.data_site)[pools] if job.data_bytes else np.zeros(len(pools))
+        usable = np.isfinite(compute_s)
+        if self.reservation is not None and self.reservation.job_id != job.id:
+            res = self.reservation
+            in_pool = pools == res.pool
+            if in_pool.any():
+                ends_before = self.now + transfer_s + compute_s <= res.start
+                usable &= ~in_pool | ends_before | (need <= res.extra)
+                if not usable.any():
+                    why = f"backfill would delay the reservation of job {res.job_id} ({format_start(res.start, self.now)})"
+        while usable.any():
+            keep = np.flatnonzero(usable)
+            options = PoolOptions(
+                pools=pools[keep],
+                transfer_s=transfer_s[keep],
+                compute_s=compute_s[keep],
+                free_after=index.pool_free[pools[keep]] - need,
+                edge_at_data_site=index.pool_edge[pools[keep]]
+                & np.array([index.pools[p].site == job.data_site for p in pools[keep]], dtype=bool),
+                relative_speed=rates[keep] / best_rate if best_rate > 0 else np.ones(len(keep)),
+            )
+            pick = keep[self.policy.choose(job, options)]
+            pool = int(pools[pick])
+            chosen = index.select_nodes(pool, workers, job.devices_per_worker, self.policy.node_strategy, self.rng)
+            if chosen is None:
+                usable[pick] = False  # free devices are spread too thin in this pool for a worker each
+                why = why or (f"each worker needs {job.devices_per_worker} {describe_demand(job)} on one node; "
+                              "free devices are spread across nodes")
+                continue
+            index.take(pool, chosen, job.devices_per_worker)
+            p = index.pools[pool]
+            placement = Placement(
+                job_id=job.id,
+                cluster=p.cluster,
+                kind=p.kind,
+                model=p.model,
+                assignments=tuple(
+                    WorkerAssignment(p.node_ids[pos], p.kind, p.model, n, job.devices_per_worker) for pos, n in chosen
+                ),
+                queue_s=0.0,
+                transfer_s=float(transfer_s[pick]),
+                compute_s=float(compute_s[pick]),
+                borrowed=quota.get(p.kind) == "borrow",
+            )
+            self._count(job.tenant, p.kind, job, +1)
+            self._add_release(placement, self.now + placement.predicted_completion_s)
+            if self.reservation is not None and pool == self.reservation.pool:
+                if self.now + placement.predicted_completion_s > self.reservation.start:
+                    self.reservation.extra -= need
+            self.placements.append(placement)
+            return placement, None
+        return None, why
+
+    def _place_by_preempting(self, job: JobRequest) -> Placement | None:
+        """Preempt lower-priority (or borrowed, when `job` is within quota) running jobs until
+        `job` fits; undo and return None if even all of them would not make room."""
+        cand = set(self.index.candidates(job).tolist())
+        victims = []
+        for r in self.running:
+            if r.request.id in self.preempted or not r.request.preemptible:
+                continue
+            if self.now - r.started_at < self.config.min_run_before_preempt_s:
+                continue
+            pool = self.index._position.get((r.placement.assignments[0].node_id, r.placement.kind, r.placement.model))
+            if pool is None or pool[0] not in cand:
+                continue
+            lower = r.request.priority < job.priority
+            reclaim = (r.placement.borrowed and r.request.tenant != job.tenant
+                       and self._quota_state(job, r.placement.kind) == "within")
+            if lower or reclaim:
+                victims.append(r)
+        victims.sort(key=lambda r: (r.request.priority, not r.placement.borrowed, -r.started_at))
+        released = []
+        for victim in victims:
+            self.index.release(victim.placement)
+            released.append(victim)
+            placed, _ = self._place(job)
+            if placed is not None:
+                for v in released:
+                    self.preempted.append(v.request.id)
+                    self._count(v.request.tenant, v.placement.kind, v.request, -1)
+                return placed
+        for victim in released:
+            self.index.retake(victim.placement)
+        return None
+
+    # ---- waiting -----------------------------------------------------------------------
+    def _earliest_start(self, job: JobRequest) -> tuple[float, int] | None:
+        """(estimated start time, pool) when running jobs' ends free enough devices for `job`."""
+        key = (job.allowed_kinds, job.device_model, job.cluster, job.devices_needed)
+        if key in self._start_cache:
+            return self._start_cache[key]
+        best = None
+        need = job.devices_needed
+        for pool in self.index.candidates(job):
+            if self.index.pool_total[pool] < need:
+                continue
+            free = self.index.pool_free[pool]
+            if free >= need:
+                start = self.now
+            else:
+                start = None
+                for at, amount in sorted(self.releases[pool]):
+                    free += amount
+                    if free >= need:
+                        start = max(at, self.now)
+                        break
+            if start is not None and (best is None or start < best[0]):
+                best = (start, int(pool))
+        self._start_cache[key] = best
+        return best
+
+    def _reserve(self, job: JobRequest) -> None:
+        found = self._earliest_start(job)
+        if found is None:
+            return
+        start, pool = found
+        free_then = self.index.pool_free[pool] + sum(a for at, a in self.releases[pool] if at <= start)
+        self.reservation = _Reservation(job.id, pool, start, max(0.0, free_then - job.devices_needed))
+
+    def _waiting(self, job: JobRequest, why: str | None) -> Waiting:
+        found = self._earliest_start(job)
+        start = found[0] if found else None
+        if why is None:
+            cand = self.index.candidates(job)
+            per_cluster = np.bincount(self.index.pool_cluster[cand], weights=self.index.pool_free[cand],
+                                      minlength=len(self.index.clusters))
+            why = f"needs {job.devices_needed} {describe_demand(job)} in one cluster, {per_cluster.max():g} free"
+        return Waiting(job.id, f"waiting: {why}; next estimated start {format_start(start, self.now)}", start)
