@@ -54,13 +54,15 @@ class RunningJob:
 class SchedulerConfig:
     """Settings of the queue semantics. `quotas` maps tenant -> device kind -> guaranteed
     devices; when empty, no quotas apply. `min_run_before_preempt_s` protects a job that just
-    started from being preempted (limits thrashing)."""
+    started from being preempted (limits thrashing). `explain_waiting=False` skips writing
+    reasons and start estimates for waiting jobs (the simulator does not read them)."""
 
     throughput: ThroughputModel = field(default_factory=ThroughputModel)
     quotas: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     ageing_interval_s: float = 3600.0
     min_run_before_preempt_s: float = 0.0
     backfill: bool = True
+    explain_waiting: bool = True
 
 
 @dataclass
@@ -122,6 +124,7 @@ class _Round:
             now=now,
             tenant_usage={t: sum(k.values()) for t, k in self.usage.items()},
             ageing_interval_s=config.ageing_interval_s,
+            fastest_run_s=self._fastest_run_s,
         )
         self.rng = policy.rng()
         self.pool_kind = [p.kind for p in self.index.pools]
@@ -131,6 +134,7 @@ class _Round:
         for r in self.running:
             self._add_release(r.placement, r.expected_end)
         self._start_cache: dict[tuple, tuple[float, int] | None] = {}
+        self._runnable_cache: dict[tuple, np.ndarray] = {}
         self.reservation: _Reservation | None = None
         self.placements: list[Placement] = []
         self.preempted: list[str] = []
@@ -150,17 +154,9 @@ class _Round:
 
     def _rates(self, job: JobRequest, cand: np.ndarray) -> np.ndarray:
         """Work units/s of the whole job in each candidate pool."""
-        if job.throughputs:
+        if job.throughputs:  # measured for this job: models it lists are the only ones it runs on
             measured = dict(job.throughputs)
-            default = self.config.throughput
-            return np.array(
-                [
-                    measured[self.pool_model[p]] if self.pool_model[p] in measured
-                    else default.rate(job.algorithm, self.pool_kind[p], self.pool_model[p]) * parallel_factor(job.devices_needed)
-                    for p in cand
-                ],
-                dtype=float,
-            )
+            return np.array([measured.get(self.pool_model[p], 0.0) for p in cand], dtype=float)
         vec = self._rate_vectors.get(job.algorithm)
         if vec is None:
             tm = self.config.throughput
@@ -168,11 +164,32 @@ class _Round:
             self._rate_vectors[job.algorithm] = vec
         return vec[cand] * parallel_factor(job.devices_needed)
 
+    def _fastest_run_s(self, job: JobRequest) -> float:
+        pools = self._runnable_pools(job)
+        best = self._rates(job, pools).max() if pools.size else 0.0
+        return job.work / best if best > 0 else np.inf
+
+    def _runnable_pools(self, job: JobRequest) -> np.ndarray:
+        """Candidate pools where the job's rate is above zero."""
+        cand = self.index.candidates(job)
+        if not job.throughputs:
+            return cand
+        key = (job.throughputs, job.allowed_kinds, job.device_model, job.cluster)
+        found = self._runnable_cache.get(key)
+        if found is None:
+            found = self._runnable_cache[key] = cand[self._rates(job, cand) > 0]
+        return found
+
     # ---- the round ---------------------------------------------------------------------
     def run(self, queue: Sequence[JobRequest]) -> Decisions:
         feasible = []
+        never: dict[tuple, str | None] = {}
         for job in queue:
-            reason = can_ever_fit(job, self.index)
+            shape = (job.allowed_kinds, job.device_model, job.cluster, job.devices_per_worker,
+                     job.devices_needed if job.gang else 0)
+            if shape not in never:
+                never[shape] = can_ever_fit(job, self.index)
+            reason = never[shape]
             if reason:
                 self.rejected.append(Rejection(job.id, reason))
             else:
@@ -189,9 +206,14 @@ class _Round:
         )
 
     def _ordered_round(self, jobs: list[JobRequest]) -> None:
+        lowest_running = min((r.request.priority for r in self.running if r.request.preemptible), default=None)
+        any_borrowed = any(r.placement.borrowed for r in self.running)
         for job in self.policy.order(jobs, self.ctx):
+            if self.index.pool_free.sum() < 1 and lowest_running is None:
+                self.waiting.append(self._waiting(job, None))  # nothing free and nothing to preempt
+                continue
             placed, why = self._place(job)
-            if placed is None and self.running:
+            if placed is None and lowest_running is not None and (job.priority > lowest_running or any_borrowed):
                 placed = self._place_by_preempting(job)
             if placed is not None:
                 continue
@@ -210,6 +232,8 @@ class _Round:
         available = self.index.pool_free.copy()
         admitted: list[JobRequest] = []
         for job in self.policy.order(candidates, self.ctx):
+            if available.sum() < 1:
+                break  # full: every job after this one waits (or, if running, is preempted)
             if job.id in releasable:
                 pools = [self.index._position[(a.node_id, a.kind, a.model)][0]
                          for a in releasable[job.id].placement.assignments]
@@ -219,7 +243,7 @@ class _Round:
                         available[p] -= n
                     admitted.append(job)
                 continue
-            cand = self.index.candidates(job)
+            cand = self._runnable_pools(job)
             fits = cand[available[cand] >= job.devices_needed]
             if fits.size:
                 available[fits[np.argmax(available[fits])]] -= job.devices_needed
@@ -407,6 +431,8 @@ class _Round:
         self.reservation = _Reservation(job.id, pool, start, max(0.0, free_then - job.devices_needed))
 
     def _waiting(self, job: JobRequest, why: str | None) -> Waiting:
+        if not self.config.explain_waiting:
+            return Waiting(job.id, "waiting")
         found = self._earliest_start(job)
         start = found[0] if found else None
         if why is None:

@@ -138,8 +138,9 @@ class JobRequest:
     pins an accelerator model ("A100"); `allowed_kinds` lists the device kinds the job can use.
     `attained_service_s` is device-seconds already received (for least-attained-service
     policies); `submitted_at` is the caller's clock. `throughputs`, when given, are measured
-    (device model, work units/s for the whole job at its size) pairs that override the
-    throughput model for this job (a trace's throughput matrix, for instance).
+    (device model, work units/s for the whole job at its size) pairs that replace the
+    throughput model for this job (a trace's throughput matrix, for instance): the job runs only
+    on the models listed with a rate above zero.
     """
 
     id: str

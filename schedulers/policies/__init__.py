@@ -4,12 +4,14 @@ from schedulers.policies.base import Policy, PoolOptions, RoundContext
 from schedulers.policies.fair import FairPolicy
 from schedulers.policies.fifo import FifoPolicy
 from schedulers.policies.hetero import HeteroPolicy
+from schedulers.policies.las import LasPolicy
 from schedulers.policies.packing import PackingPolicy
 
 POLICIES: dict[str, type[Policy]] = {
     "fifo": FifoPolicy,
     "packing": PackingPolicy,
     "hetero": HeteroPolicy,
+    "las": LasPolicy,
     "fair": FairPolicy,
 }
 

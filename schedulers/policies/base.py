@@ -9,7 +9,7 @@ takes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +19,14 @@ from schedulers.types import JobRequest
 
 @dataclass(frozen=True)
 class RoundContext:
-    """What a policy may know about the round: the time, and devices each tenant holds now."""
+    """What a policy may know about the round: the time, devices each tenant holds now, and
+    `fastest_run_s(job)`: the job's predicted remaining run time on the fastest device it can
+    use in this cluster (its remaining work over its best throughput)."""
 
     now: float
     tenant_usage: Mapping[str, float]
     ageing_interval_s: float
+    fastest_run_s: Callable[[JobRequest], float]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,13 @@
 """`hetero` (ours): heterogeneity-aware, throughput-normalised, time-sharing.
 
 Each round (an event or a periodic tick), running checkpointed jobs and waiting ones compete
-together, ordered by priority and then by least attained service (Tiresias / Gavel LAS): the job
-that has had least normalised device time goes first, so short jobs are not stuck behind long
-ones; jobs that lose their place are preempted and resume from their checkpoint later.
+together, ordered by priority and then by the least predicted remaining device time (remaining
+work over the job's best throughput in this cluster, times its devices), with least attained
+service breaking ties: short jobs are never stuck behind long ones, and jobs that lose their place
+are preempted and resume from their checkpoint later. suanli knows each job's work (data volume x
+epochs) and the throughput model, so it can rank by what is left rather than by what was received
+(the `las` policy ranks by attained service alone, as Tiresias and Gavel's LAS do, for when work
+is unknown). Ageing lifts long jobs that wait too long.
 
 Admitted jobs then pick devices in order of how much they gain from the fastest device over the
 slowest (Gavel's throughput-normalised view): the jobs that speed up most get the fast GPUs.
@@ -38,7 +42,8 @@ class HeteroPolicy(Policy):
     def order(self, jobs, ctx: RoundContext):
         return sorted(
             jobs,
-            key=lambda j: (-effective_priority(j, ctx), j.attained_service_s / j.devices_needed, j.submitted_at, j.id),
+            key=lambda j: (-effective_priority(j, ctx), ctx.fastest_run_s(j) * j.devices_needed,
+                           j.attained_service_s / j.devices_needed, j.submitted_at, j.id),
         )
 
     def assignment_order(self, jobs, ctx: RoundContext):
