@@ -15,8 +15,9 @@ slowest (Gavel's throughput-normalised view): the jobs that speed up most get th
 Where a job goes depends on its latency class (REQUIREMENTS 6.1 d, f):
 - `realtime`: an edge node at the job's data site if one is free, else the lowest predicted latency;
 - `interactive`: the lowest predicted completion (data transfer + compute);
-- `batch`: the highest relative speed (useful throughput per device), completion breaking ties,
-  so that slow devices go to the jobs that lose least on them.
+- `batch`: of the pools that finish within 10% of the earliest, the one with the slowest devices
+  for this job, so that fast devices stay free for jobs that gain more from them (the cluster's
+  total useful throughput).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import numpy as np
 
 from schedulers.policies.base import Policy, PoolOptions, RoundContext, effective_priority
 from schedulers.types import JobRequest
+
+BATCH_SLACK = 1.10
 
 
 def speedup_spread(job: JobRequest) -> float:
@@ -58,7 +61,7 @@ class HeteroPolicy(Policy):
             return int(np.argmin(completion))
         if job.latency == "interactive":
             return int(np.argmin(completion))
-        # batch: most useful throughput per device first; among equals the earliest completion
-        best_speed = options.relative_speed.max()
-        near_best = np.flatnonzero(options.relative_speed >= best_speed * 0.999)
-        return int(near_best[np.argmin(completion[near_best])])
+        # batch: among pools that finish within BATCH_SLACK of the best, take the least valuable
+        # devices (lowest relative speed), leaving fast ones to jobs that gain more from them
+        near_best = np.flatnonzero(completion <= completion.min() * BATCH_SLACK)
+        return int(near_best[np.lexsort((completion[near_best], options.relative_speed[near_best]))[0]])
