@@ -60,6 +60,7 @@ class CapacityIndex:
             (p.node_ids[i], p.kind, p.model): (pi, i) for pi, p in enumerate(self.pools) for i in range(len(p.node_ids))
         }
         self._candidates: dict[tuple, np.ndarray] = {}
+        self.version = 0  # bumped whenever free capacity changes
         self._bandwidth: dict[str | None, np.ndarray] = {}
 
     def candidates(self, job: JobRequest) -> np.ndarray:
@@ -98,16 +99,16 @@ class CapacityIndex:
         heterogeneity-agnostic baseline). Returns a list of (node position, workers there).
         """
         pool = self.pools[pool_index]
-        slots = np.floor(pool.free / per_worker)
+        slots = pool.free if per_worker == 1 else np.floor(pool.free / per_worker)
         if strategy == "random":
-            with_room = np.flatnonzero(slots >= 1)
+            with_room = (slots >= 1).nonzero()[0]
             if slots[with_room].sum() < workers:
                 return None
             order = with_room[rng.permutation(len(with_room))] if rng is not None else with_room
         else:
-            whole = np.flatnonzero(slots >= workers)
+            whole = (slots >= workers).nonzero()[0]
             if whole.size:
-                best = whole[np.argmin(slots[whole])]
+                best = whole[slots[whole].argmin()]
                 return [(int(best), workers)]
             order = np.argsort(-slots, kind="stable")
         chosen = []
@@ -124,6 +125,7 @@ class CapacityIndex:
 
     def take(self, pool_index: int, chosen: list[tuple[int, int]], per_worker: int) -> None:
         """Mark the devices of `chosen` (from `select_nodes`) as allocated."""
+        self.version += 1
         pool = self.pools[pool_index]
         for pos, workers in chosen:
             pool.free[pos] -= workers * per_worker
@@ -132,6 +134,7 @@ class CapacityIndex:
     def release(self, placement: Placement) -> None:
         """Give back the devices a running job's placement holds (when it is preempted or, in a
         time-sharing round, reconsidered)."""
+        self.version += 1
         for a in placement.assignments:
             found = self._position.get((a.node_id, a.kind, a.model))
             if found is None:
@@ -154,6 +157,7 @@ class CapacityIndex:
             if self.pools[pi].free[pos] < a.workers * a.devices_per_worker:
                 return False
             located.append((pi, pos, a.workers * a.devices_per_worker))
+        self.version += 1
         for pi, pos, amount in located:
             self.pools[pi].free[pos] -= amount
             self.pool_free[pi] -= amount

@@ -65,6 +65,18 @@ class SchedulerConfig:
     explain_waiting: bool = True
 
 
+@dataclass(frozen=True)
+class _Profile:
+    cand: np.ndarray  # candidate pools where the job can run
+    inv_rate: np.ndarray  # seconds per work unit: on one device (per_device) or the whole job (measured)
+    per_device: bool
+    inv_bandwidth: np.ndarray  # seconds per byte from the job's data site to each pool
+    edge_at_site: np.ndarray
+    relative_speed: np.ndarray
+    best_rate: float
+    kinds: list[str]
+
+
 @dataclass
 class _Reservation:
     job_id: str
@@ -135,6 +147,9 @@ class _Round:
             self._add_release(r.placement, r.expected_end)
         self._start_cache: dict[tuple, tuple[float, int] | None] = {}
         self._runnable_cache: dict[tuple, np.ndarray] = {}
+        self._profiles: dict[tuple, _Profile] = {}
+        self._reason_cache: dict[tuple, str] = {}
+        self._reason_version = -1
         self.reservation: _Reservation | None = None
         self.placements: list[Placement] = []
         self.preempted: list[str] = []
@@ -165,8 +180,8 @@ class _Round:
         return vec[cand] * parallel_factor(job.devices_needed)
 
     def _fastest_run_s(self, job: JobRequest) -> float:
-        pools = self._runnable_pools(job)
-        best = self._rates(job, pools).max() if pools.size else 0.0
+        prof = self._profile(job)
+        best = prof.best_rate * (parallel_factor(job.devices_needed) if prof.per_device else 1.0)
         return job.work / best if best > 0 else np.inf
 
     def _runnable_pools(self, job: JobRequest) -> np.ndarray:
@@ -208,11 +223,14 @@ class _Round:
     def _ordered_round(self, jobs: list[JobRequest]) -> None:
         lowest_running = min((r.request.priority for r in self.running if r.request.preemptible), default=None)
         any_borrowed = any(r.placement.borrowed for r in self.running)
+        full = False
         for job in self.policy.order(jobs, self.ctx):
-            if self.index.pool_free.sum() < 1 and lowest_running is None:
+            if full:
                 self.waiting.append(self._waiting(job, None))  # nothing free and nothing to preempt
                 continue
             placed, why = self._place(job)
+            if placed is None and lowest_running is None and self.index.pool_free.sum() < 1:
+                full = True
             if placed is None and lowest_running is not None and (job.priority > lowest_running or any_borrowed):
                 placed = self._place_by_preempting(job)
             if placed is not None:
@@ -243,7 +261,7 @@ class _Round:
                         available[p] -= n
                     admitted.append(job)
                 continue
-            cand = self._runnable_pools(job)
+            cand = self._profile(job).cand
             fits = cand[available[cand] >= job.devices_needed]
             if fits.size:
                 available[fits[np.argmax(available[fits])]] -= job.devices_needed
@@ -277,65 +295,79 @@ class _Round:
             return "within"
         return "borrow" if job.preemptible else "blocked"
 
+    def _profile(self, job: JobRequest) -> _Profile:
+        """The per-pool vectors that depend only on what the job is, cached for the round."""
+        key = (job.allowed_kinds, job.device_model, job.cluster, job.algorithm, job.data_site, job.throughputs)
+        found = self._profiles.get(key)
+        if found is None:
+            cand = self._runnable_pools(job)
+            per_device = not job.throughputs
+            rate = self._rates(job, cand)
+            if per_device:
+                rate = rate / parallel_factor(job.devices_needed)  # _rates scaled it for this size
+            index = self.index
+            sites = [index.pools[p].site for p in cand]
+            with np.errstate(divide="ignore"):
+                inv_rate = np.where(rate > 0, 1.0 / rate, np.inf)
+            found = _Profile(
+                cand=cand,
+                inv_rate=inv_rate,
+                per_device=per_device,
+                inv_bandwidth=1.0 / index.bandwidth_to(job.data_site)[cand],
+                edge_at_site=index.pool_edge[cand] & np.array([s == job.data_site for s in sites], dtype=bool),
+                relative_speed=rate / rate.max() if rate.size and rate.max() > 0 else np.ones(len(cand)),
+                best_rate=float(rate.max()) if rate.size else 0.0,
+                kinds=[self.pool_kind[p] for p in cand],
+            )
+            self._profiles[key] = found
+        return found
+
     def _place(self, job: JobRequest) -> tuple[Placement | None, str | None]:
         """Place `job` now if any pool can take it; else None and, when known, why not."""
         index = self.index
-        cand = index.candidates(job)
-        need = job.devices_needed
-        fits = index.pool_free[cand] >= need
+        prof = self._profile(job)
+        free = index.pool_free[prof.cand]
         workers = job.workers
-        if not fits.any() and not job.gang:
-            slots = np.floor(index.pool_free[cand] / job.devices_per_worker)
-            workers = int(min(slots.max(), job.workers))
+        need = job.devices_needed
+        fits = free >= need
+        if not free.size or free.max() < need:
+            if job.gang or not free.size:
+                return None, None
+            workers = int(min(np.floor(free.max() / job.devices_per_worker), job.workers))
             if workers < 1:
                 return None, None
             need = workers * job.devices_per_worker
-            fits = index.pool_free[cand] >= need
-        if not fits.any():
-            return None, None
+            fits = free >= need
         why = None
-        quota = {}
+        quota: dict[str, str] = {}
         if self.config.quotas:
-            for kind in {self.pool_kind[p] for p in cand}:
-                quota[kind] = self._quota_state(job, kind)
-            allowed = np.array([quota[self.pool_kind[p]] != "blocked" for p in cand])
+            quota = {kind: self._quota_state(job, kind) for kind in set(prof.kinds)}
+            allowed = np.array([quota[k] != "blocked" for k in prof.kinds], dtype=bool)
             if not (fits & allowed).any():
                 used = {k: self.usage.get(job.tenant, {}).get(k, 0.0) for k in quota}
                 return None, (f"tenant {job.tenant!r} is at its quota ({', '.join(f'{v:g} {k}' for k, v in used.items())}"
                               " in use) and the job is not preemptible, so it cannot borrow idle devices")
             fits &= allowed
-        rates = self._rates(job, cand)
-        best_rate = rates.max() if rates.size else 0.0
-        pools = cand[fits]
-        rates = rates[fits]
-        with np.errstate(divide="ignore"):
-            compute_s = np.where(rates > 0, job.work / np.where(rates > 0, rates, 1.0), np.inf)
-            transfer_s = job.data_bytes / index.bandwidth_to(job.data_site)[pools] if job.data_bytes else np.zeros(len(pools))
-        usable = np.isfinite(compute_s)
-        if self.reservation is not None and self.reservation.job_id != job.id:
-            res = self.reservation
-            in_pool = pools == res.pool
-            if in_pool.any():
+        compute_s = prof.inv_rate * (job.work / parallel_factor(need) if prof.per_device else job.work)
+        transfer_s = prof.inv_bandwidth * job.data_bytes
+        usable = fits
+        res = self.reservation
+        if res is not None and res.job_id != job.id:
+            in_pool = prof.cand == res.pool
+            if (in_pool & usable).any() and need > res.extra:
                 ends_before = self.now + transfer_s + compute_s <= res.start
-                usable &= ~in_pool | ends_before | (need <= res.extra)
+                usable = usable & (~in_pool | ends_before)
                 if not usable.any():
                     why = f"backfill would delay the reservation of job {res.job_id} ({format_start(res.start, self.now)})"
-        while usable.any():
-            keep = np.flatnonzero(usable)
-            options = PoolOptions(
-                pools=pools[keep],
-                transfer_s=transfer_s[keep],
-                compute_s=compute_s[keep],
-                free_after=index.pool_free[pools[keep]] - need,
-                edge_at_data_site=index.pool_edge[pools[keep]]
-                & np.array([index.pools[p].site == job.data_site for p in pools[keep]], dtype=bool),
-                relative_speed=rates[keep] / best_rate if best_rate > 0 else np.ones(len(keep)),
-            )
-            pick = keep[self.policy.choose(job, options)]
-            pool = int(pools[pick])
+        keep = usable.nonzero()[0]
+        while keep.size:
+            options = PoolOptions(keep, prof.cand, transfer_s, compute_s, free - need, prof.edge_at_site,
+                                  prof.relative_speed)
+            pick = int(keep[self.policy.choose(job, options)])
+            pool = int(prof.cand[pick])
             chosen = index.select_nodes(pool, workers, job.devices_per_worker, self.policy.node_strategy, self.rng)
             if chosen is None:
-                usable[pick] = False  # free devices are spread too thin in this pool for a worker each
+                keep = keep[keep != pick]  # free devices are spread too thin in this pool for a worker each
                 why = why or (f"each worker needs {job.devices_per_worker} {describe_demand(job)} on one node; "
                               "free devices are spread across nodes")
                 continue
@@ -356,9 +388,8 @@ class _Round:
             )
             self._count(job.tenant, p.kind, job, +1)
             self._add_release(placement, self.now + placement.predicted_completion_s)
-            if self.reservation is not None and pool == self.reservation.pool:
-                if self.now + placement.predicted_completion_s > self.reservation.start:
-                    self.reservation.extra -= need
+            if res is not None and pool == res.pool and self.now + placement.predicted_completion_s > res.start:
+                res.extra -= need
             self.placements.append(placement)
             return placement, None
         return None, why
@@ -436,8 +467,17 @@ class _Round:
         found = self._earliest_start(job)
         start = found[0] if found else None
         if why is None:
-            cand = self.index.candidates(job)
-            per_cluster = np.bincount(self.index.pool_cluster[cand], weights=self.index.pool_free[cand],
-                                      minlength=len(self.index.clusters))
-            why = f"needs {job.devices_needed} {describe_demand(job)} in one cluster, {per_cluster.max():g} free"
+            key = (job.allowed_kinds, job.device_model, job.cluster, job.devices_needed, start)
+            why = self._reason_cache.get(key)
+            if why is None or self.index.version != self._reason_version:
+                if self.index.version != self._reason_version:
+                    self._reason_cache.clear()
+                    self._reason_version = self.index.version
+                cand = self.index.candidates(job)
+                per_cluster = np.bincount(self.index.pool_cluster[cand], weights=self.index.pool_free[cand],
+                                          minlength=len(self.index.clusters))
+                why = (f"needs {job.devices_needed} {describe_demand(job)} in one cluster, {per_cluster.max():g} free;"
+                       f" next estimated start {format_start(start, self.now)}")
+                self._reason_cache[key] = why
+            return Waiting(job.id, f"waiting: {why}", start)
         return Waiting(job.id, f"waiting: {why}; next estimated start {format_start(start, self.now)}", start)

@@ -29,26 +29,53 @@ class RoundContext:
     fastest_run_s: Callable[[JobRequest], float]
 
 
-@dataclass(frozen=True)
 class PoolOptions:
-    """The pools a job could be placed in right now, as parallel arrays (one entry per pool).
+    """The pools a job could be placed in right now (one entry per pool, in parallel arrays).
 
     `completion_s` = `transfer_s` + `compute_s`; `free_after` is the pool's free devices left if
     the job goes there; `edge_at_data_site` marks edge pools at the job's data site;
     `relative_speed` is each pool's rate for this job divided by the best rate among all its
-    candidate pools (1.0 = the fastest device kind/model it could use).
+    candidate pools (1.0 = the fastest device kind/model it could use). Fields are sliced from
+    the engine's arrays only when a policy reads them: placement is on the hot path.
     """
 
-    pools: np.ndarray
-    transfer_s: np.ndarray
-    compute_s: np.ndarray
-    free_after: np.ndarray
-    edge_at_data_site: np.ndarray
-    relative_speed: np.ndarray
+    __slots__ = ("_keep", "_pools", "_transfer", "_compute", "_free_after", "_edge", "_speed")
+
+    def __init__(self, keep, pools, transfer_s, compute_s, free_after, edge_at_data_site, relative_speed):
+        self._keep = keep
+        self._pools, self._transfer, self._compute = pools, transfer_s, compute_s
+        self._free_after, self._edge, self._speed = free_after, edge_at_data_site, relative_speed
+
+    def __len__(self) -> int:
+        return len(self._keep)
+
+    @property
+    def pools(self) -> np.ndarray:
+        return self._pools[self._keep]
+
+    @property
+    def transfer_s(self) -> np.ndarray:
+        return self._transfer[self._keep]
+
+    @property
+    def compute_s(self) -> np.ndarray:
+        return self._compute[self._keep]
 
     @property
     def completion_s(self) -> np.ndarray:
-        return self.transfer_s + self.compute_s
+        return self._transfer[self._keep] + self._compute[self._keep]
+
+    @property
+    def free_after(self) -> np.ndarray:
+        return self._free_after[self._keep]
+
+    @property
+    def edge_at_data_site(self) -> np.ndarray:
+        return self._edge[self._keep]
+
+    @property
+    def relative_speed(self) -> np.ndarray:
+        return self._speed[self._keep]
 
 
 def effective_priority(job: JobRequest, ctx: RoundContext) -> float:

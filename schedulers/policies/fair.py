@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import heapq
 
-import numpy as np
-
 from schedulers.policies.base import Policy, PoolOptions, RoundContext, effective_priority
 
 
@@ -38,4 +36,4 @@ class FairPolicy(Policy):
         return ordered
 
     def choose(self, job, options: PoolOptions) -> int:
-        return int(np.argmin(options.completion_s))
+        return int(options.completion_s.argmin())

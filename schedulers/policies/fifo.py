@@ -22,7 +22,7 @@ class FifoPolicy(Policy):
         return sorted(jobs, key=lambda j: (-effective_priority(j, ctx), j.submitted_at, j.id))
 
     def choose(self, job, options: PoolOptions) -> int:
-        return int(self._rng.integers(len(options.pools)))
+        return int(self._rng.integers(len(options)))
 
     def rng(self):
         return self._rng

@@ -7,8 +7,6 @@ nodes later. Throughput-agnostic; no time-sharing.
 
 from __future__ import annotations
 
-import numpy as np
-
 from schedulers.policies.base import Policy, PoolOptions, RoundContext, effective_priority
 
 
@@ -19,4 +17,4 @@ class PackingPolicy(Policy):
         return sorted(jobs, key=lambda j: (-effective_priority(j, ctx), j.submitted_at, j.id))
 
     def choose(self, job, options: PoolOptions) -> int:
-        return int(np.argmin(options.free_after))
+        return int(options.free_after.argmin())
