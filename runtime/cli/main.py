@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from runtime.cli.bench import bench
 from runtime.cli.capacity import capacity
 from runtime.cli.demo import demo
 from runtime.cli.simulate import simulate_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="suanli: heterogeneous compute for financial ML.")
 app.command()(capacity)
+app.command()(bench)
 app.command()(demo)
 app.command("simulate")(simulate_command)
 

@@ -1,0 +1,79 @@
+"""Workload benchmarks: what a device is worth for suanli's own jobs (a training step of the
+fraud MLP and of logistic regression, an inference batch, the sliding-window feature kernel)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from kernels.device import resolve_device, synchronize
+from kernels.features import sliding_window_features
+from kernels.microbench import Measurement
+from kernels.mlp import FraudMLP, fused_forward
+
+
+def _train_rate(model: torch.nn.Module, dev: torch.device, features: int, batch: int, steps: int) -> float:
+    x = torch.randn(batch, features, device=dev)
+    y = (torch.rand(batch, device=dev) < 0.1).float()
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def step():
+        optimiser.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimiser.step()
+
+    step()
+    synchronize(dev)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(dev)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def train_step(device="cpu", features: int = 30, batch: int = 4096, steps: int = 10) -> Measurement:
+    """Samples/s of Adam training steps of the built-in fraud MLP (30 -> 256 -> 256 -> 128 -> 1)."""
+    dev = resolve_device(device)
+    rate = _train_rate(FraudMLP(features).to(dev), dev, features, batch, steps)
+    return Measurement("train_step_mlp", str(dev), rate, "samples/s", f"batch {batch}, {features} features")
+
+
+def train_step_linear(device="cpu", features: int = 30, batch: int = 4096, steps: int = 20) -> Measurement:
+    """Samples/s of Adam training steps of logistic regression."""
+    dev = resolve_device(device)
+    model = torch.nn.Sequential(torch.nn.Linear(features, 1), torch.nn.Flatten(0)).to(dev)
+    rate = _train_rate(model, dev, features, batch, steps)
+    return Measurement("train_step_linear", str(dev), rate, "samples/s", f"batch {batch}")
+
+
+def inference_batch(device="cpu", features: int = 30, batch: int = 4096, repeats: int = 10) -> Measurement:
+    """Rows/s of the fused MLP forward on batches of `batch` rows."""
+    dev = resolve_device(device)
+    forward = fused_forward(FraudMLP(features).eval(), dev)
+    x = torch.randn(batch, features, device=dev)
+    forward(x)
+    synchronize(dev)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        forward(x)
+    synchronize(dev)
+    return Measurement("inference_mlp", str(dev), batch * repeats / (time.perf_counter() - start), "rows/s",
+                       f"batch {batch}")
+
+
+def feature_kernel(device="cpu", events: int = 200_000, seed: int = 0) -> Measurement:
+    """Events/s of sliding-window features (3 windows, 4 statistics) over synthetic transactions."""
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.uniform(0, 7 * 86400, events))
+    keys = rng.integers(0, max(1, events // 20), events)
+    amounts = rng.lognormal(3, 1, events)
+    dev = resolve_device(device)
+    sliding_window_features(ts[:1000], keys[:1000], amounts[:1000], device=dev)  # warm up
+    start = time.perf_counter()
+    sliding_window_features(ts, keys, amounts, device=dev)
+    synchronize(dev)
+    return Measurement("feature_kernel", str(dev), events / (time.perf_counter() - start), "events/s",
+                       f"{events} events, 3 windows")

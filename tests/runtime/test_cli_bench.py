@@ -1,0 +1,55 @@
+"""`suanli bench` on this machine (CPU), and its profile feeding the scheduler."""
+
+import json
+
+from typer.testing import CliRunner
+
+from runtime.cli.main import app
+from runtime.profiles import load_throughput_model
+from schedulers.engine import SchedulerConfig, schedule
+from schedulers.policies import make_policy
+from schedulers.types import ClusterState, Device, JobRequest, Node
+
+
+def test_bench_quick_writes_report_page_and_profile(tmp_path):
+    out = CliRunner().invoke(app, ["bench", "--quick", "--json", str(tmp_path / "r.json"), "--html",
+                                   str(tmp_path / "r.html"), "--save-profile", str(tmp_path / "p.json")])
+    assert out.exit_code == 0, out.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    names = {r["name"] for r in report["results"]}
+    assert {"matmul_fp32", "memory_bandwidth", "train_step_mlp", "inference_mlp", "feature_kernel"} <= names
+    assert all(r["value"] > 0 for r in report["results"])
+    assert "<svg" in (tmp_path / "r.html").read_text()
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "No CUDA GPU on this machine" in out.output
+    model = load_throughput_model(tmp_path / "p.json")
+    cpu_entry = next(e for e in json.loads((tmp_path / "p.json").read_text())["throughputs"] if e["algorithm"] == "mlp")
+    assert model.rate("mlp", "cpu", cpu_entry["model"]) == cpu_entry["units_per_s"]
+
+
+def test_a_profile_saying_a_gpu_is_slow_moves_the_job_to_the_cpu(tmp_path):
+    cluster = ClusterState(nodes=(
+        Node("cpu-node", "c", "center", "dc1", (Device("cpu", "AMD-EPYC", 32),)),
+        Node("gpu-node", "c", "center", "dc1", (Device("gpu", "T4", 1),)),
+    ))
+    job = JobRequest(id="j", allowed_kinds=("cpu", "gpu"), algorithm="mlp", work=1e9)
+    [before] = schedule([job], cluster, 0.0, make_policy("hetero")).placements
+    assert before.kind == "gpu"
+    profile = tmp_path / "slow-t4.json"
+    profile.write_text(json.dumps({"throughputs": [{"algorithm": "mlp", "kind": "gpu", "model": "T4", "units_per_s": 500}]}))
+    config = SchedulerConfig(throughput=load_throughput_model(profile))
+    [after] = schedule([job], cluster, 0.0, make_policy("hetero"), config=config).placements
+    assert after.kind == "cpu"
+
+
+def test_bad_profile_file_is_named(tmp_path):
+    import pytest
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json: not JSON"):
+        load_throughput_model(bad)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_throughput_model(tmp_path / "missing.json")
