@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint tools clean
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/suanli demo
 
-test: $(STAMP)
+tools: .tools/bin/helm
+
+.tools/bin/helm: scripts/install-helm.sh
+	bash scripts/install-helm.sh
+
+test: $(STAMP) .tools/bin/helm
 	$(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .tools
