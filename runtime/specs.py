@@ -1,0 +1,127 @@
+"""Job specifications users submit: pydantic models, loadable from YAML, validated on creation."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cluster.errors import ConfigError, one_line
+
+BUILTIN_MODELS = {"logistic": "linear", "mlp": "mlp"}  # model name -> scheduler algorithm class
+_DEVICE = re.compile(r"^(auto|cpu|gpu|npu)(:[A-Za-z0-9_.-]+)?$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED)
+
+
+class TrainingJob(BaseModel):
+    """A training job: what to train on which data, how big, how urgent, and how to recover.
+
+    `model` is a built-in model (`logistic`, `mlp`) or None with `train_fn` (a function run on
+    every worker with its config dict, in Ray Train). `device` is `auto`, `cpu`, `gpu`, `npu` or
+    `gpu:<model>` (e.g. `gpu:A100`). `categorical` lists non-numeric feature columns to one-hot
+    encode; any other non-numeric column is refused at submission.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    tenant: str = "default"
+    user: str = "unknown"
+    model: Literal["logistic", "mlp"] | None = "mlp"
+    train_fn: Callable[[dict], Any] | None = Field(default=None, exclude=True)
+    dataset: str | None = None
+    label: str | None = None
+    categorical: list[str] = Field(default_factory=list)
+    workers: int = Field(default=1, ge=1, le=1024)
+    device: str = "auto"
+    latency: Literal["realtime", "interactive", "batch"] = "batch"
+    priority: int = Field(default=0, ge=-100, le=100)
+    preemptible: bool = True
+    epochs: int = Field(default=5, ge=1, le=10_000)
+    batch_size: int = Field(default=256, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0, le=10)
+    hidden: list[int] = Field(default_factory=lambda: [256, 256, 128])
+    class_weight: Literal["balanced", "none"] = "balanced"
+    validation_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    seed: int = 0
+    max_failures: int = Field(default=3, ge=0, le=100)
+    checkpoint_every: int = Field(default=1, ge=1)
+    funds_related: bool = True
+    data_site: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("must be 1-63 lowercase letters, digits or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError("must be auto, cpu, gpu, npu or KIND:MODEL such as gpu:A100")
+        return value
+
+    @model_validator(mode="after")
+    def _model_or_fn(self) -> TrainingJob:
+        if self.train_fn is None and self.model is None:
+            raise ValueError("model: give a built-in model (logistic, mlp) or a train_fn")
+        if self.train_fn is not None:
+            self.model = None
+        elif not self.dataset or not self.label:
+            raise ValueError("dataset and label: a built-in model needs both")
+        return self
+
+    @property
+    def algorithm(self) -> str:
+        """The scheduler's algorithm class for this job."""
+        return BUILTIN_MODELS.get(self.model or "", "generic")
+
+    def device_kinds(self) -> tuple[tuple[str, ...], str | None]:
+        """(allowed device kinds, pinned model or None) from `device`."""
+        kind, _, model = self.device.partition(":")
+        if kind == "auto":
+            return ("cpu", "gpu", "npu"), None
+        return (kind,), model or None
+
+
+def load_job_yaml(path: str | Path) -> TrainingJob:
+    """A TrainingJob from a YAML file; ConfigError with one line naming the field when invalid."""
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"{file}: does not exist")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: must be a mapping of job fields (name, dataset, label, ...)")
+    if "train_fn" in data:
+        raise ConfigError(f"{file}: train_fn: a function can only be given from Python (Client.submit)")
+    if data.get("dataset") and not Path(data["dataset"]).is_absolute():
+        data["dataset"] = str((file.parent / data["dataset"]).resolve())
+    try:
+        return TrainingJob(**data)
+    except ValidationError as err:
+        raise one_line(err, str(file)) from None

@@ -1,0 +1,67 @@
+"""Running one job's training on Ray Train where its placement says, from a Ray task.
+
+The task (no CPU of its own) builds a TorchTrainer whose workers are pinned to the placement's
+nodes by label selectors on Ray's node id, with the placement's devices per worker, checkpoints
+under `storage_path/<job id>`, and `FailureConfig(max_failures)` so a lost worker node restarts
+the group from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ray
+
+
+def latest_checkpoint(storage_path: str, run_name: str) -> str | None:
+    """The newest checkpoint directory Ray Train wrote for `run_name` (None when there is none)."""
+    run = Path(storage_path) / run_name
+    found = sorted((p for p in run.glob("checkpoint_*") if (p / "state.pt").exists()), key=lambda p: p.stat().st_mtime)
+    return str(found[-1]) if found else None
+
+
+def scaling_for(placement: dict):
+    """ScalingConfig from a placement: one worker per assigned slot, pinned to its node."""
+    from ray.train import ScalingConfig
+
+    from runtime.placement_to_ray import NODE_ID_LABEL, ray_resource
+
+    selectors, per_worker = [], None
+    for a in placement["assignments"]:
+        selectors += [{NODE_ID_LABEL: a["node_id"]}] * a["workers"]
+        per_worker = a["devices_per_worker"]
+    kind = placement["kind"]
+    resources = {ray_resource(kind): float(per_worker)}
+    return ScalingConfig(num_workers=len(selectors), use_gpu=kind == "gpu", resources_per_worker=resources,
+                         label_selector=selectors)
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def run_training(job_id: str, loop_config: dict, train_fn, placement: dict, storage_path: str,
+                 max_failures: int, resume_path: str | None) -> dict:
+    """Fit the job; {"checkpoint", "metrics", "error"} from Ray Train's result."""
+    import torch
+    from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from runtime.training.loop import builtin_train_loop
+
+    config = {**loop_config, "storage_path": storage_path, "run_name": job_id, "resume_path": resume_path}
+    trainer = TorchTrainer(
+        train_fn or builtin_train_loop,
+        train_loop_config=config,
+        torch_config=TorchConfig(backend="nccl" if placement["kind"] == "gpu" and torch.cuda.is_available() else "gloo"),
+        scaling_config=scaling_for(placement),
+        run_config=RunConfig(name=job_id, storage_path=storage_path,
+                             failure_config=FailureConfig(max_failures=max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        resume_from_checkpoint=Checkpoint.from_directory(resume_path) if resume_path else None,
+    )
+    try:
+        result = trainer.fit()
+    except Exception as exc:  # noqa: BLE001 - a failed fit is the job's outcome, reported to the controller
+        import traceback
+
+        return {"checkpoint": None, "metrics": {}, "error": "".join(traceback.format_exception(exc))}
+    return {"checkpoint": result.checkpoint.path if result.checkpoint else None, "metrics": dict(result.metrics or {}),
+            "error": None}
