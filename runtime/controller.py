@@ -28,10 +28,11 @@ import torch
 import cluster
 from runtime.datasets import prepare_splits
 from runtime.metrics import binary_metrics
-from runtime.provenance import build_provenance, read_progress
+from runtime.placement_to_ray import NODE_ID_LABEL
+from runtime.provenance import build_provenance, read_progress, read_workers
 from runtime.specs import JobState
 from runtime.store import JobRecord, JobStore
-from runtime.training.launch import latest_checkpoint, run_training
+from runtime.training.launch import latest_checkpoint, pool_selector, run_training
 from runtime.training.loop import build_model
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
 from schedulers.policies import make_policy
@@ -69,6 +70,7 @@ class JobController:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_reason: dict[str, str] = {}
+        self._node_labels: dict[str, dict] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -122,7 +124,12 @@ class JobController:
             record = self.store.get(job_id)
             try:
                 outcome = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - the task died (its node was lost, or it was cancelled)
+            except Exception as exc:  # noqa: BLE001 - the launching task died with its node or its owner
+                if record.attempts <= record.spec["max_failures"]:
+                    self.store.transition(job_id, JobState.QUEUED, expect=(JobState.RUNNING,),
+                                          detail=f"training task lost ({type(exc).__name__}); resumes from its "
+                                                 "latest checkpoint")
+                    continue
                 outcome = {"error": f"{type(exc).__name__}: {exc}", "checkpoint": None, "metrics": {}}
             if outcome["error"]:
                 self.store.log(job_id, "training failed:\n" + outcome["error"])
@@ -157,8 +164,7 @@ class JobController:
             metrics.update(test)
         progress = read_progress(Path(self.storage_path) / record.id / "progress.jsonl")
         train_fn = cloudpickle.loads(record.train_fn) if record.train_fn else None
-        nodes = [{"id": a.node_id, "kind": a.kind, "model": a.model, "workers": a.workers}
-                 for a in running.placement.assignments]
+        nodes = read_workers(Path(self.storage_path) / record.id / "workers.jsonl")
         provenance = build_provenance(
             job={"id": record.id, "name": record.name}, spec=spec, dataset=spec.get("_dataset"),
             placement=asdict(running.placement), nodes=nodes, train_fn=train_fn, progress=progress,
@@ -187,8 +193,9 @@ class JobController:
         requests = {r.id: self._request(r) for r in queued}
         running = [RunningJob(r.request, r.placement, r.started, r.started + r.placement.predicted_completion_s)
                    for r in self.running.values()]
-        decisions = schedule(list(requests.values()), cluster.snapshot(include_local_telemetry=False), time.time(),
-                             self.policy, running, self.config)
+        state = cluster.snapshot(include_local_telemetry=False)
+        self._node_labels = {n.id: dict(n.labels) for n in state.nodes}
+        decisions = schedule(list(requests.values()), state, time.time(), self.policy, running, self.config)
         for rejection in decisions.rejected:
             self.store.transition(rejection.job_id, JobState.REJECTED, detail=rejection.reason, error=rejection.reason,
                                   expect=(JobState.QUEUED,))
@@ -218,8 +225,11 @@ class JobController:
         loop_config = {k: spec.get(k) for k in LOOP_KEYS}
         loop_config.update(spec.get("config") or {})
         train_fn = cloudpickle.loads(record.train_fn) if record.train_fn else None
-        ref = run_training.remote(record.id, loop_config, train_fn, placement_dict, self.storage_path,
-                                  spec["max_failures"], resume)
+        here = {NODE_ID_LABEL: ray.get_runtime_context().get_node_id()}  # the launcher stays beside the controller
+        node_labels = self._node_labels.get(placement.assignments[0].node_id, {})
+        ref = run_training.options(label_selector=here).remote(
+            record.id, loop_config, train_fn, placement_dict, pool_selector(placement.kind, node_labels),
+            self.storage_path, spec["max_failures"], resume)
         self.running[record.id] = _Running(ref, placement, request, time.time())
 
 

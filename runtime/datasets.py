@@ -58,7 +58,7 @@ def inspect_table(path: str | Path, label: str, categorical: list[str]) -> Table
     if label not in frame.columns:
         raise DatasetError(f"label: column {label!r} is not in {file.name}; columns are {', '.join(map(str, frame.columns))}")
     values = set(pd.unique(frame[label].dropna()))
-    if not values <= {0, 1, True, False} or len(values) < 2:
+    if not values <= {0, 1} or len(values) < 2:
         raise DatasetError(f"label: column {label!r} must hold both 0 and 1, found {sorted(map(str, values))[:5]}")
     for column in categorical:
         if column not in frame.columns:

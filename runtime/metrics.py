@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    confusion_matrix,
+    log_loss,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
 
 AUC_BAR_FUNDS = 0.75  # JR/T 0221-2021 section 8: funds-related scenarios
 AUC_BAR_OTHER = 0.65

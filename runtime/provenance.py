@@ -52,6 +52,11 @@ def read_progress(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def read_workers(path: Path) -> list[dict]:
+    """Where each worker of each attempt actually ran: [{rank, node_id, ip, device, started}]."""
+    return read_progress(path)
+
+
 def steps_repeated(progress: list[dict]) -> dict:
     """Epochs (and optimiser steps) trained more than once because of a restart."""
     seen: dict[int, int] = {}

@@ -1,5 +1,5 @@
 """Shared fixtures. Ray binds to loopback in every test: the variable is set before Ray is
-imported. One emulated cluster serves the whole session, started on first use."""
+imported. Emulated clusters are started once per module that needs one."""
 
 import os
 
@@ -14,10 +14,11 @@ SHARED = REPO.parent / "shared"
 DEMO_EMULATION = REPO / "examples" / "emulated-demo.yaml"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo_cluster():
     """The 4-node demo cluster of examples/emulated-demo.yaml (2x2 A100, 1x4 Ascend910B, 1 edge),
-    with this process connected as a driver; shut down at the end of the session."""
+    with this process connected as a driver; shut down at the end of the module (a module may
+    start its own cluster instead: one Ray per process at a time)."""
     from cluster.emulation import EmulatedCluster, load_emulation
 
     emulated = EmulatedCluster(load_emulation(DEMO_EMULATION))

@@ -1,8 +1,8 @@
 """`suanli controller`: the long-running process of a suanli installation.
 
-It connects to the configured Ray cluster, takes a capacity snapshot every `--interval` seconds,
-and serves `/metrics` (Prometheus) and `/healthz` (200 while snapshots succeed, 503 otherwise).
-The job queue it will drive is the training-runtime issue's work; today it monitors.
+It connects to the configured Ray cluster, drives the job queue in the state directory
+(`runtime.controller.JobController`), takes a capacity snapshot every `--interval` seconds, and
+serves `/metrics` (Prometheus) and `/healthz` (200 while snapshots succeed, 503 otherwise).
 """
 
 from __future__ import annotations
@@ -87,14 +87,22 @@ def controller(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 inside a pod)."),
     port: int = typer.Option(8080, "--port", min=1, max=65535),
     interval: float = typer.Option(15.0, "--interval", help="Seconds between capacity snapshots."),
+    policy: str = typer.Option("hetero", "--policy", help="Placement policy for the job queue."),
 ) -> None:
-    """Run the controller: capacity snapshots and /metrics, /healthz over HTTP."""
+    """Run the controller: the job queue, capacity snapshots, and /metrics, /healthz over HTTP."""
     import cluster
+    from runtime.controller import JobController
+    from runtime.store import JobStore
 
     with cluster_session():
+        store = JobStore(cluster.load_config().state_path)
+        jobs = JobController(store, policy=policy)
+        jobs.start()
         service = ControllerService(cluster.snapshot, host, port, interval)
-        console.print(f"suanli controller serving http://{host}:{service.port}/metrics every {interval:g} s")
+        console.print(f"suanli controller: jobs from {store.state_dir}, metrics at http://{host}:{service.port}/metrics")
         try:
             service.run()
         except KeyboardInterrupt:
             service.stop()
+        finally:
+            jobs.stop()

@@ -49,6 +49,7 @@ def _load_checkpoint(config: dict):
 
 def builtin_train_loop(config: dict) -> None:
     """Train config["model"] on config["dataset"]; see the module docstring."""
+    import ray
     import ray.train
     from sklearn.metrics import log_loss, roc_auc_score
     from torch.nn.parallel import DistributedDataParallel
@@ -76,7 +77,13 @@ def builtin_train_loop(config: dict) -> None:
     pos_weight = torch.tensor(splits.positive_weight if config["class_weight"] == "balanced" else 1.0, device=device)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     batch = config["batch_size"]
-    progress = Path(config["storage_path"]) / config["run_name"] / "progress.jsonl"
+    run_dir = Path(config["storage_path"]) / config["run_name"]
+    progress = run_dir / "progress.jsonl"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "workers.jsonl").open("a") as f:  # the devices actually used, for provenance
+        runtime_ctx = ray.get_runtime_context()
+        f.write(json.dumps({"rank": rank, "world_size": world, "node_id": runtime_ctx.get_node_id(),
+                            "device": str(device), "resumed_from_epoch": start_epoch, "started": time.time()}) + "\n")
     for epoch in range(start_epoch, config["epochs"]):
         started = time.time()
         order = torch.from_numpy(np.random.default_rng(config["seed"] + epoch).permutation(len(x)))

@@ -1,0 +1,86 @@
+"""Job specs, dataset checks, metrics and the SQLite store, without Ray."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from cluster.errors import ConfigError
+from runtime.datasets import DatasetError, inspect_table, prepare_splits
+from runtime.metrics import binary_metrics
+from runtime.specs import JobState, TrainingJob, load_job_yaml
+from runtime.store import JobStore
+from tests.conftest import shared_path
+
+
+def test_spec_validation_names_the_field():
+    with pytest.raises(ValueError, match="device"):
+        TrainingJob(name="x", dataset="d.csv", label="y", device="tpu")
+    with pytest.raises(ValueError, match="dataset and label"):
+        TrainingJob(name="x", model="mlp")
+    with pytest.raises(ValueError, match="workers"):
+        TrainingJob(name="x", dataset="d.csv", label="y", workers=0)
+    job = TrainingJob(name="x", train_fn=lambda config: None, device="gpu:A100")
+    assert job.model is None and job.device_kinds() == (("gpu",), "A100") and job.algorithm == "generic"
+    assert TrainingJob(name="x", dataset="d.csv", label="y", model="logistic").algorithm == "linear"
+
+
+def test_yaml_job_file(tmp_path):
+    (tmp_path / "job.yaml").write_text("name: fraud\ndataset: tx.csv\nlabel: is_fraud\nworkers: 2\nepochs: 3\n")
+    job = load_job_yaml(tmp_path / "job.yaml")
+    assert job.dataset == str(tmp_path / "tx.csv") and job.workers == 2
+    (tmp_path / "bad.yaml").write_text("name: fraud\ndataset: tx.csv\nlabel: y\nepochs: -1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: epochs: .*greater than or equal to 1"):
+        load_job_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "typo.yaml").write_text("name: fraud\ndataset: tx.csv\nlabel: y\nepoch: 3\n")
+    with pytest.raises(ConfigError, match="epoch: unknown field"):
+        load_job_yaml(tmp_path / "typo.yaml")
+
+
+def test_dataset_checks_name_the_column(tmp_path):
+    german = shared_path("credit", "german_credit.csv")
+    with pytest.raises(DatasetError, match="feature: column 'checking_account_status' is not numeric"):
+        inspect_table(german, "bad", [])
+    with pytest.raises(DatasetError, match="label: column 'is_fraud' is not in german_credit.csv"):
+        inspect_table(german, "is_fraud", [])
+    with pytest.raises(DatasetError, match="dataset: .*missing.csv does not exist"):
+        inspect_table(tmp_path / "missing.csv", "y", [])
+    categorical = ["checking_account_status", "credit_history", "purpose", "savings_account_bonds",
+                   "present_employment_since", "personal_status_sex", "other_debtors_guarantors", "property",
+                   "other_installment_plans", "housing", "job", "telephone", "foreign_worker"]
+    info = inspect_table(german, "bad", categorical)
+    assert info.rows == 1000 and info.sha256 == "3482eb1e74e1e0801fb40482282f770bf4babfa314e24f15f86d2406deb6ae84"
+    splits = prepare_splits(german, "bad", categorical, 0.2, 0.2, seed=0)
+    assert len(splits.x_train) + len(splits.x_val) + len(splits.x_test) == 1000
+    assert abs(splits.y_test.mean() - 0.3) < 0.01  # stratified
+    assert abs(splits.x_train.mean()) < 1e-5
+
+
+def test_metrics_and_the_jrt0221_bar():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    good = np.clip(y * 0.6 + rng.normal(0.2, 0.2, 2000), 0, 1)
+    m = binary_metrics(y, good)
+    assert m["auc"] > 0.9 and m["jrt0221_auc_pass"] and 0 < m["ks"] <= 1
+    assert sum(m["confusion_matrix"].values()) == 2000
+    noise = binary_metrics(y, rng.random(2000))
+    assert not noise["jrt0221_auc_pass"] and noise["jrt0221_auc_bar"] == 0.75
+    with pytest.raises(ValueError, match="both classes"):
+        binary_metrics([1, 1], [0.2, 0.9])
+
+
+def test_store_persists_every_transition_in_wal_mode(tmp_path):
+    store = JobStore(tmp_path)
+    job_id = store.add("fraud", "risk", "alice", {"epochs": 1}, None)
+    assert store.transition(job_id, JobState.RUNNING, expect=(JobState.QUEUED,), placement={"kind": "cpu"}, attempts=1)
+    assert not store.transition(job_id, JobState.RUNNING, expect=(JobState.QUEUED,))  # already moved
+    store.close()
+    reopened = JobStore(tmp_path)
+    record = reopened.get(job_id)
+    assert record.state == JobState.RUNNING and record.placement == {"kind": "cpu"} and record.attempts == 1
+    assert [e["kind"] for e in reopened.events(job_id)] == ["submitted", "RUNNING"]
+    assert sqlite3.connect(tmp_path / "jobs.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(KeyError, match="no job 'nope'"):
+        reopened.get("nope")
+    with pytest.raises(ValueError, match="cannot be set"):
+        reopened.transition(job_id, JobState.FAILED, spec="x")
