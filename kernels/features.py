@@ -25,7 +25,7 @@ STATS = ("count", "sum", "mean", "max")
 
 
 def _as_1d(name: str, values, dtype) -> torch.Tensor:
-    tensor = torch.as_tensor(np.asarray(values) if not isinstance(values, torch.Tensor) else values)
+    tensor = values if isinstance(values, torch.Tensor) else torch.from_numpy(np.array(values))
     if tensor.ndim != 1:
         raise ValueError(f"{name}: must be one-dimensional, got shape {tuple(tensor.shape)}")
     if tensor.numel() == 0:

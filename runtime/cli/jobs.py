@@ -31,11 +31,13 @@ def submit(
 ) -> None:
     """Validate and submit a training job."""
     from runtime.client import Client
-    from runtime.datasets import DatasetError
+    from runtime.datasets import DatasetError, inspect_table
     from runtime.specs import load_job_yaml
 
     try:
         spec = load_job_yaml(job_file)
+        if spec.dataset:  # bad data fails here, before Ray starts or anything is stored
+            inspect_table(spec.dataset, spec.label, spec.categorical)
         with Client(policy=policy, run_controller=wait) as client:
             job = client.submit(spec)
             console.print(f"submitted {job.id}: {job.status().value}")
@@ -83,7 +85,7 @@ def logs(job_id: str = typer.Argument(...)) -> None:
     try:
         store.get(job_id)
     except KeyError as exc:
-        raise fail(str(exc).strip("'\"")) from None
+        raise fail(exc.args[0]) from None
     path = store.log_path(job_id)
     typer.echo(path.read_text() if path.exists() else "")
 
@@ -93,5 +95,5 @@ def cancel(job_id: str = typer.Argument(...), user: str = typer.Option("cli", "-
     try:
         _store().request_cancel(job_id, user)
     except KeyError as exc:
-        raise fail(str(exc).strip("'\"")) from None
+        raise fail(exc.args[0]) from None
     console.print(f"cancellation of {job_id} requested")

@@ -33,11 +33,12 @@ def test_capacity_emulate_json_lists_the_demo_nodes(tmp_path):
     assert "<svg" in page.read_text()
 
 
-def test_demo_runs_on_the_embedded_default():
-    out = suanli("demo")
+def test_demo_runs_on_the_embedded_default_and_trains_with_two_workers():
+    out = suanli("demo", timeout=900)
     assert out.returncode == 0, out.stderr
     assert "Devices on this machine" in out.stdout and "Capacity" in out.stdout
     assert "real" in out.stdout and "EMULATED" not in out.stdout
+    assert "SUCCEEDED: test AUC" in out.stdout and "AUC >= 0.75" in out.stdout
 
 
 def test_bad_emulation_file_fails_in_one_line_and_starts_nothing(tmp_path):

@@ -94,6 +94,22 @@ def test_failing_train_fn_fails_only_its_job(client):
         bad.result()
 
 
+def test_cancel_stops_a_running_job(client):
+    from runtime import TrainingJob
+
+    job = client.submit(TrainingJob(name="cancelled", dataset=str(shared_path("credit", "australian_credit.csv")),
+                                    label="class", workers=1, device="cpu", epochs=50, hidden=[16],
+                                    config={"seconds_per_epoch": 2}))
+    progress = Path(client.controller.storage_path) / job.id / "progress.jsonl"
+    wait_for(lambda: progress.exists(), 240, "the first epoch")
+    job.cancel(actor="alice")
+    assert job.wait(timeout=120).value == "CANCELLED"
+    assert "cancelled on request" in job.logs()
+    epochs = len(progress.read_text().splitlines())
+    time.sleep(5)
+    assert len(progress.read_text().splitlines()) <= epochs + 1  # the workers stopped
+
+
 def test_worker_node_killed_mid_training_resumes_from_checkpoint(client, three_nodes):
     from runtime import TrainingJob
 
