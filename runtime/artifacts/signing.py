@@ -65,10 +65,11 @@ def _check_key(path: Path, private: bool) -> None:
         raise ValueError(f"key: {path} must be an ECDSA P-256 key, found {type(key).__name__}")
 
 
-def _hashing(directory: Path):
+def _hashing():
     from model_signing import hashing
 
-    return hashing.Config().use_file_serialization(ignore_paths=[directory / SIGNATURE_FILE])
+    # relative to the directory, so the signature stays valid when the directory is copied or moved
+    return hashing.Config().set_ignored_paths(paths=[SIGNATURE_FILE], ignore_git_paths=False)
 
 
 def sign_directory(directory: str | Path, private_key: str | Path | None = None) -> Path:
@@ -82,7 +83,7 @@ def sign_directory(directory: str | Path, private_key: str | Path | None = None)
     _check_key(key, private=True)
     signature = target / SIGNATURE_FILE
     (model_signing.signing.Config().use_elliptic_key_signer(private_key=key)
-     .set_hashing_config(_hashing(target)).sign(target, signature))
+     .set_hashing_config(_hashing()).sign(target, signature))
     return signature
 
 

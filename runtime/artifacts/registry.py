@@ -1,0 +1,163 @@
+"""The model registry: signed artifacts by name and version in a local directory, with stages
+(staging, production, archived, withdrawn), older versions kept for rollback, and a record of
+who did what and when (JR/T 0221 7.4; REQUIREMENTS 10.2 d: withdrawn models are recorded).
+
+Every path in verifies the signature (and that ONNX Runtime can open the model) before anything
+is stored; every path out verifies it again before loading. A refused artifact leaves the
+registry unchanged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.artifacts.artifact import LoadedModel, load_artifact
+from runtime.artifacts.signing import verify_directory
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT NOT NULL, version INTEGER NOT NULL, stage TEXT NOT NULL, created REAL NOT NULL,
+    created_by TEXT NOT NULL, path TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS registry_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    name TEXT NOT NULL, version INTEGER NOT NULL, detail TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    stage: str
+    created: float
+    created_by: str
+    path: str
+    note: str
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}:v{self.version}"
+
+
+class Registry:
+    """Artifacts under `root/<name>/v<version>/`, indexed in `root/registry.db`."""
+
+    def __init__(self, root: str | Path, public_key: str | Path | None = None):
+        self.root = Path(root).expanduser()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.public_key = public_key
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.root / "registry.db", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _event(self, actor, action, name, version, detail="") -> None:
+        self._db.execute("INSERT INTO registry_events(at, actor, action, name, version, detail) VALUES (?,?,?,?,?,?)",
+                         (time.time(), actor, action, name, version, detail))
+
+    def register(self, artifact_dir: str | Path, name: str, actor: str) -> ModelVersion:
+        """Verify, load-check and copy an artifact in as the next version of `name` (stage staging)."""
+        source = Path(artifact_dir)
+        verify_directory(source, self.public_key)
+        load_artifact(source, self.public_key)  # a corrupt ONNX file is refused here, before any change
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT MAX(version) FROM models WHERE name = ?", (name,)).fetchone()
+            version = (row[0] or 0) + 1
+            target = self.root / name / f"v{version}"
+            staging = self.root / name / f".incoming-v{version}"
+            try:
+                shutil.copytree(source, staging)
+                verify_directory(staging, self.public_key)  # the copy is what will be served
+                staging.rename(target)
+                self._db.execute("INSERT INTO models VALUES (?,?,?,?,?,?,?)",
+                                 (name, version, "staging", time.time(), actor, str(target), ""))
+                self._event(actor, "register", name, version, f"from {source}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                shutil.rmtree(staging, ignore_errors=True)
+                shutil.rmtree(target, ignore_errors=True)
+                raise
+        return self.version(name, version)
+
+    def versions(self, name: str | None = None) -> list[ModelVersion]:
+        query = "SELECT * FROM models" + (" WHERE name = ?" if name else "") + " ORDER BY name, version"
+        with self._lock:
+            rows = self._db.execute(query, (name,) if name else ()).fetchall()
+        return [ModelVersion(*r) for r in rows]
+
+    def version(self, name: str, version: int | str = "production") -> ModelVersion:
+        """A version by number, or the one in stage `production`/`staging`."""
+        with self._lock:
+            if isinstance(version, int):
+                row = self._db.execute("SELECT * FROM models WHERE name = ? AND version = ?", (name, version)).fetchone()
+            else:
+                row = self._db.execute("SELECT * FROM models WHERE name = ? AND stage = ? ORDER BY version DESC",
+                                       (name, version)).fetchone()
+        if row is None:
+            raise KeyError(f"model: no {name!r} version {version!r} in the registry")
+        return ModelVersion(*row)
+
+    def get(self, name: str, version: int | str = "production", kind: str = "cpu") -> LoadedModel:
+        """Load a version for inference, after verifying its signature. Withdrawn ones are refused."""
+        found = self.version(name, version)
+        if found.stage == "withdrawn":
+            raise PermissionError(f"model: {found.model_id} was withdrawn ({found.note}); it is never served")
+        return load_artifact(found.path, self.public_key, kind=kind)
+
+    def promote(self, name: str, version: int, actor: str) -> ModelVersion:
+        """Make `version` the production one; the previous production version is archived (kept)."""
+        target = self.version(name, version)
+        if target.stage == "withdrawn":
+            raise PermissionError(f"model: {target.model_id} was withdrawn and cannot be promoted")
+        verify_directory(target.path, self.public_key)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE models SET stage = 'archived' WHERE name = ? AND stage = 'production'", (name,))
+            self._db.execute("UPDATE models SET stage = 'production' WHERE name = ? AND version = ?", (name, version))
+            self._event(actor, "promote", name, version, "online")
+            self._db.execute("COMMIT")
+        return self.version(name, version)
+
+    def rollback(self, name: str, actor: str) -> ModelVersion:
+        """Promote the most recent archived version back to production."""
+        previous = [v for v in self.versions(name) if v.stage == "archived"]
+        if not previous:
+            raise KeyError(f"model: {name!r} has no archived version to roll back to")
+        return self.promote(name, previous[-1].version, actor)
+
+    def withdraw(self, name: str, version: int, actor: str, reason: str) -> ModelVersion:
+        """Take a version out of service for good; its id, the reason and the actor are recorded."""
+        if not reason.strip():
+            raise ValueError("reason: say why the model is withdrawn")
+        self.version(name, version)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE models SET stage = 'withdrawn', note = ? WHERE name = ? AND version = ?",
+                             (reason, name, version))
+            self._event(actor, "withdraw", name, version, reason)
+            self._db.execute("COMMIT")
+        return self.version(name, version)
+
+    def events(self, name: str | None = None) -> list[dict]:
+        query = "SELECT seq, at, actor, action, name, version, detail FROM registry_events"
+        with self._lock:
+            rows = self._db.execute(query + (" WHERE name = ?" if name else "") + " ORDER BY seq",
+                                    (name,) if name else ()).fetchall()
+        return [dict(zip(("seq", "at", "actor", "action", "name", "version", "detail"), r, strict=True)) for r in rows]
+
+    def withdrawn(self) -> list[str]:
+        """Ids of every withdrawn model (REQUIREMENTS 10.2 d)."""
+        return [v.model_id for v in self.versions() if v.stage == "withdrawn"]
