@@ -82,6 +82,10 @@ def build_provenance(*, job: dict, spec: dict, dataset: dict | None, placement: 
             "volume": {"bytes": dataset["bytes"], "rows": dataset["rows"], "columns": len(dataset["columns"])},
             "sha256": dataset["sha256"],
             "format": dataset["format"],
+            "label": spec.get("label"),
+            "categorical": spec.get("categorical"),
+            "split": {"validation_fraction": spec.get("validation_fraction"), "test_fraction": spec.get("test_fraction"),
+                      "seed": spec.get("seed")},
             "sampling": (f"stratified random split by label, seed {spec.get('seed')}: test {spec.get('test_fraction')}, "
                          f"validation {spec.get('validation_fraction')}, train the rest; each worker an equal shard"),
         },

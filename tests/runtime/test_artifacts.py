@@ -120,3 +120,31 @@ def test_registry_refuses_bad_artifacts_and_stays_unchanged(tmp_path, trained, k
         foreign.register(make_artifact(tmp_path, trained, keys, "ok"), "fraud", actor="mallory")
     assert registry.versions() == [] and registry.events() == []
     assert [p.name for p in (tmp_path / "registry").iterdir() if p.name != "registry.db" and not p.name.endswith(("-wal", "-shm"))] in ([], ["fraud"])
+
+
+def test_compression_candidates_are_recorded_signed_and_one_is_chosen(tmp_path, trained, keys):
+    from runtime.compression.pipeline import compress
+
+    source = make_artifact(tmp_path, trained, keys)
+    provenance = {"training_data": {"source": str(shared_path("credit", "australian_credit.csv")), "label": "class",
+                                    "categorical": [], "split": {"validation_fraction": 0.2, "test_fraction": 0.2,
+                                                                 "seed": 0}}}
+    (source / "provenance.json").write_text(json.dumps(provenance))
+    from runtime.artifacts.signing import sign_directory
+
+    sign_directory(source, keys[0])
+    report = compress(source, tmp_path / "compressed", private_key=keys[0], public_key=keys[1])
+    assert set(report["candidates"]) == {"student", "student-int8-dynamic", "student-int8-qdq", "pruned"}
+    for name, run in report["candidates"].items():
+        directory = tmp_path / "compressed" / name
+        history = json.loads((directory / "compression.json").read_text())
+        assert history[-1]["method"] == run["method"] and history[-1]["after"]["auc"] > 0.5
+        for key in ("auc", "size_bytes", "batch1_p50_ms", "batch256_rows_per_s"):
+            assert key in history[-1]["before"] and key in history[-1]["after"]
+        load_artifact(directory, keys[1])  # each candidate is a signed, loadable artifact
+    assert report["candidates"]["student-int8-dynamic"]["after"]["size_bytes"] < report["before"]["size_bytes"]
+    chosen = report["chosen"]
+    if chosen != "source":
+        assert report["candidates"][chosen]["after"]["auc"] >= report["before"]["auc"] - 0.005
+    with pytest.raises(ValueError, match="methods: unknown magic"):
+        compress(source, tmp_path / "x", methods=["magic"], private_key=keys[0], public_key=keys[1])

@@ -1,0 +1,46 @@
+"""Measuring an ONNX model the same way before and after compression: AUC on the test split,
+single-row latency (p50, p99) and batch throughput, with one ONNX Runtime thread."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from sklearn.metrics import roc_auc_score
+
+
+def session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def measure_onnx(path: str | Path, x_test: np.ndarray, y_test: np.ndarray, single_calls: int = 500,
+                 batch: int = 256, batch_calls: int = 50) -> dict:
+    """{auc, size_bytes, batch1_p50_ms, batch1_p99_ms, batch1_rows_per_s, batch256_rows_per_s}."""
+    s = session(path)
+    scores = s.run(["probability"], {"features": x_test.astype(np.float32)})[0]
+    rows = x_test.astype(np.float32)
+    times = []
+    for i in range(single_calls):
+        row = rows[i % len(rows)][None, :]
+        start = time.perf_counter()
+        s.run(["probability"], {"features": row})
+        times.append(time.perf_counter() - start)
+    block = np.resize(rows, (batch, rows.shape[1])).astype(np.float32)
+    start = time.perf_counter()
+    for _ in range(batch_calls):
+        s.run(["probability"], {"features": block})
+    batch_s = (time.perf_counter() - start) / batch_calls
+    latency = np.array(times)
+    return {
+        "auc": float(roc_auc_score(y_test, scores)),
+        "size_bytes": Path(path).stat().st_size,
+        "batch1_p50_ms": float(np.percentile(latency, 50) * 1e3),
+        "batch1_p99_ms": float(np.percentile(latency, 99) * 1e3),
+        "batch1_rows_per_s": float(1.0 / latency.mean()),
+        f"batch{batch}_rows_per_s": float(batch / batch_s),
+    }
