@@ -129,6 +129,30 @@ class Client:
         chosen = JobState(state) if isinstance(state, str) else state
         return [JobHandle(self.store, r.id) for r in self.store.list(tenant=tenant, state=chosen)]
 
+    def export(self, job: JobHandle, out_dir: str | Path, private_key: str | Path | None = None) -> Path:
+        """Write the signed artifact of a SUCCEEDED built-in-model job (ONNX, metrics, provenance)."""
+        from runtime.artifacts.artifact import build_artifact
+
+        result = job.result()
+        if not result.checkpoint:
+            raise ValueError(f"job {job.id}: has no checkpoint to export")
+        return build_artifact(result.checkpoint, result.metrics, result.provenance, out_dir, job.id, private_key)
+
+    def compress(self, artifact: str | Path, out_root: str | Path, methods=None, private_key=None, public_key=None,
+                 auc_tolerance: float = 0.005) -> dict:
+        """Compress a signed artifact into signed candidates and choose one (see runtime.compression)."""
+        from runtime.compression.pipeline import METHODS, compress
+
+        return compress(artifact, out_root, methods or METHODS, private_key, public_key, auc_tolerance)
+
+    def deploy(self, artifact: str | Path, replicas: int = 2, latency: str = "realtime", site: str | None = None,
+               public_key: str | None = None, thresholds: dict | None = None):
+        """Serve a signed artifact from replicas placed by the scheduler (see runtime.inference)."""
+        from runtime.inference.endpoint import deploy
+
+        return deploy(artifact, replicas=replicas, latency=latency, site=site, public_key=public_key,
+                      thresholds=thresholds)
+
     def job(self, job_id: str) -> JobHandle:
         self.store.get(job_id)  # KeyError naming the job when unknown
         return JobHandle(self.store, job_id)

@@ -1,12 +1,13 @@
-"""`suanli demo`: bring up the embedded default, show what suanli sees, and train the fraud model
-with 2 workers on it (a real dataset from ../shared/data/credit when present, else generated
-payment transactions)."""
+"""`suanli demo`: bring up the embedded default, show what suanli sees, train the fraud model with
+2 workers on it (a real dataset from ../shared/data/credit when present, else generated payment
+transactions), then export, sign, compress, verify, deploy and predict."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from rich.table import Table
 
 from runtime.cli.capacity import capacity_table
@@ -76,5 +77,44 @@ def demo() -> None:
             if state.value != "SUCCEEDED":
                 raise SystemExit(f"demo: training {state.value}")
             result = job.result()
-        console.print(metrics_table(job.id, result.metrics))
-        console.print(f"provenance: {result.provenance_path}")
+            console.print(metrics_table(job.id, result.metrics))
+            console.print(f"provenance: {result.provenance_path}")
+            serve(client, job, state_dir)
+
+
+def serve(client, job, state_dir: Path) -> None:
+    """Export, sign, compress (distil, quantize), verify, deploy two replicas and predict."""
+    from runtime.artifacts.signing import generate_keypair, verify_directory
+
+    private, public = generate_keypair(state_dir / "keys")
+    artifact = client.export(job, state_dir / "artifacts" / "teacher", private)
+    console.print(f"signed artifact: {artifact} (model.sig, OpenSSF model-signing, ECDSA P-256)")
+    with console.status("compressing: distillation, int8 quantization (dynamic and static QDQ)..."):
+        report = client.compress(artifact, state_dir / "artifacts" / "compressed",
+                                 methods=["distillation", "quantize_dynamic", "quantize_static"],
+                                 private_key=private, public_key=public)
+    table = Table(title=f"compression (chosen: {report['chosen']}; AUC within 0.005 of the source)")
+    for col in ("artifact", "AUC", "size KiB", "p50 ms (1 row)", "rows/s (1 row)", "rows/s (256)"):
+        table.add_column(col, justify="left" if col == "artifact" else "right")
+    for name, m in [("teacher (ONNX fp32)", report["before"])] + [(n, r["after"]) for n, r in report["candidates"].items()]:
+        table.add_row(name, f"{m['auc']:.4f}", f"{m['size_bytes'] / 1024:.1f}", f"{m['batch1_p50_ms']:.3f}",
+                      f"{m['batch1_rows_per_s']:,.0f}", f"{m['batch256_rows_per_s']:,.0f}")
+    console.print(table)
+    verify_directory(report["chosen_path"], public)
+    console.print(f"verified {report['chosen_path']}")
+    endpoint = client.deploy(report["chosen_path"], replicas=2, latency="realtime", public_key=str(public),
+                             thresholds={"block": 0.9, "hold": 0.7, "warn": 0.5})
+    try:
+        import json
+
+        features = json.loads((Path(report["chosen_path"]) / "preprocessing.json").read_text())
+        rows = np.asarray(features["mean"])[None, :].repeat(3, axis=0)
+        rows[1] += 3 * np.asarray(features["scale"])
+        rows[2] -= 3 * np.asarray(features["scale"])
+        scores = endpoint.predict(rows)
+        decisions = endpoint.decide(rows)
+        for i, (p, d) in enumerate(zip(scores, decisions, strict=True)):
+            console.print(f"transaction {i}: fraud probability {p:.4f} -> {d}")
+        console.print(f"served by {len(endpoint.replicas)} replicas: {[i['provider'] for i in endpoint.info()]}")
+    finally:
+        endpoint.shutdown()

@@ -53,3 +53,31 @@ def verify(
     except (SignatureError, ValueError) as exc:
         raise fail(str(exc), code=1) from None
     console.print(f"verified {directory}")
+
+
+def compress(
+    artifact: Path = typer.Argument(..., help="Signed artifact directory."),
+    out: Path = typer.Option(..., "--out", help="Directory for the candidate artifacts."),
+    methods: str = typer.Option("distillation,quantize_dynamic,quantize_static,pruning", "--methods"),
+    key: Path | None = typer.Option(None, "--key", help="Private key (default: $SUANLI_SIGNING_KEY)."),
+    public_key: Path | None = typer.Option(None, "--public-key", help="Public key (default: $SUANLI_PUBLIC_KEY)."),
+) -> None:
+    """Compress a signed artifact; every candidate is a new signed artifact; print the comparison."""
+    from rich.table import Table
+
+    from runtime.artifacts.signing import SignatureError
+    from runtime.compression.pipeline import compress as run
+
+    try:
+        report = run(artifact, out, [m.strip() for m in methods.split(",") if m.strip()], key, public_key)
+    except (SignatureError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=f"compression of {artifact.name} (chosen: {report['chosen']})")
+    for col in ("candidate", "AUC", "size KiB", "p50 ms (1 row)", "rows/s (1 row)", "rows/s (256)"):
+        table.add_column(col, justify="left" if col == "candidate" else "right")
+    rows = [("source", report["before"])] + [(n, r["after"]) for n, r in report["candidates"].items()]
+    for name, m in rows:
+        table.add_row(name, f"{m['auc']:.4f}", f"{m['size_bytes'] / 1024:.1f}", f"{m['batch1_p50_ms']:.3f}",
+                      f"{m['batch1_rows_per_s']:,.0f}", f"{m['batch256_rows_per_s']:,.0f}")
+    console.print(table)
+    console.print(f"chosen artifact: {report['chosen_path']}")

@@ -39,6 +39,8 @@ def test_demo_runs_on_the_embedded_default_and_trains_with_two_workers():
     assert "Devices on this machine" in out.stdout and "Capacity" in out.stdout
     assert "real" in out.stdout and "EMULATED" not in out.stdout
     assert "SUCCEEDED: test AUC" in out.stdout and "AUC >= 0.75" in out.stdout
+    assert "signed artifact" in out.stdout and "verified" in out.stdout and "-> " in out.stdout
+    assert "student-int8-dynamic" in out.stdout and "served by 2 replicas" in out.stdout
 
 
 def test_bad_emulation_file_fails_in_one_line_and_starts_nothing(tmp_path):
