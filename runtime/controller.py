@@ -33,7 +33,7 @@ from runtime.provenance import build_provenance, read_progress, read_workers
 from runtime.specs import JobState
 from runtime.store import JobRecord, JobStore
 from runtime.training.launch import latest_checkpoint, pool_selector, run_training
-from runtime.training.loop import build_model
+from runtime.training.loop import CANCEL_FILE, build_model
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
 from schedulers.policies import make_policy
 from schedulers.types import JobRequest, Placement, WorkerAssignment
@@ -110,8 +110,18 @@ class JobController:
             if not record.cancel_requested or record.state.finished:
                 continue
             if record.id in self.running:
-                ray.cancel(self.running.pop(record.id).ref, force=True)
+                self._stop_run(record, self.running.pop(record.id))
             self.store.transition(record.id, JobState.CANCELLED, actor=record.user, detail="cancelled on request")
+
+    def _stop_run(self, record: JobRecord, running: _Running) -> None:
+        """Stop a job's training. Built-in jobs stop cleanly at their next epoch (so Ray Train
+        releases their devices); a user train_fn's launcher is force-cancelled."""
+        if record.train_fn is None:
+            run_dir = Path(self.storage_path) / record.id
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / CANCEL_FILE).touch()
+        else:
+            ray.cancel(running.ref, force=True)
 
     def _collect(self) -> None:
         if not self.running:
@@ -205,7 +215,7 @@ class JobController:
                 record = self.store.get(job_id)
                 self.store.transition(job_id, JobState.QUEUED, detail="preempted; resumes from its latest checkpoint",
                                       attempts=record.attempts + 1, expect=(JobState.RUNNING,))
-                ray.cancel(victim.ref, force=True)
+                self._stop_run(record, victim)
         for waiting in decisions.waiting:
             if self._last_reason.get(waiting.job_id) != waiting.reason:
                 self._last_reason[waiting.job_id] = waiting.reason
@@ -215,6 +225,7 @@ class JobController:
 
     def _launch(self, record: JobRecord, request: JobRequest, placement: Placement) -> None:
         resume = latest_checkpoint(self.storage_path, record.id)
+        (Path(self.storage_path) / record.id / CANCEL_FILE).unlink(missing_ok=True)  # a preempted job runs again
         placement_dict = asdict(placement)
         if not self.store.transition(record.id, JobState.RUNNING, expect=(JobState.QUEUED,), placement=placement_dict,
                                      attempts=record.attempts + 1,

@@ -17,6 +17,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+CANCEL_FILE = "CANCEL"  # written by the controller to stop a run at the next epoch boundary
+
+
+def _cancelled(flag: Path, world: int) -> bool:
+    """Whether the controller asked this run to stop; all ranks agree (one all-reduce), so no
+    rank is left waiting in a collective."""
+    requested = torch.tensor([1.0 if flag.exists() else 0.0])
+    if world > 1:
+        torch.distributed.all_reduce(requested, op=torch.distributed.ReduceOp.MAX)
+    return bool(requested.item())
+
 
 def build_model(model: str, in_features: int, hidden: list[int]) -> torch.nn.Module:
     """The built-in model by name; outputs one logit per row."""
@@ -85,6 +96,8 @@ def builtin_train_loop(config: dict) -> None:
         f.write(json.dumps({"rank": rank, "world_size": world, "node_id": runtime_ctx.get_node_id(),
                             "device": str(device), "resumed_from_epoch": start_epoch, "started": time.time()}) + "\n")
     for epoch in range(start_epoch, config["epochs"]):
+        if _cancelled(run_dir / CANCEL_FILE, world):
+            return  # the run ends cleanly: Ray Train releases the workers and their placement group
         started = time.time()
         order = torch.from_numpy(np.random.default_rng(config["seed"] + epoch).permutation(len(x)))
         ddp.train()
