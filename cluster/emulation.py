@@ -14,11 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cluster.config import check_label_value
-from cluster.errors import ConfigError, one_line
+from cluster.errors import ConfigError, one_line, read_yaml_mapping
 from cluster.labels import node_labels_and_resources
 
 EMULATED_DEVICE_KINDS = ("cpu", "gpu", "npu", "fpga", "asic")
@@ -103,14 +102,7 @@ def parse_emulation(data: Any, source: str = "emulation") -> EmulationSpec:
 
 def load_emulation(path: str | Path) -> EmulationSpec:
     """Read and validate an emulation YAML file."""
-    file = Path(path)
-    if not file.exists():
-        raise ConfigError(f"--emulate: {file} does not exist")
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    return parse_emulation(data, str(file))
+    return parse_emulation(read_yaml_mapping(path, "--emulate", "'name' and 'nodes'"), str(path))
 
 
 def ray_node_args(spec: EmulationSpec, index: int, group: NodeGroupSpec) -> dict[str, Any]:

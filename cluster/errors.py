@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import yaml
 from pydantic import ValidationError
 
 
@@ -29,3 +33,18 @@ def one_line(err: ValidationError, source: str) -> ConfigError:
     got_text = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
     more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
     return ConfigError(f"{source}: {_location(first['loc'])}: {msg}{got_text}{more}")
+
+
+def read_yaml_mapping(path: str | Path, argument: str, what: str) -> dict[str, Any]:
+    """The YAML mapping in `path`; ConfigError naming `argument` when the file is missing, and the
+    file when it is not YAML or not a mapping (`what` says what it should hold)."""
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"{argument}: {file} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: must be a mapping of {what}")
+    return data

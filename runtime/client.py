@@ -17,11 +17,12 @@ from pathlib import Path
 import cloudpickle
 
 import cluster
-from runtime.controller import JobController, JobRequest
+from runtime.controller import JobController
 from runtime.datasets import inspect_table
 from runtime.specs import JobState, TrainingJob
 from runtime.store import JobStore
 from schedulers.engine import check_submission
+from schedulers.types import JobRequest
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cluster.errors import ConfigError, one_line
+from cluster.errors import ConfigError, one_line, read_yaml_mapping
 
 BUILTIN_MODELS = {"logistic": "linear", "mlp": "mlp"}  # model name -> scheduler algorithm class
 _DEVICE = re.compile(r"^(auto|cpu|gpu|npu)(:[A-Za-z0-9_.-]+)?$")
@@ -109,14 +108,7 @@ class TrainingJob(BaseModel):
 def load_job_yaml(path: str | Path) -> TrainingJob:
     """A TrainingJob from a YAML file; ConfigError with one line naming the field when invalid."""
     file = Path(path)
-    if not file.exists():
-        raise ConfigError(f"{file}: does not exist")
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: must be a mapping of job fields (name, dataset, label, ...)")
+    data = read_yaml_mapping(file, "job file", "job fields (name, dataset, label, ...)")
     if "train_fn" in data:
         raise ConfigError(f"{file}: train_fn: a function can only be given from Python (Client.submit)")
     if data.get("dataset") and not Path(data["dataset"]).is_absolute():
