@@ -47,7 +47,8 @@ def peak_for(model: str, measurement: str) -> float | None:
     return None
 
 
-def _time(fn, device: torch.device, repeats: int) -> float:
+def seconds_per_call(fn, device: torch.device, repeats: int) -> float:
+    """Mean seconds of `fn()` over `repeats` calls after one warm-up call, device synchronised."""
     fn()
     synchronize(device)
     start = time.perf_counter()
@@ -65,7 +66,7 @@ def matmul(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float3
     dev = resolve_device(device)
     a = torch.randn(size, size, device=dev, dtype=dtype)
     b = torch.randn(size, size, device=dev, dtype=dtype)
-    seconds = _time(lambda: torch.mm(a, b), dev, repeats)
+    seconds = seconds_per_call(lambda: torch.mm(a, b), dev, repeats)
     name = {torch.float32: "matmul_fp32", torch.bfloat16: "matmul_bf16", torch.float16: "matmul_fp16"}[dtype]
     return Measurement(name, str(dev), 2 * size**3 / seconds / 1e9, "GFLOP/s", f"{size}x{size}")
 
@@ -88,7 +89,7 @@ def memory_bandwidth(device: str | torch.device = "cpu", megabytes: int = 256, r
     dev = resolve_device(device)
     src = torch.empty(megabytes * 2**20 // 4, dtype=torch.float32, device=dev).fill_(1.0)
     dst = torch.empty_like(src)
-    seconds = _time(lambda: dst.copy_(src), dev, repeats)
+    seconds = seconds_per_call(lambda: dst.copy_(src), dev, repeats)
     return Measurement("memory_bandwidth", str(dev), 2 * src.numel() * 4 / seconds / 1e9, "GB/s", f"{megabytes} MiB")
 
 
@@ -99,5 +100,5 @@ def host_to_device(device: str | torch.device = "cuda", megabytes: int = 256, re
         raise ValueError("device: host-to-device copy needs an accelerator; the CPU is the host")
     src = torch.empty(megabytes * 2**20 // 4, dtype=torch.float32).pin_memory()
     dst = torch.empty(src.numel(), dtype=torch.float32, device=dev)
-    seconds = _time(lambda: dst.copy_(src, non_blocking=True), dev, repeats)
+    seconds = seconds_per_call(lambda: dst.copy_(src, non_blocking=True), dev, repeats)
     return Measurement("host_to_device", str(dev), src.numel() * 4 / seconds / 1e9, "GB/s", f"{megabytes} MiB pinned")

@@ -10,7 +10,7 @@ import torch
 
 from kernels.device import resolve_device, synchronize
 from kernels.features import sliding_window_features
-from kernels.microbench import Measurement
+from kernels.microbench import Measurement, seconds_per_call
 from kernels.mlp import FraudMLP, fused_forward
 
 
@@ -25,13 +25,7 @@ def _train_rate(model: torch.nn.Module, dev: torch.device, features: int, batch:
         loss_fn(model(x), y).backward()
         optimiser.step()
 
-    step()
-    synchronize(dev)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(dev)
-    return batch * steps / (time.perf_counter() - start)
+    return batch / seconds_per_call(step, dev, steps)
 
 
 def train_step(device="cpu", features: int = 30, batch: int = 4096, steps: int = 10) -> Measurement:
@@ -54,13 +48,7 @@ def inference_batch(device="cpu", features: int = 30, batch: int = 4096, repeats
     dev = resolve_device(device)
     forward = fused_forward(FraudMLP(features).eval(), dev)
     x = torch.randn(batch, features, device=dev)
-    forward(x)
-    synchronize(dev)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        forward(x)
-    synchronize(dev)
-    return Measurement("inference_mlp", str(dev), batch * repeats / (time.perf_counter() - start), "rows/s",
+    return Measurement("inference_mlp", str(dev), batch / seconds_per_call(lambda: forward(x), dev, repeats), "rows/s",
                        f"batch {batch}")
 
 
