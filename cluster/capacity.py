@@ -42,7 +42,7 @@ def capacity_report(state: ClusterState) -> dict:
             row["in_use"] += d.in_use
             row["free"] += d.free
             if d.utilisation is not None:
-                row["utilisation"] = d.utilisation if row["utilisation"] is None else (row["utilisation"] + d.utilisation) / 2
+                row.setdefault("_measured", []).append(d.utilisation)
             row["emulated"] = row["emulated"] or node.emulated
             t = totals[d.kind]
             t["count"] += d.count
@@ -60,6 +60,9 @@ def capacity_report(state: ClusterState) -> dict:
                 "devices": devices,
             }
         )
+    for row in rows.values():
+        measured = row.pop("_measured", None)
+        row["utilisation"] = sum(measured) / len(measured) if measured else None
     for t in totals.values():
         t["allocation"] = round(t["in_use"] / t["count"], 4) if t["count"] else 0.0
     return {

@@ -63,6 +63,11 @@ class CapacityIndex:
         self.version = 0  # bumped whenever free capacity changes
         self._bandwidth: dict[str | None, np.ndarray] = {}
 
+    def locate(self, node_id: str, kind: str, model: str) -> tuple[int, int] | None:
+        """(pool index, position in the pool) of a node's devices of `kind`/`model`; None when the
+        node is gone or unhealthy."""
+        return self._position.get((node_id, kind, model))
+
     def candidates(self, job: JobRequest) -> np.ndarray:
         """Indices of the pools whose devices the job may use (kind, model and cluster)."""
         key = (job.allowed_kinds, job.device_model, job.cluster)
@@ -136,7 +141,7 @@ class CapacityIndex:
         time-sharing round, reconsidered)."""
         self.version += 1
         for a in placement.assignments:
-            found = self._position.get((a.node_id, a.kind, a.model))
+            found = self.locate(a.node_id, a.kind, a.model)
             if found is None:
                 continue  # the node is gone or unhealthy: nothing to give back
             pi, pos = found
@@ -150,7 +155,7 @@ class CapacityIndex:
         """Allocate exactly a running job's current devices again; False if they are no longer free."""
         located = []
         for a in placement.assignments:
-            found = self._position.get((a.node_id, a.kind, a.model))
+            found = self.locate(a.node_id, a.kind, a.model)
             if found is None:
                 return False
             pi, pos = found

@@ -163,12 +163,13 @@ class _Round:
 
     def _add_release(self, placement: Placement, at: float) -> None:
         for a in placement.assignments:
-            found = self.index._position.get((a.node_id, a.kind, a.model))
+            found = self.index.locate(a.node_id, a.kind, a.model)
             if found is not None:
                 self.releases[found[0]].append((at, a.workers * a.devices_per_worker))
 
     def _rates(self, job: JobRequest, cand: np.ndarray) -> np.ndarray:
-        """Work units/s of the whole job in each candidate pool."""
+        """Work units/s in each candidate pool: of the whole job when it carries measured
+        throughputs, else of one device (the throughput model's rates)."""
         if job.throughputs:  # measured for this job: models it lists are the only ones it runs on
             measured = dict(job.throughputs)
             return np.array([measured.get(self.pool_model[p], 0.0) for p in cand], dtype=float)
@@ -177,7 +178,7 @@ class _Round:
             tm = self.config.throughput
             vec = np.array([tm.rate(job.algorithm, p.kind, p.model) for p in self.index.pools], dtype=float)
             self._rate_vectors[job.algorithm] = vec
-        return vec[cand] * parallel_factor(job.devices_needed)
+        return vec[cand]
 
     def _fastest_run_s(self, job: JobRequest) -> float:
         prof = self._profile(job)
@@ -253,7 +254,7 @@ class _Round:
             if available.sum() < 1:
                 break  # full: every job after this one waits (or, if running, is preempted)
             if job.id in releasable:
-                pools = [self.index._position[(a.node_id, a.kind, a.model)][0]
+                pools = [self.index.locate(a.node_id, a.kind, a.model)[0]
                          for a in releasable[job.id].placement.assignments]
                 need = [a.workers * a.devices_per_worker for a in releasable[job.id].placement.assignments]
                 if all(available[p] >= n for p, n in zip(pools, need, strict=True)):
@@ -303,8 +304,6 @@ class _Round:
             cand = self._runnable_pools(job)
             per_device = not job.throughputs
             rate = self._rates(job, cand)
-            if per_device:
-                rate = rate / parallel_factor(job.devices_needed)  # _rates scaled it for this size
             index = self.index
             sites = [index.pools[p].site for p in cand]
             with np.errstate(divide="ignore"):
@@ -404,7 +403,7 @@ class _Round:
                 continue
             if self.now - r.started_at < self.config.min_run_before_preempt_s:
                 continue
-            pool = self.index._position.get((r.placement.assignments[0].node_id, r.placement.kind, r.placement.model))
+            pool = self.index.locate(r.placement.assignments[0].node_id, r.placement.kind, r.placement.model)
             if pool is None or pool[0] not in cand:
                 continue
             lower = r.request.priority < job.priority
