@@ -106,9 +106,7 @@ class JobController:
         self._recovered = True
 
     def _cancel_requested(self) -> None:
-        for record in self.store.list():
-            if not record.cancel_requested or record.state.finished:
-                continue
+        for record in self.store.cancellations_pending():
             if record.id in self.running:
                 self._stop_run(record, self.running.pop(record.id))
             self.store.transition(record.id, JobState.CANCELLED, actor=record.user, detail="cancelled on request")

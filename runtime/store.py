@@ -143,6 +143,15 @@ class JobStore:
             rows = self._db.execute(query + " ORDER BY created", args).fetchall()
         return [self._record(r) for r in rows]
 
+    def cancellations_pending(self) -> list[JobRecord]:
+        """Jobs whose cancellation was asked for and that have not finished."""
+        finished = [s.value for s in JobState if s.finished]
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM jobs WHERE cancel_requested = 1 AND state NOT IN ({','.join('?' * len(finished))})",
+                finished).fetchall()
+        return [self._record(r) for r in rows]
+
     def events(self, job_id: str | None = None) -> list[dict]:
         with self._lock:
             rows = self._db.execute(
