@@ -28,6 +28,7 @@ ENV_FIELDS = {
     "SUANLI_TIER": "tier",
     "SUANLI_SITE": "site",
     "SUANLI_STATE_DIR": "state_dir",
+    "SUANLI_SERVER": "server",
 }
 
 
@@ -39,7 +40,9 @@ def check_label_value(field: str, value: str) -> str:
 
 
 class SuanliConfig(BaseModel):
-    """Validated settings. `ray_address` None means: start the embedded default."""
+    """Validated settings. `ray_address` None means: the server starts (or joins) the local Ray
+    head of its state directory. `server` is the URL of the suanli server clients talk to; None
+    means the local server of `state_dir`, started on first use."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +51,14 @@ class SuanliConfig(BaseModel):
     tier: Literal["center", "edge"] = "center"
     site: str = "local"
     state_dir: Path = Path("~/.suanli")
+    server: str | None = None
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+(:\d+)?/?$", value):
+            raise ValueError("must be http(s)://HOST:PORT, e.g. http://127.0.0.1:46580")
+        return value.rstrip("/") if value else value
 
     @field_validator("ray_address")
     @classmethod

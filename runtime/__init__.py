@@ -5,7 +5,13 @@ and (later) compression, inference and signed model artifacts.
 does not start Ray or load torch.
 """
 
+from importlib import metadata
 from typing import Any
+
+try:
+    __version__ = metadata.version("suanli")
+except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+source"
 
 __all__ = ["Client", "JobHandle", "JobState", "TrainingJob", "TrainingResult"]
 

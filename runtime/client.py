@@ -1,52 +1,99 @@
-"""The Python SDK: `Client` submits and lists jobs; `JobHandle` follows one.
+"""The Python SDK: a thin HTTP client of a suanli server. It starts no Ray and no controller.
 
     from runtime import Client, TrainingJob
-    with Client() as client:                       # embedded default; Client(address=...) joins a cluster
+    with Client() as client:          # SUANLI_SERVER, the config file's `server`, else the local server
         job = client.submit(TrainingJob(name="fraud-mlp", dataset="tx.csv", label="is_fraud", workers=2))
         job.wait(timeout=600)
-        print(job.result().metrics["auc"])
+        print(job.result().metrics["auc"], job.events())
 """
 
 from __future__ import annotations
 
+import base64
+import inspect
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-import cloudpickle
+import httpx
 
-import cluster
-from runtime.controller import JobController
-from runtime.datasets import inspect_table
+from runtime.server import API_VERSION
 from runtime.specs import JobState, TrainingJob
-from runtime.store import JobStore
-from schedulers.engine import check_submission
-from schedulers.types import JobRequest
+
+
+
+class ApiError(RuntimeError):
+    """The server refused a request; the message is the server's one line naming the field."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class SpecError(ApiError, ValueError):
+    """A job spec or argument the server found invalid (HTTP 4xx)."""
+
+
+class JobNotFound(ApiError, KeyError):
+    """No job with that id (HTTP 404)."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class ServerUnavailable(ConnectionError):
+    """No server answers at the address, or it speaks another API version."""
 
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """What a finished job produced: test metrics, the provenance record, the final checkpoint."""
+    """What a finished job produced: test metrics, the provenance record, the final checkpoint and
+    the sha256 recorded for it when it was written."""
 
     metrics: dict
     provenance: dict
     checkpoint: str | None
+    checkpoint_sha256: str | None
     provenance_path: str
 
 
-class JobHandle:
-    """One job in the store."""
+def resolve_server(address: str | None, state_dir: str | Path | None, start: bool = True) -> str:
+    """The server URL: `address`, else SUANLI_SERVER or the config file's `server`, else the local
+    server of the state directory (started in the background on first use when `start`)."""
+    import cluster
+    from runtime.server.local import ensure_local_server, running_local_server
 
-    def __init__(self, store: JobStore, job_id: str):
-        self.store = store
+    if address:
+        return address.rstrip("/")
+    config = cluster.load_config()
+    if config.server and state_dir is None:
+        return config.server
+    directory = Path(state_dir).expanduser() if state_dir else config.state_path
+    if start:
+        return ensure_local_server(directory)
+    found = running_local_server(directory.resolve())
+    if not found:
+        raise ServerUnavailable(f"server: no local server runs for {directory}; start one with 'suanli server'")
+    return found["url"]
+
+
+class JobHandle:
+    """One job on the server."""
+
+    def __init__(self, client: Client, job_id: str):
+        self.client = client
         self.id = job_id
 
     def __repr__(self) -> str:
-        return f"JobHandle({self.id!r}, {self.status().value})"
+        return f"JobHandle({self.id!r})"
+
+    def info(self) -> dict:
+        """The job as the server shows it (state, attempts, placement, progress, result, error)."""
+        return self.client._get(f"/jobs/{self.id}")
 
     def status(self) -> JobState:
-        return self.store.get(self.id).state
+        return JobState(self.info()["state"])
 
     def wait(self, timeout: float = 600.0, poll_s: float = 0.5) -> JobState:
         """Block until the job finishes; its final state. TimeoutError naming the job otherwise."""
@@ -60,38 +107,39 @@ class JobHandle:
             time.sleep(poll_s)
 
     def result(self) -> TrainingResult:
-        """The result of a SUCCEEDED job; RuntimeError with the job's error otherwise."""
-        record = self.store.get(self.id)
-        if record.state != JobState.SUCCEEDED:
-            raise RuntimeError(f"job {self.id} is {record.state.value}" + (f": {record.error.splitlines()[-1]}"
-                                                                            if record.error else ""))
-        result = record.result
+        """The result of a SUCCEEDED job; RuntimeError naming the real cause otherwise."""
+        info = self.info()
+        if info["state"] != JobState.SUCCEEDED.value:
+            raise RuntimeError(f"job {self.id} is {info['state']}" + (f": {info['error']}" if info["error"] else ""))
+        result = info["result"]
         provenance = json.loads(Path(result["provenance_path"]).read_text())
-        return TrainingResult(result["metrics"], provenance, result["checkpoint"], result["provenance_path"])
+        return TrainingResult(result["metrics"], provenance, result["checkpoint"], result.get("checkpoint_sha256"),
+                              result["provenance_path"])
 
     def logs(self) -> str:
-        path = self.store.log_path(self.id)
-        return path.read_text() if path.exists() else ""
+        return self.client._get(f"/jobs/{self.id}/logs", text=True)
 
-    def cancel(self, actor: str = "user") -> None:
-        self.store.request_cancel(self.id, actor)
+    def events(self) -> list[dict]:
+        """The job's state transitions and requests, in order: {seq, at, kind, actor, detail, attempt}."""
+        return self.client._get(f"/jobs/{self.id}/events")
+
+    def cancel(self, actor: str = "user") -> JobState:
+        """Ask for cancellation; the job's state after the request (CANCELLED at once if it was queued)."""
+        return JobState(self.client._post(f"/jobs/{self.id}/cancel", {"actor": actor})["state"])
 
 
 class Client:
-    """Connects to Ray (embedded default, or `address`), opens the job store in the state
-    directory, and (unless `run_controller=False`) runs the job controller in this process."""
+    """Talks to one suanli server (see `resolve_server`)."""
 
-    def __init__(self, address: str | None = None, state_dir: str | Path | None = None, policy: str = "hetero",
-                 run_controller: bool = True, connect: bool = True):
-        config = cluster.load_config()
-        if address:
-            config = config.model_copy(update={"ray_address": address})
-        self.config = config
-        self.connection = cluster.connect(config) if connect else None
-        self.store = JobStore(state_dir or config.state_path)
-        self.controller = JobController(self.store, policy=policy) if run_controller else None
-        if self.controller:
-            self.controller.start()
+    def __init__(self, address: str | None = None, state_dir: str | Path | None = None, timeout: float = 30.0,
+                 start: bool = True):
+        self.url = resolve_server(address, state_dir, start)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        health = self._get("/healthz")
+        if health.get("api_version") != API_VERSION:
+            raise ServerUnavailable(f"server: {self.url} speaks API version {health.get('api_version')}; this client "
+                                    f"speaks {API_VERSION} (suanli {health.get('version')} there): upgrade one of them")
+        self.server_info = health
 
     def __enter__(self) -> Client:
         return self
@@ -100,44 +148,81 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Stop the controller (running trainings are not cancelled) and close the store."""
-        if self.controller:
-            self.controller.stop()
-        self.store.close()
+        """Close the HTTP connection (the server and its jobs go on)."""
+        self._http.close()
 
+    # ---- HTTP --------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, body: dict | None = None, text: bool = False):
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"server: cannot reach {self.url} ({type(exc).__name__}: {exc}); is "
+                                    "'suanli server' running there? (SUANLI_SERVER names the server)") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("detail", response.text)
+            except ValueError:
+                message = response.text
+            error = {404: JobNotFound}.get(response.status_code, SpecError if response.status_code < 500 else ApiError)
+            raise error(response.status_code, str(message))
+        return response.text if text else response.json()
+
+    def _get(self, path: str, text: bool = False):
+        return self._request("GET", path, text=text)
+
+    def _post(self, path: str, body: dict):
+        return self._request("POST", path, body)
+
+    # ---- jobs ----------------------------------------------------------------------------
     def submit(self, job: TrainingJob) -> JobHandle:
-        """Validate and store the job as QUEUED (or REJECTED, with the reason, when it can never
-        fit this cluster). A missing dataset, a label or feature column that cannot be used,
-        raises ValueError naming it, before anything is stored or started."""
+        """Send the job to the server: stored QUEUED, or REJECTED with the reason when it can never
+        fit. A relative dataset path is resolved against this process's working directory. Bad
+        input raises SpecError with the server's line naming the field; nothing is stored."""
         if not isinstance(job, TrainingJob):
             raise TypeError("job: pass a runtime.TrainingJob")
         spec = job.model_dump()
-        if job.dataset:
-            spec["_dataset"] = asdict(inspect_table(job.dataset, job.label, job.categorical)) if job.label else None
-        kinds, model = job.device_kinds()
-        spec.update(_device_kinds=list(kinds), _device_model=model, _algorithm=job.algorithm)
-        fn = cloudpickle.dumps(job.train_fn) if job.train_fn else None
-        job_id = self.store.add(job.name, job.tenant, job.user, spec, fn)
-        request = JobRequest(id=job_id, tenant=job.tenant, workers=job.workers, allowed_kinds=kinds, device_model=model)
-        if self.connection is not None:
-            rejection = check_submission(request, cluster.snapshot(include_local_telemetry=False))
-            if rejection:
-                self.store.transition(job_id, JobState.REJECTED, actor="scheduler", detail=rejection.reason,
-                                      error=rejection.reason)
-        return JobHandle(self.store, job_id)
+        if job.dataset and not Path(job.dataset).is_absolute():
+            spec["dataset"] = str(Path(job.dataset).resolve())
+        body: dict = {"spec": spec}
+        if job.train_fn is not None:
+            import cloudpickle
+
+            body["train_fn_b64"] = base64.b64encode(cloudpickle.dumps(job.train_fn)).decode()
+            body["train_fn_name"] = f"{getattr(job.train_fn, '__module__', '?')}.{getattr(job.train_fn, '__qualname__', '?')}"
+            try:
+                body["train_fn_source"] = inspect.getsource(job.train_fn)
+            except (OSError, TypeError):
+                body["train_fn_source"] = None
+        return JobHandle(self, self._post("/jobs", body)["id"])
+
+    def job(self, job_id: str) -> JobHandle:
+        """A handle on an existing job; JobNotFound naming the id otherwise."""
+        self._get(f"/jobs/{job_id}")
+        return JobHandle(self, job_id)
 
     def jobs(self, tenant: str | None = None, state: JobState | str | None = None) -> list[JobHandle]:
-        chosen = JobState(state) if isinstance(state, str) else state
-        return [JobHandle(self.store, r.id) for r in self.store.list(tenant=tenant, state=chosen)]
+        params = []
+        if tenant:
+            params.append(f"tenant={tenant}")
+        if state:
+            params.append(f"state={JobState(state).value if isinstance(state, JobState) else state}")
+        return [JobHandle(self, j["id"]) for j in self._get("/jobs" + ("?" + "&".join(params) if params else ""))]
 
+    def capacity(self) -> dict:
+        """The capacity report of the server's cluster(s)."""
+        return self._get("/capacity")
+
+    # ---- artifacts (run in this process, on files the server wrote) ---------------------------
     def export(self, job: JobHandle, out_dir: str | Path, private_key: str | Path | None = None) -> Path:
-        """Write the signed artifact of a SUCCEEDED built-in-model job (ONNX, metrics, provenance)."""
+        """Write the signed artifact of a SUCCEEDED built-in-model job (ONNX, metrics, provenance).
+        The checkpoint's bytes are checked against the sha256 recorded when it was written."""
         from runtime.artifacts.artifact import build_artifact
 
         result = job.result()
         if not result.checkpoint:
             raise ValueError(f"job {job.id}: has no checkpoint to export")
-        return build_artifact(result.checkpoint, result.metrics, result.provenance, out_dir, job.id, private_key)
+        return build_artifact(result.checkpoint, result.metrics, result.provenance, out_dir, job.id, private_key,
+                              checkpoint_sha256=result.checkpoint_sha256)
 
     def compress(self, artifact: str | Path, out_root: str | Path, methods=None, private_key=None, public_key=None,
                  auc_tolerance: float = 0.005) -> dict:
@@ -148,12 +233,11 @@ class Client:
 
     def deploy(self, artifact: str | Path, replicas: int = 2, latency: str = "realtime", site: str | None = None,
                public_key: str | None = None, thresholds: dict | None = None):
-        """Serve a signed artifact from replicas placed by the scheduler (see runtime.inference)."""
+        """Serve a signed artifact from replicas placed by the scheduler on the server's Ray cluster
+        (this process joins that cluster as a driver; it starts none)."""
+        import cluster
         from runtime.inference.endpoint import deploy
 
+        cluster.connect(cluster.load_config().model_copy(update={"ray_address": self.server_info["ray_address"]}))
         return deploy(artifact, replicas=replicas, latency=latency, site=site, public_key=public_key,
                       thresholds=thresholds)
-
-    def job(self, job_id: str) -> JobHandle:
-        self.store.get(job_id)  # KeyError naming the job when unknown
-        return JobHandle(self.store, job_id)

@@ -4,7 +4,6 @@ operator, times, iterations, per-epoch metrics and parameter history. Exported a
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import platform
 import socket
@@ -29,20 +28,18 @@ def software_versions() -> dict:
     return out
 
 
-def code_record(train_fn) -> dict:
-    """What code trained the model: the user's function source, or the built-in loop's module."""
-    if train_fn is not None:
-        try:
-            source = inspect.getsource(train_fn)
-        except (OSError, TypeError):
-            source = repr(train_fn)
-        where = f"{getattr(train_fn, '__module__', '?')}.{getattr(train_fn, '__qualname__', '?')}"
-    else:
-        from runtime.training import loop
+def code_record(user_code: dict | None) -> dict:
+    """What code trained the model: the user's function (its name, source as the client sent it,
+    and the sha256 of the exact bytes the workers loaded), or the built-in loop's module."""
+    if user_code is not None:
+        source = user_code.get("source") or ""
+        return {"source": user_code.get("name") or "train_fn", "sha256": user_code["sha256"],
+                "source_sha256": hashlib.sha256(source.encode()).hexdigest(), "lines": source.count("\n")}
+    from runtime.training import loop
 
-        source = Path(loop.__file__).read_text()
-        where = "runtime.training.loop.builtin_train_loop"
-    return {"source": where, "sha256": hashlib.sha256(source.encode()).hexdigest(), "lines": source.count("\n")}
+    source = Path(loop.__file__).read_text()
+    return {"source": "runtime.training.loop.builtin_train_loop", "sha256": hashlib.sha256(source.encode()).hexdigest(),
+            "lines": source.count("\n")}
 
 
 def read_progress(path: Path) -> list[dict]:
@@ -50,11 +47,6 @@ def read_progress(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def read_workers(path: Path) -> list[dict]:
-    """Where each worker of each attempt actually ran: [{rank, node_id, ip, device, started}]."""
-    return read_progress(path)
 
 
 def steps_repeated(progress: list[dict]) -> dict:
@@ -69,7 +61,7 @@ def steps_repeated(progress: list[dict]) -> dict:
 
 
 def build_provenance(*, job: dict, spec: dict, dataset: dict | None, placement: dict | None, nodes: list[dict],
-                     train_fn, progress: list[dict], started: float | None, ended: float | None,
+                     user_code: dict | None, progress: list[dict], started: float | None, ended: float | None,
                      attempts: int, checkpoint: str | None, test_metrics: dict | None) -> dict:
     """The whole record as a JSON-ready dict."""
     return {
@@ -90,7 +82,7 @@ def build_provenance(*, job: dict, spec: dict, dataset: dict | None, placement: 
                          f"validation {spec.get('validation_fraction')}, train the rest; each worker an equal shard"),
         },
         "modelling": {
-            "code": code_record(train_fn),
+            "code": code_record(user_code),
             "environment": {"software": software_versions(), "placement": placement, "nodes": nodes},
             "started_at": iso(started),
             "ended_at": iso(ended),

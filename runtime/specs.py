@@ -8,18 +8,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from cluster.errors import ConfigError, one_line, read_yaml_mapping
 
+LOOP_FIELDS = frozenset({
+    "model", "dataset", "label", "categorical", "validation_fraction", "test_fraction", "seed", "hidden",
+    "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every", "workers", "device",
+})  # training-loop fields of TrainingJob: refused inside the free-form `config`
 BUILTIN_MODELS = {"logistic": "linear", "mlp": "mlp"}  # model name -> scheduler algorithm class
 _DEVICE = re.compile(r"^(auto|cpu|gpu|npu)(:[A-Za-z0-9_.-]+)?$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class JobState(str, enum.Enum):
+    """A job's lifecycle. QUEUED -> STARTING (an attempt is being launched) -> RUNNING -> STOPPING
+    (its attempt is being stopped: cancel, preemption, retry) -> one of the final states."""
+
     QUEUED = "QUEUED"
+    STARTING = "STARTING"
     RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -27,7 +36,36 @@ class JobState(str, enum.Enum):
 
     @property
     def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED)
+        return self in FINAL_STATES
+
+    @property
+    def active(self) -> bool:
+        """Whether an attempt of the job may hold devices in this state."""
+        return self in (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)
+
+
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED})
+
+# The one table of allowed transitions; the store refuses any other. STOPPING -> QUEUED is a
+# preempted or retried job whose old attempt has released its devices; STARTING -> QUEUED is a
+# launch that could not reserve its devices (the snapshot was stale).
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.STARTING, JobState.CANCELLED, JobState.REJECTED, JobState.FAILED}),
+    JobState.STARTING: frozenset({JobState.RUNNING, JobState.STOPPING, JobState.QUEUED, JobState.FAILED}),
+    JobState.RUNNING: frozenset({JobState.STOPPING, JobState.SUCCEEDED, JobState.FAILED}),
+    JobState.STOPPING: frozenset({JobState.QUEUED, JobState.CANCELLED, JobState.FAILED, JobState.SUCCEEDED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+    JobState.REJECTED: frozenset(),
+}
+
+
+def check_transition(current: JobState, new: JobState) -> None:
+    """Raise ValueError naming both states unless `current -> new` is in TRANSITIONS."""
+    if new not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none (final)"
+        raise ValueError(f"state: {current.value} -> {new.value} is not allowed; from {current.value}: {allowed}")
 
 
 class TrainingJob(BaseModel):
@@ -68,6 +106,15 @@ class TrainingJob(BaseModel):
     data_site: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("config")
+    @classmethod
+    def _config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clashes = sorted(set(value) & LOOP_FIELDS)
+        if clashes:
+            raise ValueError(f"{clashes[0]!r} is a field of the job itself; set {clashes[0]}=... on the job, "
+                             "not inside config")
+        return value
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -82,11 +129,19 @@ class TrainingJob(BaseModel):
             raise ValueError("must be auto, cpu, gpu, npu or KIND:MODEL such as gpu:A100")
         return value
 
+    @field_validator("hidden")
+    @classmethod
+    def _hidden(cls, value: list[int]) -> list[int]:
+        if not 1 <= len(value) <= 8 or not all(1 <= h <= 8192 for h in value):
+            raise ValueError("must list 1-8 layer widths, each 1-8192")
+        return value
+
     @model_validator(mode="after")
-    def _model_or_fn(self) -> TrainingJob:
-        if self.train_fn is None and self.model is None:
+    def _model_or_fn(self, info: ValidationInfo) -> TrainingJob:
+        has_fn = self.train_fn is not None or bool((info.context or {}).get("has_train_fn"))
+        if not has_fn and self.model is None:
             raise ValueError("model: give a built-in model (logistic, mlp) or a train_fn")
-        if self.train_fn is not None:
+        if has_fn:
             self.model = None
         elif not self.dataset or not self.label:
             raise ValueError("dataset and label: a built-in model needs both")

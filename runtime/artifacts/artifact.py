@@ -58,11 +58,13 @@ def model_card(name: str, metrics: dict, provenance: dict, preprocessing: dict) 
 
 
 def build_artifact(checkpoint_dir: str | Path, metrics: dict, provenance: dict, out_dir: str | Path, name: str,
-                   private_key: str | Path | None = None) -> Path:
-    """Write and sign an artifact directory from a training checkpoint (`state.pt`)."""
-    from runtime.training.loop import build_model
+                   private_key: str | Path | None = None, checkpoint_sha256: str | None = None) -> Path:
+    """Write and sign an artifact directory from a training checkpoint (`state.pt`). With
+    `checkpoint_sha256` (the one the store recorded when the checkpoint was written), a
+    checkpoint whose bytes changed since is refused before anything is signed."""
+    from runtime.training.loop import build_model, load_state
 
-    state = torch.load(Path(checkpoint_dir) / "state.pt", weights_only=False)
+    state = load_state(checkpoint_dir, checkpoint_sha256)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"out_dir: {out} is not empty")

@@ -1,8 +1,5 @@
-"""`suanli submit | jobs | logs | cancel`: the job lifecycle from the command line.
-
-`submit --wait` runs the controller in this process until the job finishes; without `--wait` the
-job is stored QUEUED for a running `suanli controller` to pick up.
-"""
+"""`suanli submit | jobs | logs | events | cancel`: thin clients of the server (SUANLI_SERVER, the
+config file's `server`, else the local server, started on first use)."""
 
 from __future__ import annotations
 
@@ -16,40 +13,44 @@ from cluster.errors import ConfigError
 from runtime.cli.common import console, fail, print_json
 
 
-def _store():
-    import cluster
-    from runtime.store import JobStore
+def _client():
+    from runtime.client import Client, ServerUnavailable
 
-    return JobStore(cluster.load_config().state_path)
+    try:
+        return Client()
+    except (ServerUnavailable, ConfigError) as exc:
+        raise fail(str(exc)) from None
+
+
+def _api_errors():
+    from runtime.client import ApiError, ServerUnavailable
+
+    return (ApiError, ServerUnavailable, ConfigError)
 
 
 def submit(
     job_file: Path = typer.Argument(..., help="Job spec YAML (the fields of runtime.TrainingJob)."),
-    wait: bool = typer.Option(False, "--wait", help="Run the controller here until the job finishes."),
+    wait: bool = typer.Option(False, "--wait", help="Wait until the job finishes and print its metrics."),
     timeout: float = typer.Option(3600.0, "--timeout"),
-    policy: str = typer.Option("hetero", "--policy"),
 ) -> None:
-    """Validate and submit a training job."""
-    from runtime.client import Client
-    from runtime.datasets import DatasetError, inspect_table
+    """Validate a job file and submit it to the server."""
     from runtime.specs import load_job_yaml
 
     try:
         spec = load_job_yaml(job_file)
-        if spec.dataset:  # bad data fails here, before Ray starts or anything is stored
-            inspect_table(spec.dataset, spec.label, spec.categorical)
-        with Client(policy=policy, run_controller=wait) as client:
+        with _client() as client:
             job = client.submit(spec)
             console.print(f"submitted {job.id}: {job.status().value}")
-            if wait:
-                with console.status(f"{job.id} running..."):
-                    state = job.wait(timeout=timeout)
-                console.print(job.logs())
-                if state.value != "SUCCEEDED":
-                    raise typer.Exit(1)
-                metrics = job.result().metrics
-                console.print({k: metrics[k] for k in ("auc", "ks", "f1", "log_loss", "jrt0221_auc_pass") if k in metrics})
-    except (ConfigError, DatasetError, ValueError) as exc:
+            if not wait:
+                return
+            with console.status(f"{job.id} running..."):
+                state = job.wait(timeout=timeout)
+            console.print(job.logs())
+            if state.value != "SUCCEEDED":
+                raise fail(f"job {job.id} is {state.value}: {job.info()['error'] or 'see its logs'}", code=1)
+            metrics = job.result().metrics
+            console.print({k: metrics[k] for k in ("auc", "ks", "f1", "log_loss", "jrt0221_auc_pass") if k in metrics})
+    except (*_api_errors(), ValueError) as exc:
         raise fail(str(exc)) from None
 
 
@@ -58,42 +59,55 @@ def jobs(
     state: str | None = typer.Option(None, "--state"),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List jobs in the store."""
-    from runtime.specs import JobState
-
+    """List jobs."""
     try:
-        chosen = JobState(state.upper()) if state else None
-    except ValueError:
-        raise fail(f"--state: {state!r} is not one of {', '.join(s.value for s in JobState)}") from None
-    records = _store().list(tenant=tenant, state=chosen)
+        with _client() as client:
+            query = [f"tenant={tenant}"] if tenant else []
+            query += [f"state={state}"] if state else []
+            records = client._get("/jobs" + ("?" + "&".join(query) if query else ""))
+    except _api_errors() as exc:
+        raise fail(str(exc)) from None
     if json_out:
-        print_json([{"id": r.id, "tenant": r.tenant, "user": r.user, "state": r.state.value, "attempts": r.attempts,
-                     "created": r.created, "error": r.error} for r in records])
+        print_json(records)
         return
     table = Table(title="jobs")
-    for col in ("id", "tenant", "user", "state", "attempts", "submitted"):
+    for col in ("id", "tenant", "user", "state", "attempts", "submitted", "error"):
         table.add_column(col)
     for r in records:
-        table.add_row(r.id, r.tenant, r.user, r.state.value, str(r.attempts),
-                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created)))
+        table.add_row(r["id"], r["tenant"], r["user"], r["state"], str(r["attempts"]),
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created"])), (r["error"] or "")[:60])
     console.print(table)
 
 
 def logs(job_id: str = typer.Argument(...)) -> None:
     """Print a job's log (state changes, waiting reasons, tracebacks)."""
-    store = _store()
     try:
-        store.get(job_id)
-    except KeyError as exc:
-        raise fail(exc.args[0]) from None
-    path = store.log_path(job_id)
-    typer.echo(path.read_text() if path.exists() else "")
+        with _client() as client:
+            typer.echo(client.job(job_id).logs(), nl=False)
+    except _api_errors() as exc:
+        raise fail(str(exc)) from None
+
+
+def events(job_id: str = typer.Argument(...), json_out: bool = typer.Option(False, "--json")) -> None:
+    """Print a job's state transitions with time, actor and detail."""
+    try:
+        with _client() as client:
+            found = client.job(job_id).events()
+    except _api_errors() as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        print_json(found)
+        return
+    for e in found:
+        stamp = time.strftime("%H:%M:%S", time.localtime(e["at"]))
+        console.print(f"{stamp} {e['kind']:<16} {e['actor']:<12} {e['detail']}", highlight=False)
 
 
 def cancel(job_id: str = typer.Argument(...), user: str = typer.Option("cli", "--user")) -> None:
-    """Ask the controller to cancel a job."""
+    """Ask the server to cancel a job."""
     try:
-        _store().request_cancel(job_id, user)
-    except KeyError as exc:
-        raise fail(exc.args[0]) from None
-    console.print(f"cancellation of {job_id} requested")
+        with _client() as client:
+            state = client.job(job_id).cancel(actor=user)
+    except _api_errors() as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{job_id}: {state.value}" + (" (stopping its attempt)" if not state.finished else ""))

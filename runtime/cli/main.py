@@ -6,17 +6,18 @@ import typer
 
 from runtime.cli.bench import bench
 from runtime.cli.capacity import capacity
-from runtime.cli.controller import controller
 from runtime.cli.demo import demo
-from runtime.cli.jobs import cancel, jobs, logs, submit
+from runtime.cli.jobs import cancel, events, jobs, logs, submit
 from runtime.cli.keys import compress, keys_app, sign, verify
+from runtime.cli.server import server, server_stop
 from runtime.cli.simulate import simulate_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="suanli: heterogeneous compute for financial ML.")
 app.command()(capacity)
 app.command()(bench)
-app.command()(controller)
-for command in (submit, jobs, logs, cancel, sign, verify, compress):
+app.command()(server)
+app.command("server-stop")(server_stop)
+for command in (submit, jobs, logs, events, cancel, sign, verify, compress):
     app.command()(command)
 app.add_typer(keys_app, name="keys")
 app.command()(demo)

@@ -38,7 +38,7 @@ def _splits(source: Path):
 
 
 def _teacher(source: Path) -> tuple[torch.nn.Module, list[int]]:
-    state = torch.load(source / "model.pt", weights_only=False)
+    state = torch.load(source / "model.pt", weights_only=True)  # verified artifact; tensors only
     features = len(json.loads((source / "preprocessing.json").read_text())["features"])
     model = build_model(state["model_name"], features, state["hidden"])
     model.load_state_dict(state["model"])

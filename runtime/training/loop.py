@@ -2,12 +2,16 @@
 
 Runs inside Ray Train (TorchTrainer): each worker trains on an equal shard of the training split
 with DistributedDataParallel (gloo on CPU, NCCL on CUDA GPUs), rank 0 evaluates on the validation
-split, writes a checkpoint every `checkpoint_every` epochs and appends one JSON line per epoch to
-`progress.jsonl` beside the checkpoints. A restarted run resumes from the latest checkpoint.
+split, writes a checkpoint every `checkpoint_every` epochs (with `meta.json`: its epoch and the
+sha256 of `state.pt`, which the controller records in the store) and appends one JSON line per
+epoch to `progress.jsonl` in the attempt's run directory. A new attempt resumes from the
+checkpoint the controller hands it, after checking its sha256; checkpoints are loaded with
+`torch.load(weights_only=True)` (tensors and plain values only).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -17,11 +21,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CANCEL_FILE = "CANCEL"  # written by the controller to stop a run at the next epoch boundary
+from runtime.training.attempt import STOP_FILE
+
+CHECKPOINT_META = "meta.json"
 
 
-def _cancelled(flag: Path, world: int) -> bool:
-    """Whether the controller asked this run to stop; all ranks agree (one all-reduce), so no
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_state(path: str | Path, sha256: str | None = None) -> dict:
+    """A checkpoint's `state.pt` (tensors and plain values only), after checking its sha256 when
+    one is given. ValueError naming the file when the bytes differ from the recorded ones."""
+    file = Path(path) / "state.pt"
+    if sha256 is not None and file_sha256(file) != sha256:
+        raise ValueError(f"checkpoint: {file} does not match the sha256 recorded when it was written")
+    return torch.load(file, weights_only=True)
+
+
+def _stop_requested(flag: Path, world: int) -> bool:
+    """Whether the controller asked this attempt to stop; all ranks agree (one all-reduce), so no
     rank is left waiting in a collective."""
     requested = torch.tensor([1.0 if flag.exists() else 0.0])
     if world > 1:
@@ -47,14 +71,8 @@ def _device() -> torch.device:
 
 
 def _load_checkpoint(config: dict):
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as path:
-            return torch.load(Path(path) / "state.pt", weights_only=False)
     if config.get("resume_path"):
-        return torch.load(Path(config["resume_path"]) / "state.pt", weights_only=False)
+        return load_state(config["resume_path"], config.get("resume_sha256"))
     return None
 
 
@@ -88,7 +106,7 @@ def builtin_train_loop(config: dict) -> None:
     pos_weight = torch.tensor(splits.positive_weight if config["class_weight"] == "balanced" else 1.0, device=device)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     batch = config["batch_size"]
-    run_dir = Path(config["storage_path"]) / config["run_name"]
+    run_dir = Path(config["run_dir"])
     progress = run_dir / "progress.jsonl"
     run_dir.mkdir(parents=True, exist_ok=True)
     with (run_dir / "workers.jsonl").open("a") as f:  # the devices actually used, for provenance
@@ -96,7 +114,7 @@ def builtin_train_loop(config: dict) -> None:
         f.write(json.dumps({"rank": rank, "world_size": world, "node_id": runtime_ctx.get_node_id(),
                             "device": str(device), "resumed_from_epoch": start_epoch, "started": time.time()}) + "\n")
     for epoch in range(start_epoch, config["epochs"]):
-        if _cancelled(run_dir / CANCEL_FILE, world):
+        if _stop_requested(run_dir / STOP_FILE, world):
             return  # the run ends cleanly: Ray Train releases the workers and their placement group
         started = time.time()
         order = torch.from_numpy(np.random.default_rng(config["seed"] + epoch).permutation(len(x)))
@@ -124,8 +142,11 @@ def builtin_train_loop(config: dict) -> None:
             if (epoch + 1) % config["checkpoint_every"] == 0 or last:
                 directory = tempfile.mkdtemp(prefix="suanli-ckpt-")
                 torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "epoch": epoch,
-                            "features": splits.feature_names, "mean": splits.mean, "scale": splits.scale,
-                            "model_name": config["model"], "hidden": config["hidden"]}, Path(directory) / "state.pt")
+                            "features": splits.feature_names, "mean": splits.mean.tolist(),
+                            "scale": splits.scale.tolist(), "model_name": config["model"],
+                            "hidden": list(config["hidden"])}, Path(directory) / "state.pt")
+                (Path(directory) / CHECKPOINT_META).write_text(json.dumps(
+                    {"epoch": epoch, "sha256": file_sha256(Path(directory) / "state.pt")}))
                 checkpoint = ray.train.Checkpoint.from_directory(directory)
             progress.parent.mkdir(parents=True, exist_ok=True)
             with progress.open("a") as f:

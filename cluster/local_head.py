@@ -1,0 +1,131 @@
+"""The embedded default's Ray: one head per state directory, started with `ray start --head` on
+loopback as its own processes, so that it outlives any one server. A second server on the same
+state directory (a standby), or a restarted one, joins the same head instead of starting another.
+
+`state_dir/ray-head.json` records the address, the temp dir (the head's processes carry it on
+their command line, which is how `stop_local_head` finds them) and the ports.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cluster.config import SuanliConfig
+from cluster.devices import discover_local
+from cluster.errors import ConfigError
+from cluster.ray_cluster import LOOPBACK, local_node_args
+
+HEAD_FILE = "ray-head.json"
+START_TIMEOUT_S = 90.0
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind((LOOPBACK, 0))
+        sockets.append(s)
+        ports.append(s.getsockname()[1])
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _answers(address: str, timeout: float = 1.0) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def head_command(config: SuanliConfig, temp_dir: str, ports: list[int]) -> list[str]:
+    """`ray start --head` for this machine's real devices, labelled with the config's cluster,
+    tier and site, on loopback, without the dashboard, on its own ports."""
+    args = local_node_args(config, discover_local())
+    ray = str(Path(sys.executable).with_name("ray"))
+    gcs, agent, agent_grpc, metrics, env_agent = ports
+    return [
+        ray, "start", "--head", f"--node-ip-address={LOOPBACK}", f"--port={gcs}", "--include-dashboard=false",
+        f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+        f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={env_agent}", f"--temp-dir={temp_dir}",
+        "--disable-usage-stats", f"--num-cpus={args['num_cpus']}", f"--num-gpus={args['num_gpus']}",
+        f"--resources={json.dumps(args['resources'])}",
+        "--labels=" + ",".join(f"{k}={v}" for k, v in args["labels"].items()),
+    ]
+
+
+def ensure_local_head(state_dir: Path, config: SuanliConfig) -> str:
+    """The address of the state directory's Ray head, starting it when none answers."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    record = state_dir / HEAD_FILE
+    with (state_dir / "ray-head.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two servers starting together start one head
+        if record.exists():
+            known = json.loads(record.read_text())
+            if _answers(known["address"]):
+                return known["address"]
+            stop_local_head(state_dir)
+        temp_dir = f"/tmp/suanli-ray-{hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]}"
+        ports = _free_ports(5)
+        env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+        done = subprocess.run(head_command(config, temp_dir, ports), env=env, capture_output=True, text=True,
+                              timeout=START_TIMEOUT_S, start_new_session=True)
+        if done.returncode != 0:
+            raise ConfigError(f"ray start: exit {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}")
+        address = f"{LOOPBACK}:{ports[0]}"
+        deadline = time.time() + START_TIMEOUT_S
+        while not _answers(address):
+            if time.time() > deadline:
+                raise ConfigError(f"ray start: the head at {address} did not answer within {START_TIMEOUT_S:g} s")
+            time.sleep(0.2)
+        record.write_text(json.dumps({"address": address, "temp_dir": temp_dir, "ports": ports,
+                                      "started": time.time()}))
+        return address
+
+
+def head_pids(temp_dir: str) -> list[int]:
+    """The pids of the processes of the head whose temp dir is `temp_dir`."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(temp_dir in part for part in proc.info["cmdline"] or ()):
+                found.append(proc.info["pid"])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def stop_local_head(state_dir: Path) -> int:
+    """Stop the state directory's Ray head (only its own processes, by pid); how many were ended."""
+    import psutil
+
+    record = state_dir / HEAD_FILE
+    if not record.exists():
+        return 0
+    temp_dir = json.loads(record.read_text())["temp_dir"]
+    procs = []
+    for pid in head_pids(temp_dir):
+        try:
+            procs.append(psutil.Process(pid))
+            procs[-1].terminate()
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for proc in alive:
+        proc.kill()
+    record.unlink(missing_ok=True)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    return len(procs)

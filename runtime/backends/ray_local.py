@@ -1,0 +1,116 @@
+"""The Ray backend: each attempt runs in a detached, named `AttemptRunner` actor on the Ray cluster
+this server joined, with its workers pinned to the placement's nodes.
+
+Handles name the actor (`{"actor": ..., "namespace": ..., "run_dir": ...}`), so any server
+connected to the same cluster can poll, stop or release an attempt another server launched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+
+import ray
+
+from runtime.backends.base import AttemptStatus, LaunchSpec
+from runtime.training.attempt import NODE_ID_LABEL, AttemptRunner
+from runtime.training.recorder import read_worker_group
+from schedulers.types import Placement
+
+NAMESPACE = "suanli-attempts"
+POLL_TIMEOUT_S = 5.0
+log = logging.getLogger(__name__)
+
+
+def actor_name(job_id: str, attempt: int) -> str:
+    return f"{job_id}.attempt-{attempt}"
+
+
+class RayBackend:
+    """Runs attempts on the connected Ray cluster (`ray.init` already done by the server)."""
+
+    name = "ray"
+
+    def __init__(self) -> None:
+        self._launched: dict[str, object] = {}  # runners this process created, before GCS lists their names
+
+    def handle_for(self, spec: LaunchSpec) -> dict:
+        return {"actor": actor_name(spec.job_id, spec.attempt), "namespace": NAMESPACE, "run_dir": spec.run_dir}
+
+    def launch(self, placement: Placement, spec: LaunchSpec) -> None:
+        name = actor_name(spec.job_id, spec.attempt)
+        here = ray.get_runtime_context().get_node_id()  # the runner needs no device: beside the server
+        try:
+            runner = AttemptRunner.options(name=name, namespace=NAMESPACE, lifetime="detached",
+                                           label_selector={NODE_ID_LABEL: here}).remote()
+        except ValueError:  # a retried launch of the same attempt: the name is taken, the runner exists
+            runner = ray.get_actor(name, namespace=NAMESPACE)
+        self._launched[name] = runner
+        runner.run.remote(asdict(spec), asdict(placement))
+
+    def _runner(self, handle: dict):
+        if handle["actor"] in self._launched:
+            return self._launched[handle["actor"]]
+        try:
+            return ray.get_actor(handle["actor"], namespace=handle["namespace"])
+        except ValueError:
+            return None
+
+    def poll(self, handle: dict) -> AttemptStatus:
+        runner = self._runner(handle)
+        group = read_worker_group(handle["run_dir"]) or {}
+        workers = tuple(group.get("workers", ()))
+        if runner is None:
+            return AttemptStatus("lost", error="the attempt's runner is gone from the Ray cluster (its node or "
+                                 "the cluster was lost)", workers=workers)
+        try:
+            status = ray.get(runner.status.remote(), timeout=POLL_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            return AttemptStatus("running", workers=workers)  # slow to answer is not lost
+        except ray.exceptions.RayActorError as exc:
+            return AttemptStatus("lost", error=f"the attempt's runner died: {type(exc).__name__}", workers=workers)
+        return AttemptStatus(status["phase"], error=status.get("error"), traceback=status.get("traceback"),
+                             checkpoint=status.get("checkpoint"), metrics=status.get("metrics") or {}, workers=workers)
+
+    def stop(self, handle: dict, force: bool = False) -> None:
+        runner = self._runner(handle)
+        if runner is None:
+            self._remove_placement_group(handle)
+            return
+        if not force:
+            runner.stop.remote()
+            return
+        ray.kill(runner, no_restart=True)  # its Ray Train controller and workers die with it
+        self._remove_placement_group(handle)
+
+    def release(self, handle: dict) -> None:
+        runner = self._runner(handle)
+        self._launched.pop(handle["actor"], None)
+        if runner is not None:
+            ray.kill(runner, no_restart=True)
+        self._remove_placement_group(handle)
+
+    @staticmethod
+    def _remove_placement_group(handle: dict) -> None:
+        """Remove the attempt's Ray Train placement group if it is still there (a forced stop
+        leaves it to Ray Train's cleaner, which needs the dashboard; we do not wait for that)."""
+        from ray._raylet import PlacementGroupID
+        from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+        group = (read_worker_group(handle["run_dir"]) or {}).get("placement_group")
+        if not group:
+            return
+        entry = placement_group_table().get(group)
+        if entry and entry.get("state") != "REMOVED":
+            deadline = time.time() + 5
+            while True:
+                try:
+                    remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(group))))
+                    return
+                except Exception as exc:  # noqa: BLE001 - already removed by Ray Train: nothing to do
+                    if time.time() > deadline:
+                        log.warning("could not remove placement group %s: %s", group, exc)
+                        return
+                    time.sleep(0.2)
+

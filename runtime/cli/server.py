@@ -1,0 +1,59 @@
+"""`suanli server` (run the control plane) and `suanli server-stop` (stop the local one)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from runtime.cli.common import console, fail
+
+
+def server(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback unless told otherwise)."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="Port (0: any free port, written to server.json)."),
+    state_dir: Path | None = typer.Option(None, "--state-dir", help="State directory (default SUANLI_STATE_DIR or "
+                                          "~/.suanli): the SQLite store, runs, logs."),
+    store_url: str | None = typer.Option(None, "--store-url", envvar="SUANLI_STORE_URL",
+                                         help="postgresql+psycopg://USER@HOST:PORT/DB for several servers."),
+    emulate: Path | None = typer.Option(None, "--emulate", help="Start an emulated cluster from this YAML file."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Join this Ray cluster (HOST:PORT)."),
+    policy: str = typer.Option("hetero", "--policy", help="Placement policy."),
+    lease_ttl: float = typer.Option(8.0, "--lease-ttl", help="Seconds a controller lease lasts without renewal."),
+    lease_renew: float = typer.Option(2.0, "--lease-renew", help="Seconds between lease renewals."),
+    profile: Path | None = typer.Option(None, "--profile", help="A `suanli bench --save-profile` file: measured "
+                                        "throughputs for the scheduler."),
+    data_dir: list[Path] = typer.Option([], "--data-dir", help="Only datasets under these directories may be read "
+                                        "(repeatable; default: any file the server's user can read)."),
+) -> None:
+    """Run the suanli server: the API, the job store and (while it holds the lease) the controller."""
+    import cluster
+    from cluster.errors import ConfigError
+    from runtime.server.service import Server, ServerOptions
+    from runtime.store import StoreError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        options = ServerOptions(
+            state_dir=state_dir or cluster.load_config().state_path, host=host, port=port, store_url=store_url,
+            ray_address=ray_address, emulate=emulate, policy=policy, lease_ttl_s=lease_ttl,
+            lease_renew_s=lease_renew, profile=profile, data_dirs=[d.expanduser().resolve() for d in data_dir])
+        instance = Server(options)
+        instance.start()
+    except (ConfigError, StoreError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    instance.serve()  # uvicorn turns SIGTERM/SIGINT into a clean stop that releases the lease
+
+
+def server_stop(
+    state_dir: Path | None = typer.Option(None, "--state-dir"),
+    keep_ray: bool = typer.Option(False, "--keep-ray", help="Leave the state directory's Ray head running."),
+) -> None:
+    """Stop the local server of a state directory (and its Ray head unless --keep-ray)."""
+    import cluster
+    from runtime.server.local import stop_local_server
+
+    directory = state_dir or cluster.load_config().state_path
+    stopped = stop_local_server(directory, stop_ray=not keep_ray)
+    console.print(f"stopped the server of {directory}" if stopped else f"no server was running for {directory}")

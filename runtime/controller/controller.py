@@ -1,0 +1,345 @@
+"""The job controller: drives stored jobs through the state machine while this server holds the
+lease; decides with `schedulers.schedule`, carries out with a `ClusterBackend`.
+
+One `step()`, only while the lease is held (every write carries its fencing token):
+1. after taking the lease, adopt every attempt the store says is open: one still running in the
+   cluster is followed, one really gone is handed to the failure policy (never relaunched blindly);
+2. follow each attempt: STARTING -> RUNNING once its workers run (where they run is checked
+   against the placement), record new checkpoints with their sha256, record measured progress,
+   and settle attempts that ended (success, failure through the failure policy, stop);
+3. honour cancellations (STOPPING until the attempt has released its devices);
+4. snapshot the cluster and schedule: REJECTED, preemptions (STOPPING, then QUEUED once the old
+   attempt ended), and launches (QUEUED -> STARTING with a new attempt).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cluster
+from runtime.backends.base import AttemptStatus, ClusterBackend, LaunchSpec
+from runtime.controller.failure_policy import FailurePolicy
+from runtime.controller.finish import finish_job
+from runtime.controller.lease_keeper import LeaseKeeper
+from runtime.controller.requests import job_request, progress_from_epochs
+from runtime.specs import JobState
+from runtime.store import FencedOut, JobRecord, JobStore
+from runtime.training.attempt import collective_backend
+from runtime.training.loop import CHECKPOINT_META, file_sha256
+from schedulers.engine import RunningJob, SchedulerConfig, schedule
+from schedulers.policies import make_policy
+from schedulers.types import ClusterState, JobRequest, Placement, WorkerAssignment
+
+log = logging.getLogger(__name__)
+
+LOOP_KEYS = ("model", "dataset", "label", "categorical", "validation_fraction", "test_fraction", "seed", "hidden",
+             "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every")
+
+
+def placement_from_dict(data: dict) -> Placement:
+    return Placement(**{**data, "assignments": tuple(WorkerAssignment(**a) for a in data["assignments"])})
+
+
+@dataclass
+class _Tracked:
+    """An attempt this controller follows."""
+
+    attempt: int
+    handle: dict
+    placement: Placement
+    started: float
+    stop_asked_at: float | None = None
+    forced: bool = False
+    checkpoints_seen: set[str] = field(default_factory=set)
+
+
+class JobController:
+    """Owns the queue's progress while `lease` is held. `start()` runs `step()` every `poll_s`."""
+
+    def __init__(self, store: JobStore, backend: ClusterBackend, lease: LeaseKeeper, runs_dir: str | Path,
+                 policy: str = "hetero", config: SchedulerConfig | None = None, poll_s: float = 0.5,
+                 stop_grace_s: float = 30.0, snapshot=None):
+        self.store = store
+        self.backend = backend
+        self.lease = lease
+        self.runs_dir = Path(runs_dir).resolve()
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.policy = make_policy(policy)
+        self.config = config or SchedulerConfig(min_run_before_preempt_s=120.0)
+        self.poll_s = poll_s
+        self.stop_grace_s = stop_grace_s
+        self.take_snapshot = snapshot or (lambda: cluster.snapshot(include_local_telemetry=False))
+        self.failure_policy = FailurePolicy()
+        self.tracked: dict[str, _Tracked] = {}
+        self.last_state: ClusterState | None = None
+        self.step_failures = 0
+        self.last_error = ""
+        self.last_step_at = 0.0
+        self._token: int | None = None
+        self._last_reason: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="suanli-controller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.step()
+            except FencedOut as exc:
+                log.warning("controller fenced out: %s", exc)
+                self.lease.lost()
+                self._forget()
+            except Exception as exc:  # noqa: BLE001 - one bad step is counted and shown; the loop goes on
+                self.step_failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("controller step failed")
+            self._stop.wait(self.poll_s)
+
+    def _forget(self) -> None:
+        self.tracked.clear()
+        self._token = None
+
+    # ---- one step ------------------------------------------------------------------------
+    def step(self) -> None:
+        token = self.lease.token()
+        if token is None:
+            self._forget()
+            return
+        if token != self._token:
+            self._forget()
+            self._adopt(token)
+            self._token = token
+        self._follow(token)
+        self._cancel_requested(token)
+        self._schedule(token)
+        self.last_step_at = time.time()
+
+    def _adopt(self, token: int) -> None:
+        """Follow every open attempt the store knows (launched by us before a restart, or by a
+        holder that lost the lease); requeue or fail only those the cluster no longer has."""
+        for attempt in self.store.open_attempts():
+            record = self.store.get(attempt.job_id)
+            placement = placement_from_dict(attempt.placement)
+            tracked = _Tracked(attempt.number, attempt.handle, placement, attempt.started)
+            self.tracked[record.id] = tracked
+            if attempt.number != record.attempts or not record.state.active:
+                self._settle(record, tracked, AttemptStatus("stopped"), token, stale=True)
+                continue
+            status = self.backend.poll(attempt.handle)
+            log.info("adopting %s attempt %d: %s", record.id, attempt.number, status.phase)
+            self.store.log(record.id, f"controller (lease token {token}) adopted attempt {attempt.number}: "
+                                      f"{status.phase} in the cluster")
+            if record.state == JobState.STOPPING:
+                tracked.stop_asked_at = time.time()
+
+    def _follow(self, token: int) -> None:
+        for job_id, tracked in list(self.tracked.items()):
+            record = self.store.get(job_id)
+            status = self.backend.poll(tracked.handle)
+            self._record_checkpoints(record, tracked, token)
+            if status.workers and record.state == JobState.STARTING:
+                self._check_workers(record, tracked, status)
+                self.store.transition(job_id, JobState.RUNNING, detail=self._workers_detail(tracked, status),
+                                      expect=(JobState.STARTING,), fence=token, attempt=tracked.attempt)
+                self.store.update_attempt(job_id, tracked.attempt, token, state="running")
+            if record.state in (JobState.STARTING, JobState.RUNNING):
+                self._record_progress(record, tracked, token)
+            if status.ended:
+                self._settle(self.store.get(job_id), tracked, status, token)
+            elif (record.state == JobState.STOPPING and tracked.stop_asked_at and not tracked.forced
+                  and time.time() - tracked.stop_asked_at > self.stop_grace_s):
+                self.store.log(job_id, f"attempt {tracked.attempt} did not stop within {self.stop_grace_s:g} s; "
+                                       "stopping it by force")
+                self.backend.stop(tracked.handle, force=True)
+                tracked.forced = True
+
+    def _settle(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus, token: int,
+                stale: bool = False) -> None:
+        """An attempt ended: release it, record how, and move the job on."""
+        self._record_checkpoints(record, tracked, token)
+        if stale:
+            self.backend.stop(tracked.handle, force=True)
+        self.backend.release(tracked.handle)
+        self.store.update_attempt(record.id, tracked.attempt, token, state="ended", outcome=status.phase,
+                                  error=status.error, ended=time.time())
+        self.tracked.pop(record.id, None)
+        if stale:
+            return
+        if status.traceback:
+            self.store.log(record.id, f"attempt {tracked.attempt} {status.phase}:\n{status.traceback}")
+        state = record.state
+        if state == JobState.STOPPING and not (status.phase == "succeeded" and not record.cancel_requested):
+            if record.cancel_requested:
+                self.store.transition(record.id, JobState.CANCELLED, actor="controller", fence=token,
+                                      detail=f"attempt {tracked.attempt} stopped and released its devices",
+                                      attempt=tracked.attempt)
+            else:
+                self.store.transition(record.id, JobState.QUEUED, fence=token, attempt=tracked.attempt,
+                                      detail=f"attempt {tracked.attempt} stopped and released its devices; the job "
+                                             "waits to resume from its latest checkpoint")
+            return
+        if status.phase == "succeeded":
+            if state == JobState.STARTING:
+                self.store.transition(record.id, JobState.RUNNING, fence=token, detail=self._workers_detail(tracked, status))
+            self._succeed(record, tracked, status, token)
+            return
+        decision = self.failure_policy.decide(record, status)
+        if decision.action == "retry":
+            self.store.transition(record.id, JobState.STOPPING, detail=decision.reason, fence=token, attempt=tracked.attempt)
+            self.store.transition(record.id, JobState.QUEUED, fence=token, failures=record.failures + 1,
+                                  detail="resumes from its latest checkpoint on a new placement")
+        else:
+            self.store.transition(record.id, JobState.FAILED, detail=decision.reason, fence=token,
+                                  error=decision.reason, failures=record.failures + 1, attempt=tracked.attempt)
+
+    def _succeed(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus, token: int) -> None:
+        try:
+            result = finish_job(self.store, record, tracked.placement, status, self.runs_dir / record.id, tracked.started)
+        except Exception as exc:  # noqa: BLE001 - an evaluation failure fails the job, not the controller
+            import traceback
+
+            self.store.log(record.id, "evaluation failed:\n" + traceback.format_exc())
+            self.store.transition(record.id, JobState.FAILED, detail=f"evaluation failed: {exc}", fence=token,
+                                  error=f"evaluation failed: {type(exc).__name__}: {exc}")
+            return
+        auc = result["metrics"].get("auc")
+        self.store.transition(record.id, JobState.SUCCEEDED, fence=token, result=result, attempt=tracked.attempt,
+                              detail=f"test AUC {auc:.4f}" if isinstance(auc, float) else "finished")
+
+    def _check_workers(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus) -> None:
+        placed = sorted(a.node_id for a in tracked.placement.assignments for _ in range(a.workers))
+        ran = sorted(w["node_id"] for w in status.workers)
+        if placed != ran:
+            self.store.log(record.id, f"WARNING: workers ran on {ran}, the placement named {placed}")
+
+    @staticmethod
+    def _workers_detail(tracked: _Tracked, status: AttemptStatus) -> str:
+        nodes = sorted({w["node_id"][:12] for w in status.workers})
+        p = tracked.placement
+        return (f"attempt {tracked.attempt}: {len(status.workers)} worker(s) on {p.kind}({p.model}), node(s) "
+                f"{', '.join(nodes)} as placed")
+
+    def _attempt_dir(self, job_id: str, attempt: int) -> Path:
+        return self.runs_dir / job_id / f"attempt-{attempt}"
+
+    def _record_checkpoints(self, record: JobRecord, tracked: _Tracked, token: int) -> None:
+        """Record each checkpoint the attempt persisted, once, with the sha256 its writer
+        computed; one whose bytes differ from that is left out (and logged)."""
+        for meta in sorted(self._attempt_dir(record.id, tracked.attempt).glob(f"checkpoint_*/{CHECKPOINT_META}")):
+            path = str(meta.parent)
+            if path in tracked.checkpoints_seen or not (meta.parent / "state.pt").exists():
+                continue
+            tracked.checkpoints_seen.add(path)
+            info = json.loads(meta.read_text())
+            if file_sha256(meta.parent / "state.pt") != info["sha256"]:
+                self.store.log(record.id, f"checkpoint {path} does not match the sha256 its writer recorded; ignored")
+                continue
+            self.store.record_checkpoint(record.id, tracked.attempt, int(info["epoch"]), path, info["sha256"], token)
+
+    def _record_progress(self, record: JobRecord, tracked: _Tracked, token: int) -> None:
+        lines = []
+        for attempt in range(1, tracked.attempt + 1):
+            path = self._attempt_dir(record.id, attempt) / "progress.jsonl"
+            if path.exists():
+                lines += [{**json.loads(line), "attempt": attempt} for line in path.read_text().splitlines() if line]
+        progress = progress_from_epochs(lines, asdict(tracked.placement))
+        if progress and progress != record.progress:
+            self.store.set_progress(record.id, progress, token)
+
+    # ---- cancellations ---------------------------------------------------------------------
+    def _cancel_requested(self, token: int) -> None:
+        for record in self.store.list(states=(JobState.STARTING, JobState.RUNNING), cancel_requested=True):
+            tracked = self.tracked.get(record.id)
+            if tracked is None:
+                continue
+            self.store.transition(record.id, JobState.STOPPING, detail="cancel requested; stopping the attempt",
+                                  expect=(JobState.STARTING, JobState.RUNNING), fence=token, attempt=tracked.attempt)
+            self._ask_stop(record, tracked)
+
+    def _ask_stop(self, record: JobRecord, tracked: _Tracked) -> None:
+        """Built-in loops stop at their next epoch boundary; a user train_fn is stopped by force
+        (its Ray Train placement group is removed with it)."""
+        force = record.train_fn is not None
+        self.backend.stop(tracked.handle, force=force)
+        tracked.stop_asked_at = time.time()
+        tracked.forced = force
+
+    # ---- scheduling ------------------------------------------------------------------------
+    def _schedule(self, token: int) -> None:
+        queued = self.store.list(states=(JobState.QUEUED,), cancel_requested=False)
+        state = self.take_snapshot()
+        self.last_state = state
+        if not queued:
+            return
+        throughput = self.config.throughput
+        requests = {r.id: job_request(r, throughput, state) for r in queued}
+        running = []
+        for job_id, tracked in self.tracked.items():
+            record = self.store.get(job_id)
+            if record.state in (JobState.STARTING, JobState.RUNNING):
+                request = job_request(record, throughput, state)
+                expected = tracked.started + tracked.placement.predicted_completion_s
+                running.append(RunningJob(request, tracked.placement, tracked.started, expected))
+        decisions = schedule(list(requests.values()), state, time.time(), self.policy, running, self.config)
+        for rejection in decisions.rejected:
+            self.store.transition(rejection.job_id, JobState.REJECTED, actor="scheduler", detail=rejection.reason,
+                                  error=rejection.reason, expect=(JobState.QUEUED,), fence=token)
+        for job_id in decisions.preemptions:
+            tracked = self.tracked.get(job_id)
+            record = self.store.get(job_id)
+            if tracked and self.store.transition(job_id, JobState.STOPPING, fence=token, attempt=tracked.attempt,
+                                                 detail="preempted by the scheduler; resumes from its latest "
+                                                        "checkpoint once a placement frees up",
+                                                 expect=(JobState.STARTING, JobState.RUNNING)):
+                self._ask_stop(record, tracked)
+        for waiting in decisions.waiting:
+            if self._last_reason.get(waiting.job_id) != waiting.reason:
+                self._last_reason[waiting.job_id] = waiting.reason
+                self.store.log(waiting.job_id, waiting.reason)
+        labels = {n.id: n for n in state.nodes}
+        for placement in decisions.placements:
+            self._launch(self.store.get(placement.job_id), requests[placement.job_id], placement, labels, token)
+
+    def _launch(self, record: JobRecord, request: JobRequest, placement: Placement, nodes: dict, token: int) -> None:
+        checkpoints = [c for c in self.store.checkpoints(record.id) if Path(c["path"], "state.pt").exists()]
+        resume = checkpoints[-1] if checkpoints else None
+        number = record.attempts + 1
+        run_dir = self._attempt_dir(record.id, number)
+        emulated = any(nodes[a.node_id].emulated for a in placement.assignments if a.node_id in nodes)
+        spec = record.spec
+        loop_config = {k: spec.get(k) for k in LOOP_KEYS}
+        loop_config.update(spec.get("config") or {})
+        loop_config["collective_backend"] = collective_backend(placement.kind, emulated)
+        launch = LaunchSpec(job_id=record.id, attempt=number, run_dir=str(run_dir), loop_config=loop_config,
+                            train_fn=record.train_fn, resume_path=resume["path"] if resume else None,
+                            resume_sha256=resume["sha256"] if resume else None)
+        detail = (f"placed on {placement.kind}({placement.model}) x{sum(a.workers for a in placement.assignments)} "
+                  f"on node(s) {', '.join(sorted({a.node_id[:12] for a in placement.assignments}))}: predicted "
+                  f"completion {placement.predicted_completion_s:.0f} s"
+                  + (f"; resuming from epoch {resume['epoch']}" if resume else ""))
+        handle = self.backend.handle_for(launch)  # stored before launching: a successor can always find it
+        if self.store.start_attempt(record.id, asdict(placement), self.backend.name, token, detail, handle) != number:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.backend.launch(placement, launch)
+        except Exception as exc:  # noqa: BLE001 - a launch the cluster refused goes back to the queue
+            self.store.update_attempt(record.id, number, token, state="ended", outcome="lost", error=str(exc),
+                                      ended=time.time())
+            self.store.transition(record.id, JobState.QUEUED, fence=token, detail=f"launch failed: {exc}")
+            return
+        self.tracked[record.id] = _Tracked(number, handle, placement, time.time())

@@ -1,0 +1,67 @@
+"""Finishing a successful job: evaluate a built-in model on the test split from its final
+checkpoint (whose sha256 the store recorded), and write the provenance record."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from runtime.backends.base import AttemptStatus
+from runtime.datasets import prepare_splits
+from runtime.metrics import binary_metrics
+from runtime.provenance import build_provenance, read_progress
+from runtime.store import JobRecord, JobStore
+from runtime.training.loop import build_model, load_state
+from schedulers.types import Placement
+
+
+def recorded_sha256(store: JobStore, job_id: str, path: str | None) -> str | None:
+    """The sha256 the store recorded for checkpoint `path` of the job (None if not recorded)."""
+    return next((c["sha256"] for c in store.checkpoints(job_id) if c["path"] == path), None)
+
+
+def finish_job(store: JobStore, record: JobRecord, placement: Placement, status: AttemptStatus, job_dir: Path,
+               started: float) -> dict:
+    """The job's result: {metrics, checkpoint, checkpoint_sha256, provenance_path}."""
+    spec = record.spec
+    metrics = dict(status.metrics)
+    test = None
+    checkpoint_sha = recorded_sha256(store, record.id, status.checkpoint)
+    if spec.get("model") and status.checkpoint:
+        if checkpoint_sha is None:
+            raise ValueError(f"checkpoint: {status.checkpoint} was never recorded with its sha256; not evaluated")
+        state = load_state(status.checkpoint, checkpoint_sha)
+        splits = prepare_splits(spec["dataset"], spec["label"], spec["categorical"], spec["validation_fraction"],
+                                spec["test_fraction"], spec["seed"])
+        model = build_model(state["model_name"], len(state["features"]), state["hidden"])
+        model.load_state_dict(state["model"])
+        model.eval()
+        with torch.no_grad():
+            scores = torch.sigmoid(model(torch.from_numpy(splits.x_test))).numpy()
+        test = binary_metrics(splits.y_test, scores, funds_related=spec["funds_related"])
+        metrics.update(test)
+    progress, nodes = [], []
+    for attempt_dir in sorted(job_dir.glob("attempt-*"), key=lambda p: int(p.name.split("-")[1])):
+        attempt = int(attempt_dir.name.split("-")[1])
+        progress += [{**line, "attempt": attempt} for line in read_progress(attempt_dir / "progress.jsonl")]
+        nodes += [{**line, "attempt": attempt} for line in read_progress(attempt_dir / "workers.jsonl")]
+    if not nodes:  # a user train_fn writes no workers.jsonl: where Ray Train's recorder saw them
+        nodes = [{**w, "attempt": record.attempts} for w in status.workers]
+    user_code = None if record.train_fn is None else {
+        "name": spec.get("_train_fn_name"), "source": spec.get("_train_fn_source"), "sha256": record.train_fn_sha256}
+    provenance = build_provenance(
+        job={"id": record.id, "name": record.name}, spec=spec, dataset=spec.get("_dataset"),
+        placement=asdict(placement), nodes=nodes, user_code=user_code, progress=progress, started=started,
+        ended=time.time(), attempts=record.attempts, checkpoint=status.checkpoint, test_metrics=test)
+    placed = sorted(a.node_id for a in placement.assignments for _ in range(a.workers))
+    provenance["modelling"]["environment"]["workers_on_placed_nodes"] = (
+        sorted(w["node_id"] for w in status.workers) == placed if status.workers else None)
+    path = job_dir / "provenance.json"
+    path.write_text(json.dumps(provenance, indent=2, default=str))
+    return {"metrics": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in metrics.items()},
+            "checkpoint": status.checkpoint, "checkpoint_sha256": checkpoint_sha, "provenance_path": str(path)}

@@ -1,0 +1,187 @@
+"""`suanli server`: the one process that connects to Ray, owns the store and runs the controller.
+
+Start-up: open the store (refusing a corrupt one), join Ray (the configured address, an emulated
+cluster, or the state directory's own local head), start the lease keeper and the controller,
+then serve the API on loopback unless told otherwise. `state_dir/server.json` tells local
+clients where it listens. SIGTERM/SIGINT stop it cleanly and release the lease.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fastapi import HTTPException
+from prometheus_client import Counter, Gauge
+
+import cluster
+from cluster.metrics import CapacityMetrics
+from runtime.backends.ray_local import RayBackend
+from runtime.controller.controller import JobController
+from runtime.controller.lease_keeper import LeaseKeeper
+from runtime.datasets import DatasetError, inspect_table
+from runtime.profiles import load_throughput_model
+from runtime.server.api import create_app, resolve_dataset
+from runtime.specs import TrainingJob
+from runtime.store import LeaseStore, open_store
+from schedulers.engine import SchedulerConfig, check_submission
+from schedulers.types import ClusterState, JobRequest
+
+SERVER_FILE = "server.json"
+SNAPSHOT_MAX_AGE_S = 2.0
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerOptions:
+    """What `suanli server` was started with."""
+
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    store_url: str | None = None
+    ray_address: str | None = None
+    emulate: Path | None = None
+    policy: str = "hetero"
+    lease_ttl_s: float = 8.0
+    lease_renew_s: float = 2.0
+    profile: Path | None = None
+    data_dirs: list[Path] = field(default_factory=list)
+
+
+class Admission:
+    """Checks at submission: the dataset (absolute, readable by the server, inside its data
+    dirs, schema valid) and whether the job can ever fit the cluster."""
+
+    def __init__(self, server: Server):
+        self.server = server
+
+    def prepare(self, job: TrainingJob) -> dict:
+        spec = job.model_dump()
+        if job.dataset:
+            path = resolve_dataset(job.dataset, self.server.options.data_dirs)
+            spec["dataset"] = str(path)
+            if job.label:
+                try:
+                    spec["_dataset"] = asdict(inspect_table(path, job.label, job.categorical))
+                except DatasetError as exc:
+                    raise HTTPException(422, str(exc)) from None
+        kinds, model = job.device_kinds()
+        spec.update(_device_kinds=list(kinds), _device_model=model, _algorithm=job.algorithm)
+        return spec
+
+    def rejection(self, job: TrainingJob, spec: dict) -> str | None:
+        kinds, model = tuple(spec["_device_kinds"]), spec["_device_model"]
+        request = JobRequest(id="submission", tenant=job.tenant, workers=job.workers, allowed_kinds=kinds,
+                             device_model=model)
+        found = check_submission(request, self.server.current_snapshot())
+        return found.reason if found else None
+
+
+class Server:
+    """The wiring of one server process; `serve()` blocks until stopped."""
+
+    def __init__(self, options: ServerOptions):
+        self.options = options
+        self.state_dir = options.state_dir.expanduser().resolve()
+        self.store = open_store(self.state_dir, options.store_url)  # StoreError on a corrupt store: refuse to start
+        self.leases = LeaseStore(self.store)
+        self.lease = LeaseKeeper(self.leases, ttl_s=options.lease_ttl_s, renew_s=options.lease_renew_s)
+        self.metrics = CapacityMetrics()
+        self.submissions = Counter("suanli_jobs_submitted", "Jobs accepted by this server", registry=self.metrics.registry)
+        self.step_failures = Gauge("suanli_controller_step_failures", "Controller steps that raised",
+                                   registry=self.metrics.registry)
+        self.is_active = Gauge("suanli_controller_active", "1 while this server holds the controller lease",
+                               registry=self.metrics.registry)
+        self.admission = Admission(self)
+        self.emulated = None
+        self.ray_address = ""
+        self.controller: JobController | None = None
+        self._snapshot_lock = threading.Lock()
+        self._uvicorn = None
+
+    # ---- Ray -----------------------------------------------------------------------------
+    def connect_ray(self) -> None:
+        cluster.prepare_loopback()
+        import ray
+
+        config = cluster.load_config()
+        if self.options.emulate:
+            from cluster.emulation import EmulatedCluster, load_emulation
+
+            self.emulated = EmulatedCluster(load_emulation(self.options.emulate))
+            self.ray_address = self.emulated.address
+            return
+        address = self.options.ray_address or config.ray_address
+        if not address:
+            from cluster.local_head import ensure_local_head
+
+            address = ensure_local_head(self.state_dir, config)
+        ray.init(address=address, log_to_driver=False, namespace="suanli")
+        self.ray_address = ray.get_runtime_context().gcs_address
+
+    def current_snapshot(self) -> ClusterState:
+        """A snapshot at most SNAPSHOT_MAX_AGE_S old (the controller's, or a fresh one)."""
+        with self._snapshot_lock:
+            latest = self.controller.last_state if self.controller else None
+            if latest is None or time.time() - latest.taken_at > SNAPSHOT_MAX_AGE_S:
+                latest = cluster.snapshot(include_local_telemetry=True)
+            self.metrics.update(latest)
+            return latest
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.connect_ray()
+        config = SchedulerConfig(throughput=load_throughput_model(self.options.profile),
+                                 min_run_before_preempt_s=120.0)
+        self.controller = JobController(self.store, RayBackend(), self.lease, self.state_dir / "runs",
+                                        policy=self.options.policy, config=config)
+        self.lease.start()
+        self.controller.start()
+        threading.Thread(target=self._watch, name="suanli-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        while True:
+            self.is_active.set(1 if self.lease.role == "active" else 0)
+            self.step_failures.set(self.controller.step_failures if self.controller else 0)
+            time.sleep(1.0)
+
+    def serve(self) -> None:
+        """Serve the API until SIGTERM/SIGINT; then stop the controller and release the lease."""
+        import uvicorn
+
+        sock = socket.socket(socket.AF_INET6 if ":" in self.options.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.options.host, self.options.port))
+        port = sock.getsockname()[1]
+        url = f"http://{self.options.host}:{port}"
+        config = uvicorn.Config(create_app(self), log_level="warning", access_log=False, timeout_keep_alive=30)
+        self._uvicorn = uvicorn.Server(config)
+        info = {"url": url, "pid": os.getpid(), "started": time.time(), "ray_address": self.ray_address}
+        record = self.state_dir / SERVER_FILE
+        if self.options.host in ("127.0.0.1", "localhost", "::1"):
+            tmp = record.with_suffix(".tmp")
+            tmp.write_text(json.dumps(info))
+            tmp.replace(record)
+        log.info("suanli server %s: %s, store %s, Ray %s", os.getpid(), url, self.store.where, self.ray_address)
+        try:
+            self._uvicorn.run(sockets=[sock])
+        finally:
+            self.shutdown()
+            if record.exists() and json.loads(record.read_text()).get("pid") == os.getpid():
+                record.unlink(missing_ok=True)
+
+    def shutdown(self) -> None:
+        if self.controller:
+            self.controller.stop()
+        self.lease.stop(release=True)
+        if self.emulated is not None:
+            self.emulated.shutdown()
+        self.store.close()
+

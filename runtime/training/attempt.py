@@ -1,0 +1,116 @@
+"""One attempt of a job, run by a detached Ray actor so that it outlives the server that launched
+it: a restarted server (or a standby that takes the lease) finds it by name and adopts it.
+
+The actor builds a Ray Train `TorchTrainer` whose workers are pinned to the placement's nodes
+(one label selector on `ray.io/node-id` per worker), with Ray Train's own retries off: failures go
+back to the controller, whose one failure policy decides retry (a new placement) or fail.
+User code (cloudpickled bytes) is loaded here, inside the cluster, never in the server.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from pathlib import Path
+
+import ray
+
+STOP_FILE = "STOP"  # the attempt's stop token: the built-in loop ends at the next epoch boundary
+NODE_ID_LABEL = "ray.io/node-id"
+COLLECTIVE_BACKENDS = {"gpu": "nccl", "npu": "hccl"}
+
+
+def collective_backend(kind: str, emulated: bool) -> str:
+    """The torch.distributed backend for a placement's device kind: NCCL on GPUs, HCCL on Ascend
+    NPUs, gloo on CPUs and on emulated (logical) accelerators, which have no real device."""
+    return "gloo" if emulated else COLLECTIVE_BACKENDS.get(kind, "gloo")
+
+
+def worker_selectors(placement: dict) -> list[dict]:
+    """One label selector per worker, pinning it to the node its placement names."""
+    return [{NODE_ID_LABEL: a["node_id"]} for a in placement["assignments"] for _ in range(a["workers"])]
+
+
+def scaling_for(placement: dict):
+    """Ray Train's ScalingConfig for a placement: its workers, devices each, pinned node by node."""
+    from ray.train import ScalingConfig
+
+    from runtime.placement_to_ray import ray_resource
+
+    selectors = worker_selectors(placement)
+    per_worker = placement["assignments"][0]["devices_per_worker"]
+    kind = placement["kind"]
+    return ScalingConfig(num_workers=len(selectors), use_gpu=kind == "gpu",
+                         resources_per_worker={ray_resource(kind): float(per_worker)}, label_selector=selectors)
+
+
+def root_cause(exc: BaseException) -> str:
+    """One line naming what really failed, digging through Ray Train's wrappers."""
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        exc = next(iter(failures.values()))
+    cause = getattr(exc, "cause", None) or exc.__cause__
+    while cause is not None and cause is not exc:
+        exc, cause = cause, getattr(cause, "cause", None) or cause.__cause__
+    text = str(exc).strip().splitlines()
+    last = next((line for line in reversed(text) if line.strip()), "")
+    return f"{type(exc).__name__}: {last}" if last else type(exc).__name__
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_concurrency=4)
+class AttemptRunner:
+    """Runs one attempt's training in a thread; answers `status` and `stop` meanwhile."""
+
+    def __init__(self) -> None:
+        self._phase = "starting"
+        self._outcome: dict = {}
+        self._thread: threading.Thread | None = None
+        self._run_dir: Path | None = None
+
+    def run(self, spec: dict, placement: dict) -> None:
+        """Start the attempt (returns at once; idempotent)."""
+        if self._thread is None:
+            self._run_dir = Path(spec["run_dir"])
+            self._thread = threading.Thread(target=self._fit, args=(spec, placement), daemon=True)
+            self._thread.start()
+
+    def _fit(self, spec: dict, placement: dict) -> None:
+        import cloudpickle
+        from ray.train import CheckpointConfig, FailureConfig, RunConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+
+        from runtime.training.loop import builtin_train_loop
+        from runtime.training.recorder import WorkerGroupRecorder
+
+        run_dir = Path(spec["run_dir"])
+        try:
+            train_fn = cloudpickle.loads(spec["train_fn"]) if spec.get("train_fn") else builtin_train_loop
+            config = {**spec["loop_config"], "run_dir": str(run_dir), "resume_path": spec.get("resume_path"),
+                      "resume_sha256": spec.get("resume_sha256")}
+            trainer = TorchTrainer(
+                train_fn, train_loop_config=config,
+                torch_config=TorchConfig(backend=spec["loop_config"].get("collective_backend", "gloo")),
+                scaling_config=scaling_for(placement),
+                run_config=RunConfig(name=run_dir.name, storage_path=str(run_dir.parent),
+                                     failure_config=FailureConfig(max_failures=0),
+                                     checkpoint_config=CheckpointConfig(num_to_keep=2),
+                                     callbacks=[WorkerGroupRecorder(str(run_dir))]))
+            self._phase = "running"
+            result = trainer.fit()
+        except BaseException as exc:  # noqa: BLE001 - any failure is this attempt's outcome, for the controller
+            self._outcome = {"error": root_cause(exc), "traceback": "".join(traceback.format_exception(exc))}
+            self._phase = "stopped" if (run_dir / STOP_FILE).exists() else "failed"
+            return
+        self._outcome = {"checkpoint": result.checkpoint.path if result.checkpoint else None,
+                         "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, str))}}
+        self._phase = "stopped" if (run_dir / STOP_FILE).exists() else "succeeded"
+
+    def status(self) -> dict:
+        """{"phase", "error", "traceback", "checkpoint", "metrics"}."""
+        return {"phase": self._phase, **self._outcome}
+
+    def stop(self) -> None:
+        """Write the stop token: the built-in loop ends at its next epoch boundary."""
+        if self._run_dir is not None:
+            self._run_dir.mkdir(parents=True, exist_ok=True)
+            (self._run_dir / STOP_FILE).touch()
