@@ -162,6 +162,7 @@ class JobController:
                 self._settle(self.store.get(job_id), tracked, status, token)
             elif (record.state == JobState.STOPPING and tracked.stop_asked_at and not tracked.forced
                   and time.time() - tracked.stop_asked_at > self.stop_grace_s):
+                self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
                 self.store.log(job_id, f"attempt {tracked.attempt} did not stop within {self.stop_grace_s:g} s; "
                                        "stopping it by force")
                 self.backend.stop(tracked.handle, force=True)
@@ -169,13 +170,14 @@ class JobController:
 
     def _settle(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus, token: int,
                 stale: bool = False) -> None:
-        """An attempt ended: release it, record how, and move the job on."""
+        """An attempt ended: record how (a fenced write first: a holder that lost the lease must
+        not touch the cluster either), release it, and move the job on."""
         self._record_checkpoints(record, tracked, token)
+        self.store.update_attempt(record.id, tracked.attempt, token, state="ended", outcome=status.phase,
+                                  error=status.error, ended=time.time())
         if stale:
             self.backend.stop(tracked.handle, force=True)
         self.backend.release(tracked.handle)
-        self.store.update_attempt(record.id, tracked.attempt, token, state="ended", outcome=status.phase,
-                                  error=status.error, ended=time.time())
         self.tracked.pop(record.id, None)
         if stale:
             return

@@ -59,21 +59,39 @@ def ensure_local_server(state_dir: Path, extra_args: tuple[str, ...] = ()) -> st
         found = running_local_server(state_dir)
         if found:
             return found["url"]
-        log = (state_dir / "server.log").open("ab")
-        command = [sys.executable, "-m", "runtime.cli.main", "server", "--state-dir", str(state_dir), *extra_args]
+        return start_server(state_dir, *extra_args)[1]
+
+
+def start_server(state_dir: Path, *args: str, port: int | None = None, log_name: str = "server.log",
+                 timeout: float = START_TIMEOUT_S) -> tuple[subprocess.Popen, str]:
+    """Start `suanli server --state-dir DIR [--port PORT] ARGS...` in its own session (it outlives
+    this process) and wait until it answers /healthz; (process, url). ConfigError with the tail of
+    its log when it exits or does not answer in time."""
+    log_path = state_dir / log_name
+    command = [sys.executable, "-m", "runtime.cli.main", "server", "--state-dir", str(state_dir), *args]
+    if port is not None:
+        command += ["--port", str(port)]
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")}
+    with log_path.open("ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER":
-                                                             os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")})
-        deadline = time.time() + START_TIMEOUT_S
-        while time.time() < deadline:
+                                start_new_session=True, env=env)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        url = f"http://127.0.0.1:{port}" if port is not None else None
+        if url is None:
             found = running_local_server(state_dir)
-            if found and found["pid"] == proc.pid:
-                return found["url"]
-            if proc.poll() is not None:
-                break
-            time.sleep(0.3)
-        tail = (state_dir / "server.log").read_text(errors="replace")[-1500:]
-        raise ConfigError(f"server: the local server did not start (see {state_dir / 'server.log'}):\n{tail}")
+            url = found["url"] if found and found["pid"] == proc.pid else None
+        if url is not None:
+            try:
+                if httpx.get(url + "/healthz", timeout=2).json().get("pid") == proc.pid:
+                    return proc, url
+            except (httpx.HTTPError, ValueError):
+                pass
+        time.sleep(0.3)
+    if proc.poll() is None:
+        proc.kill()
+    tail = log_path.read_text(errors="replace")[-1500:]
+    raise ConfigError(f"server: the server did not start (see {log_path}):\n{tail}")
 
 
 def stop_local_server(state_dir: Path, stop_ray: bool = True, timeout: float = 60.0) -> bool:

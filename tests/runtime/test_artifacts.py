@@ -34,8 +34,8 @@ def trained(tmp_path_factory):
         torch.nn.functional.binary_cross_entropy_with_logits(model(x), y).backward()
         optimiser.step()
     directory = tmp_path_factory.mktemp("ckpt")
-    torch.save({"model": model.state_dict(), "epoch": 0, "features": splits.feature_names, "mean": splits.mean,
-                "scale": splits.scale, "model_name": "mlp", "hidden": [32, 16]}, directory / "state.pt")
+    torch.save({"model": model.state_dict(), "epoch": 0, "features": splits.feature_names, "mean": splits.mean.tolist(),
+                "scale": splits.scale.tolist(), "model_name": "mlp", "hidden": [32, 16]}, directory / "state.pt")
     with torch.no_grad():
         torch_scores = torch.sigmoid(model(torch.from_numpy(splits.x_test))).numpy()
     return directory, splits, torch_scores
@@ -148,3 +148,20 @@ def test_compression_candidates_are_recorded_signed_and_one_is_chosen(tmp_path, 
         assert report["candidates"][chosen]["after"]["auc"] >= report["before"]["auc"] - 0.005
     with pytest.raises(ValueError, match="methods: unknown magic"):
         compress(source, tmp_path / "x", methods=["magic"], private_key=keys[0], public_key=keys[1])
+
+
+def test_a_checkpoint_changed_since_it_was_recorded_is_not_signed(tmp_path, trained, keys):
+    import shutil
+
+    from runtime.training.loop import file_sha256
+
+    checkpoint, splits, scores = trained
+    copy = tmp_path / "ckpt"
+    shutil.copytree(checkpoint, copy)
+    recorded = file_sha256(copy / "state.pt")
+    with (copy / "state.pt").open("ab") as f:
+        f.write(b"\0")  # the bytes change after the store recorded them
+    with pytest.raises(ValueError, match="does not match the sha256 recorded"):
+        build_artifact(copy, binary_metrics(splits.y_test, scores), {}, tmp_path / "out", "x", keys[0],
+                       checkpoint_sha256=recorded)
+    assert not (tmp_path / "out").exists()

@@ -1,6 +1,4 @@
-"""Job specs, dataset checks, metrics and the SQLite store, without Ray."""
-
-import sqlite3
+"""Job specs, dataset checks and metrics, without Ray."""
 
 import numpy as np
 import pytest
@@ -9,7 +7,6 @@ from cluster.errors import ConfigError
 from runtime.datasets import DatasetError, inspect_table, prepare_splits
 from runtime.metrics import binary_metrics
 from runtime.specs import JobState, TrainingJob, load_job_yaml
-from runtime.store import JobStore
 from tests.conftest import shared_path
 
 
@@ -69,18 +66,17 @@ def test_metrics_and_the_jrt0221_bar():
         binary_metrics([1, 1], [0.2, 0.9])
 
 
-def test_store_persists_every_transition_in_wal_mode(tmp_path):
-    store = JobStore(tmp_path)
-    job_id = store.add("fraud", "risk", "alice", {"epochs": 1}, None)
-    assert store.transition(job_id, JobState.RUNNING, expect=(JobState.QUEUED,), placement={"kind": "cpu"}, attempts=1)
-    assert not store.transition(job_id, JobState.RUNNING, expect=(JobState.QUEUED,))  # already moved
-    store.close()
-    reopened = JobStore(tmp_path)
-    record = reopened.get(job_id)
-    assert record.state == JobState.RUNNING and record.placement == {"kind": "cpu"} and record.attempts == 1
-    assert [e["kind"] for e in reopened.events(job_id)] == ["submitted", "RUNNING"]
-    assert sqlite3.connect(tmp_path / "jobs.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    with pytest.raises(KeyError, match="no job 'nope'"):
-        reopened.get("nope")
-    with pytest.raises(ValueError, match="cannot be set"):
-        reopened.transition(job_id, JobState.FAILED, spec="x")
+def test_parquet_datasets_are_read(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"amount": [1.0, 2.0, 3.0, 4.0], "is_fraud": [0, 1, 0, 1]})
+    frame.to_parquet(tmp_path / "tx.parquet")
+    info = inspect_table(tmp_path / "tx.parquet", "is_fraud", [])
+    assert info.format == "parquet" and info.rows == 4
+
+
+def test_training_loop_fields_inside_config_are_refused():
+    with pytest.raises(ValueError, match="'hidden' is a field of the job itself"):
+        TrainingJob(name="x", dataset="/d.csv", label="y", config={"hidden": [8]})
+    with pytest.raises(ValueError, match="hidden"):
+        TrainingJob(name="x", dataset="/d.csv", label="y", hidden=[10**6])

@@ -1,0 +1,188 @@
+"""The controller's decisions over a real store and lease, with a scripted backend standing in for
+the cluster (the Ray backend itself is exercised in test_control_plane.py): preemption does not
+consume the retry budget, failures do, a new lease holder adopts running attempts instead of
+relaunching them, a stale holder's writes are refused, and production requests carry measured
+progress so `hetero` re-ranks running jobs."""
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from runtime.backends.base import AttemptStatus
+from runtime.controller.controller import JobController
+from runtime.controller.lease_keeper import LeaseKeeper
+from runtime.controller.requests import job_request, progress_from_epochs
+from runtime.specs import JobState
+from runtime.store import FencedOut, LeaseStore, open_store
+from schedulers.engine import RunningJob, SchedulerConfig, schedule
+from schedulers.policies import make_policy
+from schedulers.throughput import ThroughputModel
+from schedulers.types import ClusterState, Device, Node
+from tests.schedulers.helpers import cpu, node, state
+
+CORES = 2
+
+
+class ScriptedCluster:
+    """One node with CORES cores; attempts hold their cores until their phase ends."""
+
+    name = "scripted"
+
+    def __init__(self):
+        self.phase, self.placements, self.launched, self.stops, self.errors = {}, {}, [], [], {}
+
+    def handle_for(self, spec):
+        return {"actor": f"{spec.job_id}.{spec.attempt}", "run_dir": spec.run_dir}
+
+    def launch(self, placement, spec):
+        actor = f"{spec.job_id}.{spec.attempt}"
+        self.launched.append(actor)
+        self.placements[actor] = placement
+        self.phase[actor] = "running"
+
+    def poll(self, handle):
+        actor = handle["actor"]
+        phase = self.phase.get(actor, "lost")
+        placement = self.placements.get(actor)
+        workers = tuple({"rank": i, "node_id": a.node_id} for i, a in enumerate(placement.assignments)) if placement else ()
+        return AttemptStatus(phase, error=self.errors.get(actor), workers=workers)
+
+    def stop(self, handle, force=False):
+        self.stops.append((handle["actor"], force))
+        self.phase[handle["actor"]] = "stopped"
+
+    def release(self, handle):
+        self.phase.pop(handle["actor"], None)
+
+    def snapshot(self):
+        used = sum(sum(a.workers for a in self.placements[actor].assignments) for actor, phase in self.phase.items()
+                   if phase == "running")
+        return ClusterState(nodes=(Node("n1", "c1", "center", "dc1", (Device("cpu", "Xeon", CORES, in_use=used),)),),
+                            taken_at=time.time())
+
+
+@pytest.fixture
+def setup(tmp_path):
+    store = open_store(tmp_path / "state")
+    cluster = ScriptedCluster()
+
+    def controller(holder, ttl=8.0):
+        keeper = LeaseKeeper(LeaseStore(store), holder=holder, ttl_s=ttl, renew_s=min(2.0, ttl / 3))
+        keeper.renew()
+        return JobController(store, cluster, keeper, tmp_path / "runs", policy="hetero",
+                             config=SchedulerConfig(min_run_before_preempt_s=0.0), snapshot=cluster.snapshot)
+
+    yield store, cluster, controller
+    store.close()
+
+
+def submit(store, name, priority=0, workers=2, max_failures=1):
+    spec = {"epochs": 5, "priority": priority, "workers": workers, "latency": "batch", "preemptible": True,
+            "max_failures": max_failures, "_device_kinds": ["cpu"], "_device_model": None, "_algorithm": "generic",
+            "config": {}}
+    return store.add(name, "risk", "alice", spec, b"user code bytes")
+
+
+def states(store, job_id):
+    return [e["kind"] for e in store.events(job_id) if e["kind"].isupper()]
+
+
+def test_preemption_is_free_failures_spend_the_budget(setup):
+    store, cluster, make = setup
+    ctl = make("a")
+    low = submit(store, "low", priority=0)
+    ctl.step()
+    assert store.get(low).state == JobState.STARTING and cluster.launched == [f"{low}.1"]
+    ctl.step()
+    assert store.get(low).state == JobState.RUNNING
+    high = submit(store, "high", priority=50)
+    ctl.step()  # the higher priority preempts: low is asked to stop (by force: user code)
+    assert store.get(low).state == JobState.STOPPING and cluster.stops == [(f"{low}.1", True)]
+    ctl.step()  # low's attempt ended and released its cores: back to the queue, no failure counted
+    assert store.get(low).state == JobState.QUEUED and store.get(low).failures == 0
+    ctl.step()
+    assert store.get(high).state in (JobState.STARTING, JobState.RUNNING)
+    cluster.phase[f"{high}.1"] = "succeeded"
+    for _ in range(3):
+        ctl.step()
+    assert store.get(high).state == JobState.SUCCEEDED
+    assert store.get(low).state in (JobState.STARTING, JobState.RUNNING) and store.get(low).attempts == 2
+    cluster.errors[f"{low}.2"] = "RuntimeError: worker died"
+    cluster.phase[f"{low}.2"] = "failed"
+    ctl.step()  # the one failure policy: retry (1 of 1), on a new placement
+    record = store.get(low)
+    assert record.failures == 1 and record.state in (JobState.QUEUED, JobState.STARTING)
+    for _ in range(2):
+        ctl.step()
+    cluster.errors[f"{low}.3"] = "ValueError: feature store unreachable"
+    cluster.phase[f"{low}.3"] = "failed"
+    ctl.step()
+    record = store.get(low)
+    assert record.state == JobState.FAILED and "ValueError: feature store unreachable" in record.error
+    assert "retry budget of 1 spent" in record.error
+    assert states(store, low) == ["STARTING", "RUNNING", "STOPPING", "QUEUED", "STARTING", "RUNNING", "STOPPING",
+                                  "QUEUED", "STARTING", "RUNNING", "FAILED"]
+
+
+def test_a_new_holder_adopts_running_attempts_and_fences_the_old_one(setup):
+    store, cluster, make = setup
+    old = make("old", ttl=0.6)
+    running = submit(store, "running", workers=1)
+    gone = submit(store, "gone", workers=1)
+    old.step()
+    old.step()
+    assert {store.get(running).state, store.get(gone).state} == {JobState.RUNNING}
+    time.sleep(0.7)  # the old holder stops renewing (it was killed, or stalled)
+    cluster.phase.pop(f"{gone}.1")  # this attempt died with the old holder's node: really gone
+    new = make("new")
+    assert new.lease.token() == 2
+    new.step()
+    assert cluster.launched.count(f"{running}.1") == 1 and f"{running}.2" not in cluster.launched  # adopted
+    assert store.get(running).state == JobState.RUNNING
+    assert store.get(gone).failures == 1 and store.get(gone).attempts == 2  # requeued through the policy, relaunched
+    assert "adopted attempt 1: running" in store.logs(running)
+    old.lease._lease = replace(old.lease._lease, token=1)  # the stalled old holder wakes up believing it leads
+    old.lease._act_until = time.monotonic() + 60
+    before = store.events(running)
+    with pytest.raises(FencedOut):
+        cluster.phase[f"{running}.1"] = "succeeded"
+        old.step()
+    assert store.events(running) == before  # nothing the old holder wrote landed
+    new.step()
+    new.step()
+    assert store.get(running).state == JobState.SUCCEEDED
+    assert states(store, running).count("SUCCEEDED") == 1
+
+
+def test_remaining_work_shrinks_and_hetero_reranks_running_jobs(setup):
+    store, _, _ = setup
+    spec = {"epochs": 10, "priority": 0, "workers": 1, "latency": "batch", "preemptible": True, "max_failures": 0,
+            "_device_kinds": ["cpu"], "_device_model": None, "_algorithm": "mlp", "config": {},
+            "_dataset": {"rows": 100_000, "bytes": 10_000_000}}
+    first = store.add("first", "risk", "a", spec, None)
+    second = store.add("second", "risk", "a", {**spec, "epochs": 4}, None)
+    cluster = state(node("n1", cpu(count=1, in_use=1)), taken_at=0.0)
+    model = ThroughputModel()
+    fresh = job_request(store.get(first), model, cluster)
+    assert fresh.work == 1_000_000 and fresh.throughputs is None
+    placement = {"kind": "cpu", "model": "Xeon-8380",
+                 "assignments": [{"node_id": "n1", "kind": "cpu", "model": "Xeon-8380", "workers": 1,
+                                  "devices_per_worker": 1}]}
+    lines = [{"epoch": e, "epoch_seconds": 2.0, "attempt": 1} for e in range(8)]
+    store.set_progress(first, progress_from_epochs(lines, placement), fence=None)
+    measured = job_request(store.get(first), model, cluster)
+    assert measured.work == 200_000  # 2 of 10 epochs left
+    assert dict(measured.throughputs)["Xeon-8380"] == pytest.approx(50_000)  # 100k rows per 2 s, measured
+    assert measured.attained_service_s == pytest.approx(16.0)
+    from runtime.controller.controller import placement_from_dict
+
+    running_placement = placement_from_dict({**placement, "job_id": first, "cluster": "c1", "queue_s": 0.0,
+                                             "transfer_s": 0.0, "compute_s": 20.0})
+    queued = job_request(store.get(second), model, cluster)  # 400k rows of work left
+    policy = make_policy("hetero")
+    config = SchedulerConfig(min_run_before_preempt_s=0.0)
+    before = schedule([queued], cluster, 100.0, policy, [RunningJob(fresh, running_placement, 0.0, 20.0)], config)
+    after = schedule([queued], cluster, 100.0, policy, [RunningJob(measured, running_placement, 0.0, 20.0)], config)
+    assert before.preemptions == (first,)  # 1M left > 400k: the shorter queued job takes the core
+    assert after.preemptions == () and [w.job_id for w in after.waiting] == [second]  # 200k left: first keeps it

@@ -1,0 +1,112 @@
+"""The job store and the controller lease, against SQLite (WAL) and a real PostgreSQL 15."""
+
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from runtime.specs import TRANSITIONS, JobState
+from runtime.store import FencedOut, JobStore, LeaseStore, StoreError, open_store
+from tests.conftest import REPO
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        found = open_store(tmp_path / "state")
+    else:
+        url = request.getfixturevalue("postgres_url")
+        found = JobStore(url)
+        with found.engine.begin() as conn:  # each test starts from empty tables
+            for table in ("events", "attempts", "checkpoints", "log_lines", "leases", "jobs"):
+                conn.execute(text(f"DELETE FROM {table}"))
+    yield found
+    found.close()
+
+
+def test_every_transition_outside_the_table_is_refused(store):
+    for current in JobState:
+        for new in JobState:
+            job_id = store.add("t", "risk", "alice", {"epochs": 1}, None)
+            with store.engine.begin() as conn:  # put the job in `current` directly, bypassing the table
+                conn.execute(text("UPDATE jobs SET state = :s WHERE id = :i"), {"s": current.value, "i": job_id})
+            if new in TRANSITIONS[current]:
+                assert store.transition(job_id, new, detail="ok")
+            else:
+                with pytest.raises(ValueError, match=f"state: {current.value} -> {new.value} is not allowed"):
+                    store.transition(job_id, new)
+                assert store.get(job_id).state == current  # nothing written
+
+
+def test_lease_fencing_refuses_a_stale_holder(store):
+    leases = LeaseStore(store)
+    first = leases.try_acquire("server-a", ttl_s=0.5)
+    assert first.token == 1
+    assert leases.try_acquire("server-b", ttl_s=0.5) is None  # live lease: b waits
+    job_id = store.add("fenced", "risk", "alice", {"epochs": 1}, None)
+    assert store.start_attempt(job_id, {"kind": "cpu"}, "ray", first.token, "go", {"actor": "x"}) == 1
+    time.sleep(0.6)
+    second = leases.try_acquire("server-b", ttl_s=5)
+    assert second.token == 2 and second.holder == "server-b"
+    with pytest.raises(FencedOut, match="token 1 is stale"):  # a holds an expired lease and writes anyway
+        store.transition(job_id, JobState.RUNNING, fence=first.token)
+    with pytest.raises(FencedOut):
+        store.record_checkpoint(job_id, 1, 0, "/ckpt/0", "ab" * 32, fence=first.token)
+    assert store.get(job_id).state == JobState.STARTING and store.checkpoints(job_id) == []
+    assert store.transition(job_id, JobState.RUNNING, fence=second.token)
+    assert [e["fence"] for e in store.events(job_id)] == [None, 1, 2]
+    assert leases.try_acquire("server-b", ttl_s=5).token == 2  # renewal keeps the token
+    assert leases.release("server-b", 2)
+    assert leases.try_acquire("server-a", ttl_s=5).token == 3  # released: taken at once, new token
+
+
+def test_attempts_checkpoints_logs_and_cancellation(store):
+    leases = LeaseStore(store)
+    token = leases.try_acquire("me", 10).token
+    job_id = store.add("fraud", "risk", "alice", {"epochs": 2}, b"pickled-fn")
+    assert len(store.get(job_id).train_fn_sha256) == 64
+    assert store.start_attempt(job_id, {"kind": "cpu"}, "ray", token, "placed", {"actor": "a1"}) == 1
+    assert store.start_attempt(job_id, {"kind": "cpu"}, "ray", token, "again", {"actor": "a1"}) is None
+    assert [a.number for a in store.open_attempts()] == [1]
+    assert store.record_checkpoint(job_id, 1, 0, "/runs/c0", "0" * 64, token)
+    assert not store.record_checkpoint(job_id, 1, 0, "/runs/c0", "0" * 64, token)  # once
+    store.update_attempt(job_id, 1, token, state="ended", outcome="lost", error="node gone", ended=time.time())
+    assert store.open_attempts() == [] and store.attempt(job_id, 1).outcome == "lost"
+    assert store.request_cancel(job_id, "alice") == JobState.STARTING  # the controller stops it
+    assert store.get(job_id).cancel_requested
+    queued = store.add("other", "risk", "bob", {"epochs": 1}, None)
+    assert store.request_cancel(queued, "bob") == JobState.CANCELLED  # nothing ran: cancelled at once
+    with pytest.raises(ValueError, match="already finished"):
+        store.request_cancel(queued, "bob")
+    with pytest.raises(KeyError, match="no job 'nope'"):
+        store.get("nope")
+    assert "STARTING attempt 1: placed" in store.logs(job_id)
+    assert [c["path"] for c in store.checkpoints(job_id)] == ["/runs/c0"]
+    assert {r.id for r in store.list(states=(JobState.STARTING,), cancel_requested=True)} == {job_id}
+
+
+def test_two_processes_share_the_sqlite_store_safely(tmp_path):
+    """Writers in two processes at once: every add lands, none is lost (BEGIN IMMEDIATE + WAL)."""
+    open_store(tmp_path).close()
+    code = ("import sys; sys.path.insert(0, {repo!r}); from runtime.store import open_store\n"
+            "s = open_store({dir!r})\nfor i in range(50): s.add('w', 't', 'u', {{}}, None)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code.format(repo=str(REPO), dir=str(tmp_path))]) for _ in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    store = open_store(tmp_path)
+    assert store.count() == 100
+    assert sqlite3.connect(tmp_path / "jobs.db").execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_corrupt_store_is_refused_naming_the_file_and_check(tmp_path):
+    (tmp_path / "jobs.db").write_bytes(b"SQLite format 3\x00" + uuid.uuid4().bytes * 300)
+    with pytest.raises(StoreError, match=r"jobs.db failed SQLite's quick_check"):
+        open_store(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "runtime.cli.main", "server", "--state-dir", str(tmp_path)],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "jobs.db failed SQLite's quick_check" in out.stderr
+    with pytest.raises(StoreError, match="unsupported URL 'mysql'"):
+        JobStore("mysql://x")
