@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from runtime.cli.common import cluster_session, console, print_json
+from runtime.cli.common import console, emulated_session, print_json
 
 
 def capacity_table(report: dict) -> Table:
@@ -28,14 +28,22 @@ def capacity_table(report: dict) -> Table:
 def capacity(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     html: Path | None = typer.Option(None, "--html", help="Also write an HTML page with charts to this file."),
-    emulate: Path | None = typer.Option(None, "--emulate", help="Start an emulated cluster from this YAML file."),
+    emulate: Path | None = typer.Option(None, "--emulate", help="Inspect an emulated cluster from this YAML file "
+                                        "instead (started here for the report, then stopped; no server involved)."),
 ) -> None:
-    """Print the capacity of the connected cluster (embedded default unless configured)."""
-    import cluster
+    """Print the capacity of the server's cluster (the local server unless SUANLI_SERVER is set)."""
     from cluster.capacity import capacity_html, capacity_report
 
-    with cluster_session(emulate):
-        report = capacity_report(cluster.snapshot())
+    if emulate is not None:
+        import cluster
+
+        with emulated_session(emulate):
+            report = capacity_report(cluster.snapshot())
+    else:
+        from runtime.cli.jobs import client_or_fail
+
+        with client_or_fail() as client:
+            report = client.capacity()
     if html is not None:
         html.write_text(capacity_html(report))
     if json_out:

@@ -29,29 +29,18 @@ def print_json(data) -> None:
 
 
 @contextlib.contextmanager
-def cluster_session(emulate: Path | None = None) -> Iterator[None]:
-    """Connected to Ray for the duration: an emulated cluster started from `emulate` and stopped
-    afterwards, or the configured cluster / embedded default (stopped afterwards when embedded)."""
-    import cluster
+def emulated_session(emulate: Path) -> Iterator[None]:
+    """An emulated cluster started from the YAML file `emulate`, this process connected to it as
+    its driver, stopped afterwards (for `suanli capacity --emulate`: inspection without a server)."""
     from cluster.emulation import EmulatedCluster, load_emulation
 
     try:
-        if emulate is not None:
-            spec = load_emulation(emulate)
-            with console.status(f"starting emulated cluster {spec.name!r} ({len(spec.expanded())} nodes)..."):
-                emulated = EmulatedCluster(spec)
-            try:
-                yield
-            finally:
-                emulated.shutdown()
-            return
-        config = cluster.load_config()
-        with console.status("connecting to Ray..."):
-            connection = cluster.connect(config)
-        try:
-            yield
-        finally:
-            if connection.embedded:
-                cluster.disconnect()
+        spec = load_emulation(emulate)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    with console.status(f"starting emulated cluster {spec.name!r} ({len(spec.expanded())} nodes)..."):
+        emulated = EmulatedCluster(spec)
+    try:
+        yield
+    finally:
+        emulated.shutdown()

@@ -11,7 +11,7 @@ import numpy as np
 from rich.table import Table
 
 from runtime.cli.capacity import capacity_table
-from runtime.cli.common import cluster_session, console
+from runtime.cli.common import console
 
 SHARED_FRAUD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "credit" / "ulb_creditcard_fraud_sample.csv"
 
@@ -45,22 +45,28 @@ def metrics_table(name: str, metrics: dict) -> Table:
 
 
 def demo() -> None:
-    """Start the embedded default (single-node Ray on loopback), print inventory and capacity,
-    then train the fraud MLP with 2 workers and print its metrics."""
-    import cluster
-    from cluster.capacity import capacity_report
+    """Start a local suanli server (it starts the embedded Ray head on loopback), print inventory and
+    capacity, train the fraud MLP with 2 workers through it, print its metrics and its events,
+    export, sign, compress, verify, deploy and predict; then stop the server and its Ray."""
+    import ray
+
     from cluster.devices import discover_local
     from runtime.client import Client
     from runtime.datagen import write_transactions
+    from runtime.server.local import stop_local_server
     from runtime.specs import TrainingJob
 
     found = discover_local()
     console.print(inventory_table(found))
     if not any(d.kind == "gpu" for d in found):
         console.print("No NVIDIA GPU found (NVML unavailable): running on the CPU only.")
-    with cluster_session():
-        console.print(capacity_table(capacity_report(cluster.snapshot())))
-        state_dir = Path(tempfile.mkdtemp(prefix="suanli-demo-"))
+    state_dir = Path(tempfile.mkdtemp(prefix="suanli-demo-"))
+    try:
+        with console.status("starting a local suanli server (and its Ray head on 127.0.0.1)..."):
+            client = Client(state_dir=state_dir)
+        console.print(f"suanli server at {client.url} ({client.server_info['role']}), Ray at "
+                      f"{client.server_info['ray_address']}, store {client.server_info['store']}")
+        console.print(capacity_table(client.capacity()))
         if SHARED_FRAUD.exists():
             dataset, label, source = SHARED_FRAUD, "Class", f"real data: {SHARED_FRAUD.name} (ULB credit-card fraud sample)"
         else:
@@ -68,18 +74,22 @@ def demo() -> None:
             label, source = "is_fraud", "generated payment transactions (../shared/data/credit not found)"
         console.print(f"Training the fraud MLP with 2 workers on {source}")
         categorical = ["channel", "device"] if label == "is_fraud" else []
-        with Client(state_dir=state_dir) as client:
-            job = client.submit(TrainingJob(name="fraud-mlp", tenant="risk-team", user="demo", dataset=str(dataset),
-                                            label=label, categorical=categorical, workers=2, device="cpu", epochs=5))
-            with console.status(f"{job.id}: training on Ray Train (2 workers)..."):
-                state = job.wait(timeout=900)
-            console.print(job.logs())
-            if state.value != "SUCCEEDED":
-                raise SystemExit(f"demo: training {state.value}")
-            result = job.result()
-            console.print(metrics_table(job.id, result.metrics))
-            console.print(f"provenance: {result.provenance_path}")
-            serve(client, job, state_dir)
+        job = client.submit(TrainingJob(name="fraud-mlp", tenant="risk-team", user="demo", dataset=str(dataset),
+                                        label=label, categorical=categorical, workers=2, device="cpu", epochs=5))
+        with console.status(f"{job.id}: training on Ray Train (2 workers)..."):
+            state = job.wait(timeout=900)
+        console.print(job.logs())
+        if state.value != "SUCCEEDED":
+            raise SystemExit(f"demo: training {state.value}: {job.info()['error']}")
+        result = job.result()
+        console.print(metrics_table(job.id, result.metrics))
+        console.print(f"provenance: {result.provenance_path} (workers on their placed nodes: "
+                      f"{result.provenance['modelling']['environment']['workers_on_placed_nodes']})")
+        serve(client, job, state_dir)
+        client.close()
+    finally:
+        ray.shutdown()
+        stop_local_server(state_dir, stop_ray=True)
 
 
 def serve(client, job, state_dir: Path) -> None:

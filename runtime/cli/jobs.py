@@ -13,7 +13,8 @@ from cluster.errors import ConfigError
 from runtime.cli.common import console, fail, print_json
 
 
-def _client():
+def client_or_fail():
+    """A Client of the configured server, or a one-line error exit naming what is wrong."""
     from runtime.client import Client, ServerUnavailable
 
     try:
@@ -38,7 +39,7 @@ def submit(
 
     try:
         spec = load_job_yaml(job_file)
-        with _client() as client:
+        with client_or_fail() as client:
             job = client.submit(spec)
             console.print(f"submitted {job.id}: {job.status().value}")
             if not wait:
@@ -61,7 +62,7 @@ def jobs(
 ) -> None:
     """List jobs."""
     try:
-        with _client() as client:
+        with client_or_fail() as client:
             query = [f"tenant={tenant}"] if tenant else []
             query += [f"state={state}"] if state else []
             records = client._get("/jobs" + ("?" + "&".join(query) if query else ""))
@@ -82,7 +83,7 @@ def jobs(
 def logs(job_id: str = typer.Argument(...)) -> None:
     """Print a job's log (state changes, waiting reasons, tracebacks)."""
     try:
-        with _client() as client:
+        with client_or_fail() as client:
             typer.echo(client.job(job_id).logs(), nl=False)
     except _api_errors() as exc:
         raise fail(str(exc)) from None
@@ -91,7 +92,7 @@ def logs(job_id: str = typer.Argument(...)) -> None:
 def events(job_id: str = typer.Argument(...), json_out: bool = typer.Option(False, "--json")) -> None:
     """Print a job's state transitions with time, actor and detail."""
     try:
-        with _client() as client:
+        with client_or_fail() as client:
             found = client.job(job_id).events()
     except _api_errors() as exc:
         raise fail(str(exc)) from None
@@ -106,7 +107,7 @@ def events(job_id: str = typer.Argument(...), json_out: bool = typer.Option(Fals
 def cancel(job_id: str = typer.Argument(...), user: str = typer.Option("cli", "--user")) -> None:
     """Ask the server to cancel a job."""
     try:
-        with _client() as client:
+        with client_or_fail() as client:
             state = client.job(job_id).cancel(actor=user)
     except _api_errors() as exc:
         raise fail(str(exc)) from None

@@ -159,7 +159,8 @@ def test_controller_wiring(helm):
     docs = objects(helm, "edge")
     [deployment] = of_kind(docs, "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][:2] == ["suanli", "controller"]
+    assert container["command"][:2] == ["suanli", "server"]
+    assert "--lease-ttl" in container["command"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["SUANLI_RAY_ADDRESS"] == "risk-suanli-head-svc:6379"
     assert env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "1"
@@ -211,3 +212,17 @@ def test_notes_tell_the_user_what_to_do_next(helm, tmp_path):
     notes = yaml.safe_load(out.stdout)["data"]["notes"]
     assert "kubectl -n risk get raycluster risk-suanli" in notes
     assert "a100: nvidia-gpu" in notes and "openssl ecparam -name prime256v1" in notes
+
+
+def test_several_servers_need_postgresql(helm):
+    out = render(helm, extra=["--set", "controller.replicas=2"])
+    assert out.returncode != 0 and "store.type" in out.stderr, out.stderr
+    out = render(helm, extra=["--set", "controller.replicas=2", "--set", "store.type=postgresql"])
+    assert out.returncode != 0 and "store.postgresql.existingSecret" in out.stderr, out.stderr
+    out = render(helm, extra=["--set", "controller.replicas=3", "--set", "store.type=postgresql",
+                              "--set", "store.postgresql.existingSecret=suanli-pg"])
+    assert out.returncode == 0, out.stderr
+    [deployment] = of_kind([d for d in yaml.safe_load_all(out.stdout) if d], "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SUANLI_STORE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "suanli-pg", "key": "url"}
