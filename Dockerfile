@@ -1,4 +1,4 @@
-# The suanli controller image the Helm chart runs (never built in this project's CI: no Docker
+# The suanli server image the Helm chart runs (never built in this project's CI: no Docker
 # engine there). Ray's image, so the controller's Ray matches the RayCluster's.
 FROM rayproject/ray:2.60.0-py311
 WORKDIR /opt/suanli
@@ -10,4 +10,4 @@ COPY cluster ./cluster
 RUN pip install --no-cache-dir .
 USER 1000
 ENTRYPOINT []
-CMD ["suanli", "controller", "--host", "0.0.0.0"]
+CMD ["suanli", "server", "--host", "0.0.0.0", "--port", "8080"]

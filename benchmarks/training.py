@@ -2,12 +2,14 @@
 
 - scaling: samples/s of the fraud MLP with 1 and 2 Ray Train workers on this 2-core machine
   (generated payment transactions; samples/s = rows x epochs / summed epoch time, start-up excluded);
-- overhead: the same short jobs through suanli (store, scheduler, launch) and through raw Ray Train,
-  and the same tiny tasks placed by suanli's engine and sent plainly with `.remote()`;
-- recovery: on an emulated 3-node cluster, seconds from a worker node's loss to the next epoch,
-  and the epochs and steps repeated;
+- recovery: on an emulated 3-node cluster, seconds from a worker node's loss to the next epoch (the
+  controller gets a new placement from the scheduler and launches a new attempt from the last
+  checkpoint), and the epochs and steps repeated;
 - quality: test AUC of suanli's logistic regression and MLP against scikit-learn's
   LogisticRegression on the same split, for each dataset in ../shared/data/credit.
+
+Jobs go through a `suanli server` (the local one for scaling and quality; one joined to the
+emulated cluster for recovery). The control plane's own overhead is in control_plane.py.
 
     python benchmarks/training.py --json
 """
@@ -15,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -55,11 +56,17 @@ def scaling_and_quality(rows: int) -> tuple[dict, dict]:
     from runtime import Client
     from runtime.datagen import write_transactions
     from runtime.datasets import prepare_splits
+    from runtime.server.local import stop_local_server
 
     state = Path(tempfile.mkdtemp(prefix="suanli-bench-"))
     data = write_transactions(state / "tx.csv", rows=rows)
     scaling = {}
-    with Client(state_dir=state / "store") as client:
+    try:
+        client = Client(state_dir=state / "store")
+    except Exception:
+        stop_local_server(state / "store")
+        raise
+    with client:
         for workers in (1, 2):
             job = _job(client, name=f"scale-{workers}", dataset=str(data), label="is_fraud",
                        categorical=["channel", "device"], workers=workers, device="cpu", epochs=3, batch_size=512)
@@ -86,58 +93,8 @@ def scaling_and_quality(rows: int) -> tuple[dict, dict]:
             row["sklearn_logistic_auc"] = round(float(roc_auc_score(splits.y_test,
                                                                      baseline.predict_proba(splits.x_test)[:, 1])), 4)
             quality[name] = row
+    stop_local_server(state / "store")
     return scaling, quality
-
-
-def overhead(jobs: int, tasks: int) -> dict:
-    import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    import cluster
-    from runtime import Client
-    from runtime.placement_to_ray import task_options
-    from schedulers.engine import schedule
-    from schedulers.policies import make_policy
-    from schedulers.types import JobRequest
-
-    def short(config):
-        import ray.train
-
-        ray.train.report({"done": 1})
-
-    state = Path(tempfile.mkdtemp(prefix="suanli-overhead-"))
-    start = time.perf_counter()
-    for i in range(jobs):
-        TorchTrainer(short, scaling_config=ScalingConfig(num_workers=1),
-                     run_config=RunConfig(name=f"raw-{i}", storage_path=str(state / "raw"))).fit()
-    raw_jobs = time.perf_counter() - start
-    with Client(state_dir=state / "store") as client:
-        client.controller.poll_s = 0.1
-        start = time.perf_counter()
-        for i in range(jobs):
-            _job(client, name=f"short-{i}", train_fn=short, workers=1, device="cpu")
-        suanli_jobs = time.perf_counter() - start
-
-    @ray.remote
-    def noop():
-        return None
-
-    ray.get([noop.remote() for _ in range(50)])
-    start = time.perf_counter()
-    ray.get([noop.remote() for _ in range(tasks)])
-    raw_tasks = time.perf_counter() - start
-    snapshot = cluster.snapshot(include_local_telemetry=False)
-    start = time.perf_counter()
-    requests = [JobRequest(id=f"t{i}", allowed_kinds=("cpu",), work=1.0) for i in range(tasks)]
-    decisions = schedule(requests, snapshot, 0.0, make_policy("packing"))
-    placed = {p.job_id: p for p in decisions.placements}
-    refs = [noop.options(**task_options(placed[r.id])).remote() if r.id in placed else noop.remote() for r in requests]
-    ray.get(refs)
-    suanli_tasks = time.perf_counter() - start
-    return {"jobs": jobs, "raw_ray_train_s": round(raw_jobs, 2), "suanli_jobs_s": round(suanli_jobs, 2),
-            "job_overhead_ratio": round(suanli_jobs / raw_jobs, 2), "tasks": tasks, "raw_tasks_s": round(raw_tasks, 3),
-            "suanli_placed_tasks_s": round(suanli_tasks, 3), "task_overhead_ratio": round(suanli_tasks / raw_tasks, 2)}
 
 
 def recovery() -> dict:
@@ -145,49 +102,50 @@ def recovery() -> dict:
 
     from cluster.emulation import EmulatedCluster, parse_emulation
     from runtime import Client, TrainingJob
+    from runtime.server.local import start_server
 
     path = SHARED_DATA / "credit" / "australian_credit.csv"
     spec = parse_emulation({"name": "bench", "nodes": [{"tier": "center", "site": "dc1", "count": 3, "cpu": 1}]})
-    with EmulatedCluster(spec) as emulated, Client(state_dir=tempfile.mkdtemp()) as client:
-        job = client.submit(TrainingJob(name="recover", dataset=str(path), label="class", workers=2, device="cpu",
-                                        epochs=8, hidden=[32], checkpoint_every=2, config={"seconds_per_epoch": 3}))
-        progress = Path(client.controller.storage_path) / job.id / "progress.jsonl"
-        while not (progress.exists() and len(progress.read_text().splitlines()) >= 3):
-            time.sleep(0.2)
-        head = ray.get_runtime_context().get_node_id()
-        workers = [json.loads(line) for line in (progress.parent / "workers.jsonl").read_text().splitlines()]
-        victim = next(w["node_id"] for w in workers if w["node_id"] != head)
-        killed = time.time()
-        emulated.remove_node(victim)
-        job.wait(timeout=600)
-        lines = [json.loads(line) for line in progress.read_text().splitlines()]
-        after = [line for line in lines if line["time"] > killed]
-        rec = job.result().provenance["modelling"]["recovery"]
-        return {"seconds_to_next_epoch": round(after[0]["time"] - killed, 1),
-                "seconds_to_next_epoch_includes_one_epoch_of": after[0]["epoch_seconds"] + 3,
-                "resumed_from_epoch": after[0]["resumed_from_epoch"], "epochs_repeated": rec["epochs_repeated"],
-                "steps_repeated": rec["steps_repeated"], "checkpoint_every_epochs": 2, "state": job.status().value}
+    state = Path(tempfile.mkdtemp(prefix="suanli-recovery-"))
+    with EmulatedCluster(spec) as emulated:
+        server, url = start_server(state, "--ray-address", emulated.address)
+        try:
+            with Client(address=url) as client:
+                job = client.submit(TrainingJob(name="recover", dataset=str(path), label="class", workers=2,
+                                                device="cpu", epochs=8, hidden=[32], checkpoint_every=2,
+                                                config={"seconds_per_epoch": 3}))
+                while (job.info()["progress"] or {}).get("epochs_done", 0) < 3:
+                    time.sleep(0.2)
+                head = ray.get_runtime_context().get_node_id()
+                victim = next(a["node_id"] for a in job.info()["placement"]["assignments"] if a["node_id"] != head)
+                killed = time.time()
+                emulated.remove_node(victim)
+                job.wait(timeout=600)
+                result = job.result()
+                lines = result.provenance["modelling"]["epochs"]
+                after = [line for line in lines if line["time"] > killed]
+                rec = result.provenance["modelling"]["recovery"]
+                return {"seconds_to_next_epoch": round(after[0]["time"] - killed, 1),
+                        "seconds_to_next_epoch_includes_one_epoch_of": after[0]["epoch_seconds"] + 3,
+                        "resumed_from_epoch": after[0]["resumed_from_epoch"], "epochs_repeated": rec["epochs_repeated"],
+                        "steps_repeated": rec["steps_repeated"], "checkpoint_every_epochs": 2,
+                        "attempts": job.info()["attempts"], "state": job.status().value}
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--jobs", type=int, default=3)
-    parser.add_argument("--tasks", type=int, default=500)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    import cluster
-
-    cluster.connect()
     scaling, quality = scaling_and_quality(args.rows)
-    over = overhead(args.jobs, args.tasks)
-    cluster.disconnect()
     rec = recovery()
-    result = {"scaling": scaling, "overhead": over, "recovery": rec, "quality": quality}
+    result = {"scaling": scaling, "recovery": rec, "quality": quality}
     auc = "; ".join(f"{k.split('_')[0]}: suanli MLP {v['suanli_mlp_auc']}, LR {v['suanli_logistic_auc']} vs "
                     f"sklearn {v['sklearn_logistic_auc']}" for k, v in quality.items() if isinstance(v, dict))
-    markdown = (f"| training | 2 workers / 1 worker samples/s {scaling['ratio_2_over_1']}x | job overhead "
-                f"{over['job_overhead_ratio']}x raw Ray Train, task overhead {over['task_overhead_ratio']}x raw Ray | "
+    markdown = (f"| training | 2 workers / 1 worker samples/s {scaling['ratio_2_over_1']}x | "
                 f"recovery {rec['seconds_to_next_epoch']} s to next epoch, {rec['epochs_repeated']} epoch(s) repeated | "
                 f"AUC {auc} |")
     emit("training", result, markdown, args.json)

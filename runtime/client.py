@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import inspect
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,6 @@ import httpx
 
 from runtime.server import API_VERSION
 from runtime.specs import JobState, TrainingJob
-
 
 
 class ApiError(RuntimeError):
@@ -112,7 +110,7 @@ class JobHandle:
         if info["state"] != JobState.SUCCEEDED.value:
             raise RuntimeError(f"job {self.id} is {info['state']}" + (f": {info['error']}" if info["error"] else ""))
         result = info["result"]
-        provenance = json.loads(Path(result["provenance_path"]).read_text())
+        provenance = self.client._get(f"/jobs/{self.id}/provenance")
         return TrainingResult(result["metrics"], provenance, result["checkpoint"], result.get("checkpoint_sha256"),
                               result["provenance_path"])
 

@@ -14,7 +14,8 @@ from dataclasses import asdict
 import ray
 
 from runtime.backends.base import AttemptStatus, LaunchSpec
-from runtime.training.attempt import NODE_ID_LABEL, AttemptRunner
+from runtime.placement_to_ray import NODE_ID_LABEL
+from runtime.training.attempt import AttemptRunner
 from runtime.training.recorder import read_worker_group
 from schedulers.types import Placement
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import os
 import time
 from dataclasses import asdict
@@ -138,6 +139,14 @@ def create_app(server) -> FastAPI:
     def job_logs(job_id: str) -> str:
         record_or_404(job_id)
         return server.store.logs(job_id)
+
+    @app.get("/jobs/{job_id}/provenance")
+    def job_provenance(job_id: str) -> dict:
+        """The provenance record of a SUCCEEDED job (JR/T 0221 6.4)."""
+        record = record_or_404(job_id)
+        if not record.result or not record.result.get("provenance_path"):
+            raise HTTPException(409, f"job: {job_id} is {record.state.value}; provenance exists once it SUCCEEDED")
+        return json.loads(Path(record.result["provenance_path"]).read_text())
 
     @app.get("/jobs/{job_id}/checkpoints")
     def job_checkpoints(job_id: str) -> list[dict]:

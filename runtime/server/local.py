@@ -67,6 +67,7 @@ def start_server(state_dir: Path, *args: str, port: int | None = None, log_name:
     """Start `suanli server --state-dir DIR [--port PORT] ARGS...` in its own session (it outlives
     this process) and wait until it answers /healthz; (process, url). ConfigError with the tail of
     its log when it exits or does not answer in time."""
+    state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / log_name
     command = [sys.executable, "-m", "runtime.cli.main", "server", "--state-dir", str(state_dir), *args]
     if port is not None:

@@ -61,6 +61,7 @@ class Admission:
 
     def __init__(self, server: Server):
         self.server = server
+        self._tables: dict[tuple, dict] = {}  # (path, size, mtime, label, categorical) -> measured TableInfo
 
     def prepare(self, job: TrainingJob) -> dict:
         spec = job.model_dump()
@@ -68,13 +69,24 @@ class Admission:
             path = resolve_dataset(job.dataset, self.server.options.data_dirs)
             spec["dataset"] = str(path)
             if job.label:
-                try:
-                    spec["_dataset"] = asdict(inspect_table(path, job.label, job.categorical))
-                except DatasetError as exc:
-                    raise HTTPException(422, str(exc)) from None
+                spec["_dataset"] = self._inspect(path, job.label, job.categorical)
         kinds, model = job.device_kinds()
         spec.update(_device_kinds=list(kinds), _device_model=model, _algorithm=job.algorithm)
         return spec
+
+    def _inspect(self, path: Path, label: str, categorical: list[str]) -> dict:
+        """The dataset's schema checks and measurements, once per version of the file (a changed
+        size or mtime measures it again)."""
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns, label, tuple(categorical))
+        if key not in self._tables:
+            try:
+                self._tables[key] = asdict(inspect_table(path, label, categorical))
+            except DatasetError as exc:
+                raise HTTPException(422, str(exc)) from None
+            if len(self._tables) > 256:
+                self._tables.pop(next(iter(self._tables)))
+        return dict(self._tables[key])
 
     def rejection(self, job: TrainingJob, spec: dict) -> str | None:
         kinds, model = tuple(spec["_device_kinds"]), spec["_device_model"]
@@ -131,7 +143,7 @@ class Server:
         with self._snapshot_lock:
             latest = self.controller.last_state if self.controller else None
             if latest is None or time.time() - latest.taken_at > SNAPSHOT_MAX_AGE_S:
-                latest = cluster.snapshot(include_local_telemetry=True)
+                latest = cluster.snapshot(include_local_telemetry=False)
             self.metrics.update(latest)
             return latest
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import ray
 
+from runtime.placement_to_ray import NODE_ID_LABEL
+
 STOP_FILE = "STOP"  # the attempt's stop token: the built-in loop ends at the next epoch boundary
-NODE_ID_LABEL = "ray.io/node-id"
 COLLECTIVE_BACKENDS = {"gpu": "nccl", "npu": "hccl"}
 
 

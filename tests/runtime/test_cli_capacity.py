@@ -1,4 +1,5 @@
-"""The CLI as a user runs it: subprocesses, each starting its own Ray."""
+"""The CLI as a user runs it, in subprocesses: `capacity --emulate` (inspection of an emulated
+cluster, no server), and `demo` (a local server started on first use, stopped at the end)."""
 
 import json
 import os
@@ -33,9 +34,19 @@ def test_capacity_emulate_json_lists_the_demo_nodes(tmp_path):
     assert "<svg" in page.read_text()
 
 
-def test_demo_runs_on_the_embedded_default_and_trains_with_two_workers():
+def raylets():
+    import psutil
+
+    return {p.pid for p in psutil.process_iter(["name"]) if "raylet" in (p.info["name"] or "")}
+
+
+def test_demo_runs_through_a_local_server_and_trains_with_two_workers():
+    before = raylets()
     out = suanli("demo", timeout=900)
     assert out.returncode == 0, out.stderr
+    assert "suanli server at http://127.0.0.1:" in out.stdout and "(active)" in out.stdout
+    assert "workers on their placed nodes: True" in out.stdout
+    assert raylets() == before  # the demo's server stopped its Ray head on the way out
     assert "Devices on this machine" in out.stdout and "Capacity" in out.stdout
     assert "real" in out.stdout and "EMULATED" not in out.stdout
     assert "SUCCEEDED: test AUC" in out.stdout and "AUC >= 0.75" in out.stdout

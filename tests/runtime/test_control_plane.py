@@ -125,8 +125,11 @@ def australian():
 def test_one_active_one_standby_and_a_job_survives_sigkill_of_the_active(servers):
     from runtime import Client, TrainingJob
 
-    roles = sorted(servers.health(u)["role"] for u in servers.procs)
-    assert roles == ["active", "standby"]
+    health = {u: servers.health(u) for u in servers.procs}
+    assert sorted(h["role"] for h in health.values()) == ["active", "standby"]
+    for h in health.values():  # both report the one lease, held by the active server
+        assert h["status"] == "ok" and h["lease"]["token"] >= 1 and h["controller"]["step_failures"] == 0
+        assert h["lease"]["holder"] == next(x["holder"] for x in health.values() if x["role"] == "active")
     active = servers.active()
     standby = next(u for u in servers.procs if u != active)
     with Client(address=standby) as client:  # every server serves the API; only the active one launches

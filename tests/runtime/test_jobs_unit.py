@@ -6,7 +6,7 @@ import pytest
 from cluster.errors import ConfigError
 from runtime.datasets import DatasetError, inspect_table, prepare_splits
 from runtime.metrics import binary_metrics
-from runtime.specs import JobState, TrainingJob, load_job_yaml
+from runtime.specs import TrainingJob, load_job_yaml
 from tests.conftest import shared_path
 
 
