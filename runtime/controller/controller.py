@@ -144,7 +144,7 @@ class JobController:
             self.store.log(record.id, f"controller (lease token {token}) adopted attempt {attempt.number}: "
                                       f"{status.phase} in the cluster")
             if record.state == JobState.STOPPING:
-                tracked.stop_asked_at = time.time()
+                self._ask_stop(record, tracked)  # the old holder may have died before asking
 
     def _follow(self, token: int) -> None:
         for job_id, tracked in list(self.tracked.items()):
@@ -158,6 +158,12 @@ class JobController:
                 self.store.update_attempt(job_id, tracked.attempt, token, state="running")
             if record.state in (JobState.STARTING, JobState.RUNNING):
                 self._record_progress(record, tracked, token)
+            lost = self._placed_nodes_lost(tracked) if record.state == JobState.STARTING and not status.ended else None
+            if lost:  # its workers can never start where they were placed: stop it, let the policy decide
+                self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
+                self.backend.stop(tracked.handle, force=True)
+                status = AttemptStatus("lost", error=f"node(s) {', '.join(lost)} of the placement were lost before "
+                                                     "its workers started")
             if status.ended:
                 self._settle(self.store.get(job_id), tracked, status, token)
             elif (record.state == JobState.STOPPING and tracked.stop_asked_at and not tracked.forced
@@ -221,6 +227,13 @@ class JobController:
         auc = result["metrics"].get("auc")
         self.store.transition(record.id, JobState.SUCCEEDED, fence=token, result=result, attempt=tracked.attempt,
                               detail=f"test AUC {auc:.4f}" if isinstance(auc, float) else "finished")
+
+    def _placed_nodes_lost(self, tracked: _Tracked) -> list[str]:
+        """Nodes of the attempt's placement missing from the latest snapshot (dead)."""
+        if self.last_state is None:
+            return []
+        alive = {n.id for n in self.last_state.nodes if n.healthy}
+        return sorted({a.node_id[:12] for a in tracked.placement.assignments if a.node_id not in alive})
 
     def _check_workers(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus) -> None:
         placed = sorted(a.node_id for a in tracked.placement.assignments for _ in range(a.workers))

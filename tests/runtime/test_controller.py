@@ -31,6 +31,8 @@ class ScriptedCluster:
 
     def __init__(self):
         self.phase, self.placements, self.launched, self.stops, self.errors = {}, {}, [], [], {}
+        self.nodes = {"n1": CORES}
+        self.hold_start = False  # launched attempts stay "starting" (their workers never come up)
 
     def handle_for(self, spec):
         return {"actor": f"{spec.job_id}.{spec.attempt}", "run_dir": spec.run_dir}
@@ -39,13 +41,15 @@ class ScriptedCluster:
         actor = f"{spec.job_id}.{spec.attempt}"
         self.launched.append(actor)
         self.placements[actor] = placement
-        self.phase[actor] = "running"
+        self.phase[actor] = "starting" if self.hold_start else "running"
 
     def poll(self, handle):
         actor = handle["actor"]
         phase = self.phase.get(actor, "lost")
         placement = self.placements.get(actor)
         workers = tuple({"rank": i, "node_id": a.node_id} for i, a in enumerate(placement.assignments)) if placement else ()
+        if phase == "starting":
+            workers = ()
         return AttemptStatus(phase, error=self.errors.get(actor), workers=workers)
 
     def stop(self, handle, force=False):
@@ -56,10 +60,14 @@ class ScriptedCluster:
         self.phase.pop(handle["actor"], None)
 
     def snapshot(self):
-        used = sum(sum(a.workers for a in self.placements[actor].assignments) for actor, phase in self.phase.items()
-                   if phase == "running")
-        return ClusterState(nodes=(Node("n1", "c1", "center", "dc1", (Device("cpu", "Xeon", CORES, in_use=used),)),),
-                            taken_at=time.time())
+        used = {name: 0 for name in self.nodes}
+        for actor, phase in self.phase.items():
+            if phase in ("running", "starting"):
+                for a in self.placements[actor].assignments:
+                    used[a.node_id] = used.get(a.node_id, 0) + a.workers
+        return ClusterState(nodes=tuple(Node(name, "c1", "center", "dc1", (Device("cpu", "Xeon", cores,
+                                                                                  in_use=used[name]),))
+                                        for name, cores in self.nodes.items()), taken_at=time.time())
 
 
 @pytest.fixture
@@ -186,3 +194,25 @@ def test_remaining_work_shrinks_and_hetero_reranks_running_jobs(setup):
     after = schedule([queued], cluster, 100.0, policy, [RunningJob(measured, running_placement, 0.0, 20.0)], config)
     assert before.preemptions == (first,)  # 1M left > 400k: the shorter queued job takes the core
     assert after.preemptions == () and [w.job_id for w in after.waiting] == [second]  # 200k left: first keeps it
+
+
+def test_an_attempt_whose_node_is_lost_before_its_workers_start_is_replaced(setup):
+    store, cluster, make = setup
+    cluster.nodes = {"n1": 1, "n2": 1}
+    cluster.hold_start = True
+    ctl = make("a")
+    job = submit(store, "pinned", workers=1)
+    ctl.step()
+    assert store.get(job).state == JobState.STARTING
+    [placed] = [a.node_id for a in cluster.placements[f"{job}.1"].assignments]
+    del cluster.nodes[placed]  # the node dies before the workers come up: they never can, there
+    cluster.hold_start = False
+    ctl.step()  # the controller sees the node gone in this step's snapshot...
+    ctl.step()  # ...and gives up the attempt in the next
+    record = store.get(job)
+    assert record.failures == 1 and "were lost before its workers started" in store.logs(job)
+    assert (f"{job}.1", True) in cluster.stops
+    ctl.step()
+    record = store.get(job)
+    assert record.attempts == 2 and record.state == JobState.RUNNING
+    assert [a["node_id"] for a in record.placement["assignments"]] == [n for n in cluster.nodes]
