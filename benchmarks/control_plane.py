@@ -7,8 +7,8 @@ node) started here, with `suanli server` processes joining it:
   first (the job must be adopted, not relaunched); `jobs_lost` counts jobs not SUCCEEDED exactly
   once; `decided_equals_executed` is the fraction of workers that ran on the node their placement
   named (from Ray Train's own worker metadata);
-- `submit_latency_ms`: POST /jobs through HTTP (dataset checks, snapshot, store) while the cluster
-  is full, so the jobs wait; p50 and p99;
+- `submit_latency_ms`: POST /jobs through HTTP with the SDK's HTTP client (dataset checks,
+  snapshot, store) while the cluster is full, so the jobs wait; p50 and p99;
 - overhead: the same short 1-worker Ray Train job through suanli (submit -> SUCCEEDED) and run
   directly with Ray Train's TorchTrainer from this driver, on the same cluster.
 
@@ -116,9 +116,8 @@ def failover_trial(address: str, trial: int) -> dict:
 
 
 def submit_latency(address: str, submissions: int) -> dict:
-    import httpx
-
     from runtime import Client, TrainingJob
+    from runtime.client import http_client
 
     state = Path(tempfile.mkdtemp(prefix="suanli-cp-latency-"))
     procs = start_servers(address, state, 1)
@@ -131,7 +130,7 @@ def submit_latency(address: str, submissions: int) -> dict:
             body = {"spec": {"name": "latency", "dataset": str(DATASET), "label": "class", "device": "cpu",
                              "workers": 1, "epochs": 1}}
             times, ids = [], []
-            with httpx.Client(base_url=url, timeout=30) as http:
+            with http_client(url) as http:  # the SDK's own HTTP client
                 for _ in range(submissions):
                     start = time.perf_counter()
                     response = http.post("/jobs", json=body)

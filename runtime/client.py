@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import inspect
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,13 @@ class TrainingResult:
     checkpoint: str | None
     checkpoint_sha256: str | None
     provenance_path: str
+
+
+def http_client(base_url: str, timeout: float = 30.0) -> httpx.Client:
+    """An HTTP client for a suanli server. TCP_NODELAY: a POST's headers and body go out as two
+    writes, and without it Nagle's algorithm meets the server's delayed ACK (40 ms per request)."""
+    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    return httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
 
 
 def resolve_server(address: str | None, state_dir: str | Path | None, start: bool = True) -> str:
@@ -132,7 +140,7 @@ class Client:
     def __init__(self, address: str | None = None, state_dir: str | Path | None = None, timeout: float = 30.0,
                  start: bool = True):
         self.url = resolve_server(address, state_dir, start)
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._http = http_client(self.url, timeout)
         health = self._get("/healthz")
         if health.get("api_version") != API_VERSION:
             raise ServerUnavailable(f"server: {self.url} speaks API version {health.get('api_version')}; this client "

@@ -168,7 +168,10 @@ class Server:
         """Serve the API until SIGTERM/SIGINT; then stop the controller and release the lease."""
         import uvicorn
 
-        sock = socket.socket(socket.AF_INET6 if ":" in self.options.host else socket.AF_INET)
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for sockets that
+        # say so; without it every keep-alive response waits 40 ms for the client's delayed ACK
+        sock = socket.socket(socket.AF_INET6 if ":" in self.options.host else socket.AF_INET, socket.SOCK_STREAM,
+                             socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.options.host, self.options.port))
         port = sock.getsockname()[1]
