@@ -37,6 +37,7 @@ from schedulers.types import ClusterState, JobRequest, Placement, WorkerAssignme
 
 log = logging.getLogger(__name__)
 
+RESCHEDULE_UNCHANGED_S = 10.0  # an unchanged queue and cluster is still rescheduled this often (ageing)
 LOOP_KEYS = ("model", "dataset", "label", "categorical", "validation_fraction", "test_fraction", "seed", "hidden",
              "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every")
 
@@ -82,6 +83,8 @@ class JobController:
         self.last_step_at = 0.0
         self._token: int | None = None
         self._last_reason: dict[str, str] = {}
+        self._last_round: tuple = ()
+        self._last_round_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -309,6 +312,11 @@ class JobController:
                 request = job_request(record, throughput, state)
                 expected = tracked.started + tracked.placement.predicted_completion_s
                 running.append(RunningJob(request, tracked.placement, tracked.started, expected))
+        fingerprint = (tuple((r.id, r.updated, r.attempts) for r in queued), tuple((r.request.id, r.request.work)
+                       for r in running), tuple((n.id, n.healthy, tuple(d.free for d in n.devices)) for n in state.nodes))
+        if fingerprint == self._last_round and time.time() - self._last_round_at < RESCHEDULE_UNCHANGED_S:
+            return  # nothing changed since the last round: the same decisions
+        self._last_round, self._last_round_at = fingerprint, time.time()
         decisions = schedule(list(requests.values()), state, time.time(), self.policy, running, self.config)
         for rejection in decisions.rejected:
             self.store.transition(rejection.job_id, JobState.REJECTED, actor="scheduler", detail=rejection.reason,
@@ -321,10 +329,9 @@ class JobController:
                                                         "checkpoint once a placement frees up",
                                                  expect=(JobState.STARTING, JobState.RUNNING)):
                 self._ask_stop(record, tracked)
-        for waiting in decisions.waiting:
-            if self._last_reason.get(waiting.job_id) != waiting.reason:
-                self._last_reason[waiting.job_id] = waiting.reason
-                self.store.log(waiting.job_id, waiting.reason)
+        changed = [(w.job_id, w.reason) for w in decisions.waiting if self._last_reason.get(w.job_id) != w.reason]
+        self._last_reason.update(changed)
+        self.store.log_many(changed)  # one transaction: the API's writes do not queue behind a round
         labels = {n.id: n for n in state.nodes}
         for placement in decisions.placements:
             self._launch(self.store.get(placement.job_id), requests[placement.job_id], placement, labels, token)

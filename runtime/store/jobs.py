@@ -359,6 +359,13 @@ class JobStore:
         with self.engine.begin() as conn:
             self._log(conn, job_id, line)
 
+    def log_many(self, lines: list[tuple[str, str]]) -> None:
+        """Append (job id, line) pairs in one transaction (a scheduling round's waiting reasons)."""
+        if lines:
+            with self.engine.begin() as conn:
+                for job_id, line in lines:
+                    self._log(conn, job_id, line)
+
     def _log(self, conn: Connection, job_id: str, line: str) -> None:
         conn.execute(insert(log_lines).values(job_id=job_id, at=time.time(), line=line[-MAX_LOG_LINE:]))
 
