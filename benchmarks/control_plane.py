@@ -92,7 +92,7 @@ def failover_trial(address: str, trial: int) -> dict:
         _wait(lambda: sorted(_role(u) or "" for u in procs) == ["active", "standby"], 30, "one active server")
         active = next(u for u in procs if _role(u) == "active")
         standby = next(u for u in procs if u != active)
-        with Client(address=standby) as client:
+        with Client(address=standby, state_dir=state) as client:
             job = client.submit(TrainingJob(name=f"failover-{trial}", dataset=str(DATASET), label="class", workers=2,
                                             device="cpu", epochs=5, hidden=[32], config={"seconds_per_epoch": 1.5},
                                             max_failures=0))
@@ -123,14 +123,15 @@ def submit_latency(address: str, submissions: int) -> dict:
     procs = start_servers(address, state, 1)
     try:
         [url] = procs
-        with Client(address=url) as client:
+        with Client(address=url, state_dir=state) as client:
             filler = client.submit(TrainingJob(name="filler", dataset=str(DATASET), label="class", workers=3,
                                                device="cpu", epochs=1000, hidden=[8], config={"seconds_per_epoch": 5}))
             _wait(lambda: filler.status().value == "RUNNING", 300, "the cluster to fill")
             body = {"spec": {"name": "latency", "dataset": str(DATASET), "label": "class", "device": "cpu",
                              "workers": 1, "epochs": 1}}
             times, ids = [], []
-            with http_client(url) as http:  # the SDK's own HTTP client
+            token = (state / "admin.token").read_text().strip()
+            with http_client(url, token=token) as http:  # the SDK's own HTTP client
                 for _ in range(submissions):
                     start = time.perf_counter()
                     response = http.post("/jobs", json=body)
@@ -171,7 +172,7 @@ def overhead(address: str, jobs: int) -> dict:
     through = []
     try:
         [url] = procs
-        with Client(address=url) as client:
+        with Client(address=url, state_dir=scratch / "state") as client:
             for i in range(jobs):
                 start = time.perf_counter()
                 job = client.submit(TrainingJob(name=f"short-{i}", train_fn=short, workers=1, device="cpu"))

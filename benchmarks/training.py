@@ -110,7 +110,7 @@ def recovery() -> dict:
     with EmulatedCluster(spec) as emulated:
         server, url = start_server(state, "--ray-address", emulated.address)
         try:
-            with Client(address=url) as client:
+            with Client(address=url, state_dir=state) as client:
                 job = client.submit(TrainingJob(name="recover", dataset=str(path), label="class", workers=2,
                                                 device="cpu", epochs=8, hidden=[32], checkpoint_every=2,
                                                 config={"seconds_per_epoch": 3}))

@@ -29,6 +29,7 @@ ENV_FIELDS = {
     "SUANLI_SITE": "site",
     "SUANLI_STATE_DIR": "state_dir",
     "SUANLI_SERVER": "server",
+    "SUANLI_TOKEN": "token",
 }
 
 
@@ -52,6 +53,7 @@ class SuanliConfig(BaseModel):
     site: str = "local"
     state_dir: Path = Path("~/.suanli")
     server: str | None = None
+    token: str | None = None
 
     @field_validator("server")
     @classmethod

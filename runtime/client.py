@@ -57,31 +57,49 @@ class TrainingResult:
     provenance_path: str
 
 
-def http_client(base_url: str, timeout: float = 30.0) -> httpx.Client:
-    """An HTTP client for a suanli server. TCP_NODELAY: a POST's headers and body go out as two
-    writes, and without it Nagle's algorithm meets the server's delayed ACK (40 ms per request)."""
+def http_client(base_url: str, timeout: float = 30.0, token: str | None = None) -> httpx.Client:
+    """An HTTP client for a suanli server, sending `token` as a bearer token. TCP_NODELAY: a POST's
+    headers and body go out as two writes, and without it Nagle's algorithm meets the server's
+    delayed ACK (40 ms per request)."""
     transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    return httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=base_url, timeout=timeout, transport=transport, headers=headers)
 
 
-def resolve_server(address: str | None, state_dir: str | Path | None, start: bool = True) -> str:
-    """The server URL: `address`, else SUANLI_SERVER or the config file's `server`, else the local
-    server of the state directory (started in the background on first use when `start`)."""
+def resolve_server(address: str | None, state_dir: str | Path | None, start: bool = True) -> tuple[str, Path | None]:
+    """(the server URL, the local state directory when it is the local server): `address`, else
+    SUANLI_SERVER or the config file's `server`, else the local server of the state directory
+    (started in the background on first use when `start`)."""
     import cluster
     from runtime.server.local import ensure_local_server, running_local_server
 
     if address:
-        return address.rstrip("/")
+        return address.rstrip("/"), Path(state_dir).expanduser() if state_dir else None
     config = cluster.load_config()
     if config.server and state_dir is None:
-        return config.server
-    directory = Path(state_dir).expanduser() if state_dir else config.state_path
+        return config.server, None
+    directory = (Path(state_dir).expanduser() if state_dir else config.state_path).resolve()
     if start:
-        return ensure_local_server(directory)
-    found = running_local_server(directory.resolve())
+        return ensure_local_server(directory), directory
+    found = running_local_server(directory)
     if not found:
         raise ServerUnavailable(f"server: no local server runs for {directory}; start one with 'suanli server'")
-    return found["url"]
+    return found["url"], directory
+
+
+def resolve_token(token: str | None, state_dir: Path | None) -> str | None:
+    """The token to send: `token`, else SUANLI_TOKEN or the config file's `token`, else the local
+    server's admin token in its state directory (readable by its owner alone)."""
+    import cluster
+
+    if token:
+        return token
+    configured = cluster.load_config().token
+    if configured:
+        return configured
+    if state_dir is not None and (state_dir / "admin.token").exists():
+        return (state_dir / "admin.token").read_text().strip()
+    return None
 
 
 class JobHandle:
@@ -129,18 +147,19 @@ class JobHandle:
         """The job's state transitions and requests, in order: {seq, at, kind, actor, detail, attempt}."""
         return self.client._get(f"/jobs/{self.id}/events")
 
-    def cancel(self, actor: str = "user") -> JobState:
-        """Ask for cancellation; the job's state after the request (CANCELLED at once if it was queued)."""
-        return JobState(self.client._post(f"/jobs/{self.id}/cancel", {"actor": actor})["state"])
+    def cancel(self) -> JobState:
+        """Ask for cancellation (recorded as the caller's); the job's state after the request
+        (CANCELLED at once if it was queued)."""
+        return JobState(self.client._post(f"/jobs/{self.id}/cancel", {})["state"])
 
 
 class Client:
     """Talks to one suanli server (see `resolve_server`)."""
 
     def __init__(self, address: str | None = None, state_dir: str | Path | None = None, timeout: float = 30.0,
-                 start: bool = True):
-        self.url = resolve_server(address, state_dir, start)
-        self._http = http_client(self.url, timeout)
+                 start: bool = True, token: str | None = None):
+        self.url, local_dir = resolve_server(address, state_dir, start)
+        self._http = http_client(self.url, timeout, resolve_token(token, local_dir))
         health = self._get("/healthz")
         if health.get("api_version") != API_VERSION:
             raise ServerUnavailable(f"server: {self.url} speaks API version {health.get('api_version')}; this client "

@@ -35,6 +35,11 @@ PUBLIC_KEY_FILE = "audit-key.pub.pem"
 CHECKPOINTS = "checkpoints.jsonl"
 
 
+def segments(directory: str | Path) -> list[Path]:
+    """The log's segment files in chain order."""
+    return sorted(Path(directory).glob("audit-*.jsonl"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+
+
 def canonical(record: dict) -> str:
     """The one byte form of a record (or checkpoint) that is hashed, signed and stored."""
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
@@ -101,7 +106,7 @@ class AuditLog:
 
     def segments(self) -> list[Path]:
         """The segments in chain order."""
-        return sorted(self.directory.glob("audit-*.jsonl"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
+        return segments(self.directory)
 
     def _read_tail(self) -> tuple[Path | None, int, int, str]:
         """(current segment, its size, last seq, last hash) from the files, cached while no other
@@ -214,10 +219,11 @@ class AuditLog:
             self._thread.join(timeout=10)
         self.checkpoint()
 
-    def tail(self, count: int = 20) -> list[dict]:
-        """The last `count` records, oldest first."""
+    @staticmethod
+    def read_tail(directory: str | Path, count: int = 20) -> list[dict]:
+        """The last `count` records of the log in `directory`, oldest first (no key needed)."""
         out: list[dict] = []
-        for segment in reversed(self.segments()):
+        for segment in reversed(segments(directory)):
             lines = [json.loads(line) for line in segment.read_bytes().splitlines() if line.strip()]
             out = lines + out
             if len(out) >= count:

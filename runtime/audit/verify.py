@@ -16,7 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from runtime.audit.log import CHECKPOINTS, GENESIS, PUBLIC_KEY_FILE, canonical, record_hash
+from runtime.audit.log import CHECKPOINTS, GENESIS, PUBLIC_KEY_FILE, canonical, record_hash, segments
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,6 @@ class Verdict:
         return f"audit log FAILED at record {self.first_bad_seq}: {self.reason}"
 
 
-def _segments(directory: Path) -> list[Path]:
-    return sorted(directory.glob("audit-*.jsonl"), key=lambda p: int(p.stem.rsplit("-", 1)[1]))
-
-
 def verify_log(directory: str | Path, public_key: str | Path | None = None, since: datetime | None = None) -> Verdict:
     """Check every record's form, sequence, chain link and hash, and every checkpoint's signature
     and that it matches the record it names. `since` reports only on records from that time on
@@ -48,7 +44,7 @@ def verify_log(directory: str | Path, public_key: str | Path | None = None, sinc
     key = serialization.load_pem_public_key(Path(public_key or directory / PUBLIC_KEY_FILE).read_bytes())
     hashes_by_seq: dict[int, str] = {}
     expected, prev, count = 1, GENESIS, 0
-    for segment in _segments(directory):
+    for segment in segments(directory):
         for raw in segment.read_bytes().splitlines():
             if not raw.strip():
                 continue

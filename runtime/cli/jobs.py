@@ -23,7 +23,7 @@ def client_or_fail():
         raise fail(str(exc)) from None
 
 
-def _api_errors():
+def api_errors():
     from runtime.client import ApiError, ServerUnavailable
 
     return (ApiError, ServerUnavailable, ConfigError)
@@ -51,7 +51,7 @@ def submit(
                 raise fail(f"job {job.id} is {state.value}: {job.info()['error'] or 'see its logs'}", code=1)
             metrics = job.result().metrics
             console.print({k: metrics[k] for k in ("auc", "ks", "f1", "log_loss", "jrt0221_auc_pass") if k in metrics})
-    except (*_api_errors(), ValueError) as exc:
+    except (*api_errors(), ValueError) as exc:
         raise fail(str(exc)) from None
 
 
@@ -66,7 +66,7 @@ def jobs(
             query = [f"tenant={tenant}"] if tenant else []
             query += [f"state={state}"] if state else []
             records = client._get("/jobs" + ("?" + "&".join(query) if query else ""))
-    except _api_errors() as exc:
+    except api_errors() as exc:
         raise fail(str(exc)) from None
     if json_out:
         print_json(records)
@@ -85,7 +85,7 @@ def logs(job_id: str = typer.Argument(...)) -> None:
     try:
         with client_or_fail() as client:
             typer.echo(client.job(job_id).logs(), nl=False)
-    except _api_errors() as exc:
+    except api_errors() as exc:
         raise fail(str(exc)) from None
 
 
@@ -94,7 +94,7 @@ def events(job_id: str = typer.Argument(...), json_out: bool = typer.Option(Fals
     try:
         with client_or_fail() as client:
             found = client.job(job_id).events()
-    except _api_errors() as exc:
+    except api_errors() as exc:
         raise fail(str(exc)) from None
     if json_out:
         print_json(found)
@@ -104,11 +104,11 @@ def events(job_id: str = typer.Argument(...), json_out: bool = typer.Option(Fals
         console.print(f"{stamp} {e['kind']:<16} {e['actor']:<12} {e['detail']}", highlight=False)
 
 
-def cancel(job_id: str = typer.Argument(...), user: str = typer.Option("cli", "--user")) -> None:
-    """Ask the server to cancel a job."""
+def cancel(job_id: str = typer.Argument(...)) -> None:
+    """Ask the server to cancel a job (recorded as yours: the token's user)."""
     try:
         with client_or_fail() as client:
-            state = client.job(job_id).cancel(actor=user)
-    except _api_errors() as exc:
+            state = client.job(job_id).cancel()
+    except api_errors() as exc:
         raise fail(str(exc)) from None
     console.print(f"{job_id}: {state.value}" + (" (stopping its attempt)" if not state.finished else ""))

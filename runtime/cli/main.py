@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from runtime.cli.audit import audit_app
 from runtime.cli.bench import bench
 from runtime.cli.capacity import capacity
 from runtime.cli.demo import demo
@@ -11,6 +12,7 @@ from runtime.cli.jobs import cancel, events, jobs, logs, submit
 from runtime.cli.keys import compress, keys_app, sign, verify
 from runtime.cli.server import server, server_stop
 from runtime.cli.simulate import simulate_command
+from runtime.cli.users import token_app, users_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="suanli: heterogeneous compute for financial ML.")
 app.command()(capacity)
@@ -20,6 +22,9 @@ app.command("server-stop")(server_stop)
 for command in (submit, jobs, logs, events, cancel, sign, verify, compress):
     app.command()(command)
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
+app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
 app.command()(demo)
 app.command("simulate")(simulate_command)
 

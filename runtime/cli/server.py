@@ -26,6 +26,11 @@ def server(
                                         "throughputs for the scheduler."),
     data_dir: list[Path] = typer.Option([], "--data-dir", help="Only datasets under these directories may be read "
                                         "(repeatable; default: any file the server's user can read)."),
+    runs_dir: Path | None = typer.Option(None, "--runs-dir", help="Where attempts write checkpoints and progress "
+                                         "(storage every Ray node reaches; default STATE_DIR/runs). Keep the state "
+                                         "directory itself private to the server."),
+    metrics_public: bool = typer.Option(False, "--metrics-public", help="Serve /metrics without a token (for a "
+                                        "Prometheus inside the cluster's network policy)."),
 ) -> None:
     """Run the suanli server: the API, the job store and (while it holds the lease) the controller."""
     import cluster
@@ -38,7 +43,8 @@ def server(
         options = ServerOptions(
             state_dir=state_dir or cluster.load_config().state_path, host=host, port=port, store_url=store_url,
             ray_address=ray_address, emulate=emulate, policy=policy, lease_ttl_s=lease_ttl,
-            lease_renew_s=lease_renew, profile=profile, data_dirs=[d.expanduser().resolve() for d in data_dir])
+            lease_renew_s=lease_renew, profile=profile, data_dirs=[d.expanduser().resolve() for d in data_dir],
+            metrics_public=metrics_public, runs_dir=runs_dir)
         instance = Server(options)
         instance.start()
     except (ConfigError, StoreError, ValueError) as exc:

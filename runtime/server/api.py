@@ -16,12 +16,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from runtime.server import API_VERSION
+from runtime.server.auth import PERMISSIONS
 from runtime.specs import JobState, TrainingJob
 from runtime.store import JobRecord
 
@@ -37,10 +39,6 @@ class Submission(BaseModel):
     train_fn_b64: str | None = Field(default=None, max_length=MAX_TRAIN_FN_BYTES * 4 // 3 + 4)
     train_fn_source: str | None = Field(default=None, max_length=1_000_000)
     train_fn_name: str | None = Field(default=None, max_length=400)
-
-
-class CancelRequest(BaseModel):
-    actor: str = Field(default="api", min_length=1, max_length=128)
 
 
 def job_view(record: JobRecord) -> dict:
@@ -59,22 +57,77 @@ def _one_line(err: ValidationError | RequestValidationError, prefix: str = "") -
     return f"{prefix}{where}: {message}" if where else f"{prefix}{message}"
 
 
+class NewUser(BaseModel):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
+    role: str
+    tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    expires_s: float = Field(default=86400.0, gt=0)
+
+
+class NewToken(BaseModel):
+    user: str | None = None
+    expires_s: float = Field(default=86400.0, gt=0)
+    label: str = Field(default="", max_length=128)
+
+
+PUBLIC_PATHS = frozenset({"/healthz"})
+
+
 def create_app(server) -> FastAPI:
-    """The API of `server` (a `runtime.server.service.Server`)."""
+    """The API of `server` (a `runtime.server.service.Server`). Every route needs a valid token
+    except /healthz (and /metrics with `--metrics-public`); each checks its permission."""
     from runtime import __version__
+    from runtime.server.auth import AuthError, Identity
 
     app = FastAPI(title="suanli", version=__version__,
-                  description="One control plane for suanli: jobs, their events and logs, capacity.")
+                  description="One control plane for suanli: jobs, their events and logs, capacity, accounts, audit.")
+    public = PUBLIC_PATHS | ({"/metrics"} if server.options.metrics_public else set())
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        if request.url.path in public:
+            return await call_next(request)
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else None
+        try:
+            identity = await run_in_threadpool(server.authenticate, token)
+        except AuthError as exc:
+            await run_in_threadpool(server.audit_refused, "anonymous", request.method, request.url.path, 401, str(exc))
+            return JSONResponse(status_code=401, content={"detail": f"unauthorized: {exc}"},
+                                headers={"WWW-Authenticate": "Bearer"})
+        request.state.identity = identity
+        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, err: RequestValidationError):
         return JSONResponse(status_code=422, content={"detail": _one_line(err)})
 
-    def record_or_404(job_id: str) -> JobRecord:
-        try:
-            return server.store.get(job_id)
-        except KeyError:
-            raise HTTPException(404, f"job: no job {job_id!r}") from None
+    def forbid(identity: Identity, request: Request, what: str) -> HTTPException:
+        server.audit_refused(identity.name, request.method, request.url.path, 403, what)
+        return HTTPException(403, f"forbidden: {identity.name} ({identity.role}) may not {what}")
+
+    def allow(permission: str):
+        def check(request: Request) -> Identity:
+            identity = request.state.identity
+            if not identity.may(permission):
+                raise forbid(identity, request, permission)
+            return identity
+        return Depends(check)
+
+    def job_for(action: str):
+        """The job of the path, if the caller may `action` it (jobs:`action`:own|tenant|all)."""
+        def check(job_id: str, request: Request) -> JobRecord:
+            identity = request.state.identity
+            if identity.job_scope(action) is None:
+                raise forbid(identity, request, f"jobs:{action}")
+            try:
+                record = server.store.get(job_id)
+            except KeyError:
+                raise HTTPException(404, f"job: no job {job_id!r}") from None
+            if not identity.can_touch(action, record.user, record.tenant):
+                raise forbid(identity, request, f"{action} job {job_id} of {record.user} (tenant {record.tenant})")
+            return record
+        return Depends(check)
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -83,25 +136,40 @@ def create_app(server) -> FastAPI:
         controller = server.controller
         return {"status": "ok", "role": server.lease.role, "pid": os.getpid(), "holder": server.lease.holder,
                 "lease": lease.as_dict() if lease else None, "version": __version__, "api_version": API_VERSION,
-                "ray_address": server.ray_address, "store": server.store.where,
+                "ray_address": server.ray_address, "store": server.store.where, "audit_chain_ok": server.audit_ok,
                 "controller": {"step_failures": controller.step_failures, "last_error": controller.last_error,
                                "last_step_at": controller.last_step_at, "attempts_followed": len(controller.tracked)}}
 
+    @app.get("/whoami")
+    def whoami(request: Request) -> dict:
+        identity = request.state.identity
+        return {"name": identity.name, "role": identity.role, "tenant": identity.tenant, "token_id": identity.token_id,
+                "permissions": sorted(PERMISSIONS[identity.role])}
+
     @app.get("/metrics")
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        identity = getattr(request.state, "identity", None)
+        if identity is not None and not identity.may("metrics:read"):
+            raise forbid(identity, request, "metrics:read")
         return Response(server.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @app.post("/jobs", status_code=201)
-    def submit(body: Submission) -> dict:
-        """Validate and store a job (QUEUED, or REJECTED with the reason when it can never fit)."""
+    def submit(body: Submission, request: Request, identity: Identity = allow("jobs:submit")) -> dict:
+        """Validate and store a job (QUEUED, or REJECTED with the reason when it can never fit).
+        Its user is the caller; its tenant the caller's (admins may name another)."""
         code = None
         if body.train_fn_b64 is not None:
             try:
                 code = base64.b64decode(body.train_fn_b64, validate=True)
             except (binascii.Error, ValueError):
                 raise HTTPException(422, "train_fn_b64: not base64; send cloudpickle.dumps(fn) base64-encoded") from None
+        fields = dict(body.spec)
+        tenant = fields.get("tenant") or identity.tenant
+        if tenant != identity.tenant and identity.role != "admin":
+            raise forbid(identity, request, f"submit for tenant {tenant!r} (yours is {identity.tenant!r})")
+        fields.update(tenant=tenant, user=identity.name)
         try:
-            job = TrainingJob.model_validate(body.spec, context={"has_train_fn": code is not None})
+            job = TrainingJob.model_validate(fields, context={"has_train_fn": code is not None})
         except ValidationError as err:
             raise HTTPException(422, _one_line(err, "spec.")) from None
         spec = server.admission.prepare(job)  # dataset checks: 4xx naming the field
@@ -115,7 +183,12 @@ def create_app(server) -> FastAPI:
         return job_view(server.store.get(job_id))
 
     @app.get("/jobs")
-    def list_jobs(tenant: str | None = None, state: str | None = None) -> list[dict]:
+    def list_jobs(request: Request, tenant: str | None = None, state: str | None = None) -> list[dict]:
+        """The jobs the caller may read: all, their tenant's, or their own, by role."""
+        identity = request.state.identity
+        scope = identity.job_scope("read")
+        if scope is None:
+            raise forbid(identity, request, "jobs:read")
         states = None
         if state:
             try:
@@ -123,60 +196,128 @@ def create_app(server) -> FastAPI:
             except ValueError:
                 raise HTTPException(422, f"state: {state!r} is not one of "
                                          f"{', '.join(s.value for s in JobState)}") from None
-        return [job_view(r) for r in server.store.list(tenant=tenant, states=states)]
+        records = server.store.list(tenant=tenant if scope == "all" else identity.tenant, states=states)
+        return [job_view(r) for r in records if scope != "own" or r.user == identity.name]
 
     @app.get("/jobs/{job_id}")
-    def get_job(job_id: str) -> dict:
-        return job_view(record_or_404(job_id))
+    def get_job(record: JobRecord = job_for("read")) -> dict:
+        return job_view(record)
 
     @app.get("/jobs/{job_id}/events")
-    def job_events(job_id: str) -> list[dict]:
+    def job_events(record: JobRecord = job_for("read")) -> list[dict]:
         """The job's state transitions and requests, in order, with time, actor and detail."""
-        record_or_404(job_id)
-        return server.store.events(job_id)
+        return server.store.events(record.id)
 
     @app.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
-    def job_logs(job_id: str) -> str:
-        record_or_404(job_id)
-        return server.store.logs(job_id)
+    def job_logs(record: JobRecord = job_for("read")) -> str:
+        return server.store.logs(record.id)
 
     @app.get("/jobs/{job_id}/provenance")
-    def job_provenance(job_id: str) -> dict:
+    def job_provenance(record: JobRecord = job_for("read")) -> dict:
         """The provenance record of a SUCCEEDED job (JR/T 0221 6.4)."""
-        record = record_or_404(job_id)
         if not record.result or not record.result.get("provenance_path"):
-            raise HTTPException(409, f"job: {job_id} is {record.state.value}; provenance exists once it SUCCEEDED")
+            raise HTTPException(409, f"job: {record.id} is {record.state.value}; provenance exists once it SUCCEEDED")
         return json.loads(Path(record.result["provenance_path"]).read_text())
 
     @app.get("/jobs/{job_id}/checkpoints")
-    def job_checkpoints(job_id: str) -> list[dict]:
+    def job_checkpoints(record: JobRecord = job_for("read")) -> list[dict]:
         """The job's checkpoints with the sha256 recorded when each was written."""
-        record_or_404(job_id)
-        return server.store.checkpoints(job_id)
+        return server.store.checkpoints(record.id)
+
+    @app.get("/jobs/{job_id}/placement")
+    def placement(record: JobRecord = job_for("read")) -> dict:
+        """The job's placement and its attempts (where each was placed, how it ended)."""
+        return {"placement": record.placement, "attempts": [asdict(a) for a in server.store.attempts_of(record.id)]}
 
     @app.post("/jobs/{job_id}/cancel")
-    def cancel(job_id: str, body: CancelRequest) -> dict:
-        record_or_404(job_id)
+    def cancel(request: Request, record: JobRecord = job_for("cancel")) -> dict:
+        """Cancel a job; the actor recorded is the caller."""
         try:
-            state = server.store.request_cancel(job_id, body.actor)
+            state = server.store.request_cancel(record.id, request.state.identity.name)
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
-        return {"id": job_id, "state": state.value, "cancel_requested": True}
+        return {"id": record.id, "state": state.value, "cancel_requested": True}
 
     @app.get("/capacity")
-    def capacity() -> dict:
+    def capacity(identity: Identity = allow("capacity:read")) -> dict:
         """Capacity per cluster, tier and device kind from the newest snapshot."""
         from cluster.capacity import capacity_report
 
         state = server.current_snapshot()
         return {**capacity_report(state), "taken_at": state.taken_at, "age_s": round(time.time() - state.taken_at, 3)}
 
-    @app.get("/jobs/{job_id}/placement")
-    def placement(job_id: str) -> dict:
-        """The job's placement and where its current attempt's workers really run."""
-        record = record_or_404(job_id)
-        attempts = server.store.attempts_of(job_id)
-        return {"placement": record.placement, "attempts": [asdict(a) for a in attempts]}
+    # ---- accounts ----------------------------------------------------------------------------
+    @app.post("/users", status_code=201)
+    def add_user(body: NewUser, identity: Identity = allow("users:manage")) -> dict:
+        """A new user with a first token (returned once)."""
+        try:
+            server.accounts.add_user(body.name, body.role, body.tenant, created_by=identity.name)
+            token, record = server.accounts.create_token(body.name, body.expires_s, label="first token")
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        server.audit.append("user-added", identity.name, {"user": body.name, "role": body.role, "tenant": body.tenant},
+                            level="notice")
+        server.audit.append("token-created", identity.name, {"user": body.name, "token_id": record["id"],
+                                                             "expires_at": record["expires_at"]}, level="notice")
+        return {"name": body.name, "role": body.role, "tenant": body.tenant, "token": token, "token_id": record["id"]}
+
+    @app.get("/users")
+    def list_users(identity: Identity = allow("users:manage")) -> list[dict]:
+        return server.accounts.users()
+
+    @app.post("/users/{name}/revoke")
+    def revoke_user(name: str, identity: Identity = allow("users:manage")) -> dict:
+        try:
+            revoked = server.accounts.revoke_user(name)
+        except KeyError as exc:
+            raise HTTPException(404, exc.args[0]) from None
+        server.forget_identities()
+        server.audit.append("user-revoked", identity.name, {"user": name, "tokens_revoked": revoked}, level="notice")
+        return {"name": name, "tokens_revoked": revoked}
+
+    @app.post("/tokens", status_code=201)
+    def create_token(body: NewToken, request: Request) -> dict:
+        """A token for the caller, or (users:manage) for another user; returned once."""
+        identity = request.state.identity
+        user = body.user or identity.name
+        if user != identity.name and not identity.may("users:manage"):
+            raise forbid(identity, request, f"create a token for {user}")
+        try:
+            token, record = server.accounts.create_token(user, body.expires_s, body.label)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except KeyError as exc:
+            raise HTTPException(404, exc.args[0]) from None
+        server.audit.append("token-created", identity.name, {"user": user, "token_id": record["id"],
+                                                             "expires_at": record["expires_at"]}, level="notice")
+        return {**record, "token": token}
+
+    @app.post("/tokens/{token_id}/revoke")
+    def revoke_token(token_id: str, request: Request) -> dict:
+        identity = request.state.identity
+        owner = next((t["user"] for t in server.accounts.tokens_of(identity.name) if t["id"] == token_id), None)
+        if owner is None and not identity.may("users:manage"):
+            raise forbid(identity, request, f"revoke token {token_id}")
+        try:
+            owner = server.accounts.revoke_token(token_id)
+        except KeyError as exc:
+            raise HTTPException(404, exc.args[0]) from None
+        server.forget_identities()
+        server.audit.append("token-revoked", identity.name, {"user": owner, "token_id": token_id}, level="notice")
+        return {"id": token_id, "revoked": True}
+
+    # ---- audit -------------------------------------------------------------------------------
+    @app.get("/audit/tail")
+    def audit_tail(n: int = 50, identity: Identity = allow("audit:read")) -> list[dict]:
+        from runtime.audit.log import AuditLog
+
+        return AuditLog.read_tail(server.audit.directory, max(1, min(n, 10_000)))
+
+    @app.get("/audit/verify")
+    def audit_verify(identity: Identity = allow("audit:read")) -> dict:
+        verdict = server.verify_audit()
+        return {"ok": verdict.ok, "records": verdict.records, "checkpoints": verdict.checkpoints,
+                "first_bad_seq": verdict.first_bad_seq, "reason": verdict.reason}
 
     app.state.server = server
     return app

@@ -8,6 +8,8 @@ clients where it listens. SIGTERM/SIGINT stop it cleanly and release the lease.
 
 from __future__ import annotations
 
+import getpass
+import hashlib
 import json
 import logging
 import os
@@ -22,18 +24,22 @@ from prometheus_client import Counter, Gauge
 
 import cluster
 from cluster.metrics import CapacityMetrics
+from runtime.audit.log import AuditLog
 from runtime.backends.ray_local import RayBackend
 from runtime.controller.controller import JobController
 from runtime.controller.lease_keeper import LeaseKeeper
 from runtime.datasets import DatasetError, inspect_table
 from runtime.profiles import load_throughput_model
 from runtime.server.api import create_app, resolve_dataset
+from runtime.server.auth import Accounts, Identity, ensure_local_admin
 from runtime.specs import TrainingJob
 from runtime.store import LeaseStore, open_store
 from schedulers.engine import SchedulerConfig, check_submission
 from schedulers.types import ClusterState, JobRequest
 
 SERVER_FILE = "server.json"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+IDENTITY_CACHE_S = 2.0
 SNAPSHOT_MAX_AGE_S = 2.0
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,9 @@ class ServerOptions:
     lease_renew_s: float = 2.0
     profile: Path | None = None
     data_dirs: list[Path] = field(default_factory=list)
+    metrics_public: bool = False
+    runs_dir: Path | None = None  # checkpoints and run files (default state_dir/runs); Ray's workers write here
+    audit_verify_s: float = 600.0
 
 
 class Admission:
@@ -103,6 +112,12 @@ class Server:
         self.options = options
         self.state_dir = options.state_dir.expanduser().resolve()
         self.store = open_store(self.state_dir, options.store_url)  # StoreError on a corrupt store: refuse to start
+        self.accounts = Accounts(self.store)
+        self.audit = AuditLog(self.state_dir / "audit", component="server")
+        self.audit_ok: bool | None = None
+        self._identities: dict[str, tuple[float, Identity]] = {}
+        self._seen_tokens: set[str] = set()
+        self.store.listeners.append(self._audit_job_event)
         self.leases = LeaseStore(self.store)
         self.lease = LeaseKeeper(self.leases, ttl_s=options.lease_ttl_s, renew_s=options.lease_renew_s)
         self.metrics = CapacityMetrics()
@@ -111,12 +126,66 @@ class Server:
                                    registry=self.metrics.registry)
         self.is_active = Gauge("suanli_controller_active", "1 while this server holds the controller lease",
                                registry=self.metrics.registry)
+        self.audit_chain_ok = Gauge("suanli_audit_chain_ok", "1 when the last audit-log verification passed",
+                                    registry=self.metrics.registry)
+        self.refused = Counter("suanli_requests_refused", "Requests refused (401/403)", ["status"],
+                               registry=self.metrics.registry)
         self.admission = Admission(self)
         self.emulated = None
         self.ray_address = ""
         self.controller: JobController | None = None
         self._snapshot_lock = threading.Lock()
         self._uvicorn = None
+
+    # ---- identities and the audit log ------------------------------------------------------
+    def authenticate(self, token: str | None) -> Identity:
+        """The caller's identity (cached for IDENTITY_CACHE_S; revocations clear the cache)."""
+        key = hashlib.sha256(token.encode()).hexdigest() if token else ""
+        cached = self._identities.get(key)
+        if cached and time.monotonic() - cached[0] < IDENTITY_CACHE_S:
+            return cached[1]
+        identity = self.accounts.authenticate(token)
+        self._identities[key] = (time.monotonic(), identity)
+        if identity.token_id not in self._seen_tokens:
+            self._seen_tokens.add(identity.token_id)
+            self.audit.append("login", identity.name, {"role": identity.role, "token_id": identity.token_id})
+        return identity
+
+    def forget_identities(self) -> None:
+        self._identities.clear()
+
+    def audit_refused(self, actor: str, method: str, path: str, status: int, why: str) -> None:
+        self.refused.labels(str(status)).inc()
+        self.audit.append("request-refused", actor, {"method": method, "path": path, "status": status, "why": why},
+                          level="warning", component="api")
+
+    def _audit_job_event(self, event: dict) -> None:
+        level = "warning" if event["kind"] in ("FAILED", "REJECTED") else "info"
+        self.audit.append(f"job-{event['kind'].lower()}", event["actor"],
+                          {k: event[k] for k in ("job_id", "detail", "attempt", "fence") if event.get(k) is not None},
+                          level=level, component="controller" if event["fence"] is not None else "api")
+
+    def verify_audit(self):
+        """Verify the audit log now; update the metric and log a failure."""
+        from runtime.audit.verify import verify_log
+
+        self.audit.checkpoint()
+        verdict = verify_log(self.audit.directory)
+        self.audit_ok = verdict.ok
+        self.audit_chain_ok.set(1 if verdict.ok else 0)
+        if not verdict.ok:
+            log.error("AUDIT LOG VERIFICATION FAILED: %s", verdict.line())
+        return verdict
+
+    def _verify_audit_periodically(self) -> None:
+        while True:
+            try:
+                self.verify_audit()
+            except Exception as exc:  # noqa: BLE001 - a broken log is reported, never fatal here
+                self.audit_ok = False
+                self.audit_chain_ok.set(0)
+                log.error("audit log verification raised: %s", exc)
+            time.sleep(self.options.audit_verify_s)
 
     # ---- Ray -----------------------------------------------------------------------------
     def connect_ray(self) -> None:
@@ -149,19 +218,35 @@ class Server:
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
+        if self.options.host in LOOPBACK_HOSTS:
+            written = ensure_local_admin(self.accounts, self.state_dir, getpass.getuser())
+            if written:
+                self.audit.append("token-created", "local-bootstrap", {"user": getpass.getuser(), "token_id": written,
+                                  "file": str(self.state_dir / "admin.token")}, level="notice")
+        self.audit.append("server-started", getpass.getuser(), {"pid": os.getpid(), "host": self.options.host,
+                          "port": self.options.port, "store": self.store.where, "policy": self.options.policy},
+                          level="notice")
+        self.audit.start()
         self.connect_ray()
         config = SchedulerConfig(throughput=load_throughput_model(self.options.profile),
                                  min_run_before_preempt_s=120.0)
-        self.controller = JobController(self.store, RayBackend(), self.lease, self.state_dir / "runs",
+        self.controller = JobController(self.store, RayBackend(), self.lease, self.options.runs_dir or self.state_dir / "runs",
                                         policy=self.options.policy, config=config)
         self.lease.start()
         self.controller.start()
         threading.Thread(target=self._watch, name="suanli-watch", daemon=True).start()
+        threading.Thread(target=self._verify_audit_periodically, name="suanli-audit-verify", daemon=True).start()
 
     def _watch(self) -> None:
+        """Metrics each second; the local admin token renewed before it expires."""
         while True:
             self.is_active.set(1 if self.lease.role == "active" else 0)
             self.step_failures.set(self.controller.step_failures if self.controller else 0)
+            if self.options.host in LOOPBACK_HOSTS:
+                try:
+                    ensure_local_admin(self.accounts, self.state_dir, getpass.getuser())
+                except Exception as exc:  # noqa: BLE001 - retried next second
+                    log.warning("could not renew the local admin token: %s", exc)
             time.sleep(1.0)
 
     def serve(self) -> None:
@@ -180,7 +265,7 @@ class Server:
         self._uvicorn = uvicorn.Server(config)
         info = {"url": url, "pid": os.getpid(), "started": time.time(), "ray_address": self.ray_address}
         record = self.state_dir / SERVER_FILE
-        if self.options.host in ("127.0.0.1", "localhost", "::1"):
+        if self.options.host in LOOPBACK_HOSTS:
             tmp = record.with_suffix(".tmp")
             tmp.write_text(json.dumps(info))
             tmp.replace(record)
@@ -196,6 +281,8 @@ class Server:
         if self.controller:
             self.controller.stop()
         self.lease.stop(release=True)
+        self.audit.append("server-stopped", getpass.getuser(), {"pid": os.getpid()}, level="notice")
+        self.audit.close()  # a last signed checkpoint
         if self.emulated is not None:
             self.emulated.shutdown()
         self.store.close()

@@ -8,13 +8,15 @@ refuses (`FencedOut`) a write from a controller that has lost the lease.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,8 @@ class JobStore:
     def __init__(self, url: str):
         self.url = url
         self.engine = _engine(url)
+        self.listeners: list = []  # called with each event dict after its transaction commits (the audit log)
+        self._pending = threading.local()
         try:
             schema.metadata.create_all(self.engine)
             with self.engine.begin() as conn:
@@ -169,6 +173,21 @@ class JobStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction; the events it recorded reach the listeners once it committed."""
+        self._pending.events = []
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+            events, self._pending.events = self._pending.events, []
+        except BaseException:
+            self._pending.events = []
+            raise
+        for item in events:
+            for listener in self.listeners:
+                listener(item)
+
     # ---- fencing ---------------------------------------------------------------------------
     def _check_fence(self, conn: Connection, fence: int | None) -> None:
         if fence is None:
@@ -186,7 +205,7 @@ class JobStore:
         """Store a new job (QUEUED, or REJECTED with `detail` as its error); its id."""
         job_id = f"{name}-{uuid.uuid4().hex[:8]}"
         now = time.time()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(insert(jobs).values(
                 id=job_id, name=name, tenant=tenant, user=user, state=state.value, spec=json.dumps(spec),
                 train_fn=train_fn, train_fn_sha256=hashlib.sha256(train_fn).hexdigest() if train_fn else None,
@@ -211,7 +230,7 @@ class JobStore:
             if key not in allowed_fields:
                 raise ValueError(f"fields: {key!r} cannot be set on a job")
         values = {k: (_json(v) if k in ("placement", "result", "progress") else v) for k, v in fields.items()}
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             self._check_fence(conn, fence)
             current = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
             if current is None:
@@ -235,7 +254,7 @@ class JobStore:
         """Ask for a job's cancellation. A QUEUED job is CANCELLED at once; a job with an attempt
         is marked, and the controller stops the attempt and records CANCELLED. The job's state
         after the call; ValueError when it has already finished."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             current = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
             if current is None:
                 raise KeyError(f"job: no job {job_id!r}")
@@ -281,15 +300,17 @@ class JobStore:
 
     def _event(self, conn: Connection, job_id: str, kind: str, actor: str, detail: str, attempt: int | None = None,
                fence: int | None = None) -> None:
-        conn.execute(insert(events).values(job_id=job_id, at=time.time(), kind=kind, actor=actor, detail=detail,
-                                           attempt=attempt, fence=fence))
+        values = dict(job_id=job_id, at=time.time(), kind=kind, actor=actor, detail=detail, attempt=attempt, fence=fence)
+        conn.execute(insert(events).values(**values))
+        if hasattr(self._pending, "events"):
+            self._pending.events.append(values)
 
     # ---- attempts --------------------------------------------------------------------------
     def start_attempt(self, job_id: str, placement: dict, backend: str, fence: int, detail: str,
                       handle: dict) -> int | None:
         """QUEUED -> STARTING with a new attempt row (and the backend's handle for it), in one
         transaction; the attempt's number, or None when the job is no longer QUEUED."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             self._check_fence(conn, fence)
             row = conn.execute(select(jobs.c.state, jobs.c.attempts, jobs.c.cancel_requested)
                                .where(jobs.c.id == job_id)).first()

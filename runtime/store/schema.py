@@ -15,7 +15,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 metadata = MetaData()
 
 meta = Table("suanli_meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text, nullable=False))
@@ -96,4 +96,25 @@ leases = Table(
     Column("acquired_at", Float, nullable=False),
     Column("renewed_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
+)
+
+users = Table(
+    "users", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("tenant", String(64), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+tokens = Table(
+    "tokens", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user", String(64), nullable=False, index=True),
+    Column("sha256", String(64), nullable=False),  # only the hash of the secret is stored
+    Column("created", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Column("label", String(128), nullable=False, default=""),
 )

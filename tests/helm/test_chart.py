@@ -167,7 +167,8 @@ def test_controller_wiring(helm):
     assert env["SUANLI_STORAGE_URI"] == "s3://risk-models/suanli"
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["signing-keys"]["secret"]["secretName"] == "suanli-signing-keys"
-    assert of_kind(docs, "ServiceMonitor") and not of_kind(docs, "PersistentVolumeClaim")
+    claims = [c["metadata"]["name"] for c in of_kind(docs, "PersistentVolumeClaim")]
+    assert of_kind(docs, "ServiceMonitor") and claims == ["risk-suanli-state"]  # object store: no shared PVC
     default = objects(helm, "default")
     assert of_kind(default, "PersistentVolumeClaim") and not of_kind(default, "ServiceMonitor")
 
@@ -226,3 +227,35 @@ def test_several_servers_need_postgresql(helm):
     assert deployment["spec"]["replicas"] == 3
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["SUANLI_STORE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "suanli-pg", "key": "url"}
+
+
+def test_hardened_defaults(helm):
+    """Ray token auth everywhere, a NetworkPolicy in front of Ray, and neither the signing key nor
+    the server's private state (admin token, audit key, store) in a pod that runs user code."""
+    docs = objects(helm, "default")
+    [cluster] = of_kind(docs, "RayCluster")
+    pods = [cluster["spec"]["headGroupSpec"]["template"]["spec"]] + [
+        g["template"]["spec"] for g in cluster["spec"]["workerGroupSpecs"]]
+    for pod in pods:
+        [container] = pod["containers"]
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "risk-suanli-ray-auth", "key": "token"}
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        assert "signing-keys" not in volumes and "state" not in volumes
+        assert all("secret" not in v for v in volumes.values())
+    [secret] = [d for d in of_kind(docs, "Secret") if d["metadata"]["name"] == "risk-suanli-ray-auth"]
+    assert len(secret["data"]["token"]) >= 48
+    [policy] = of_kind(docs, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"ray.io/cluster": "risk-suanli"}
+    sources = [f["podSelector"]["matchLabels"] for f in policy["spec"]["ingress"][0]["from"]]
+    assert {"ray.io/cluster": "risk-suanli"} in sources
+    assert any(s.get("app.kubernetes.io/component") == "controller" for s in sources)
+    [deployment] = of_kind(docs, "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["SUANLI_STATE_DIR"]["value"] == "/var/lib/suanli-state" and env["RAY_AUTH_MODE"]["value"] == "token"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "risk-suanli-state"
+    command = spec["containers"][0]["command"]
+    assert command[command.index("--runs-dir") + 1].startswith("/var/lib/suanli/")  # shared storage, not state

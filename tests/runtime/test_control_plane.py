@@ -76,6 +76,9 @@ class Servers:
         self.procs[url] = proc
         return url
 
+    def token(self):
+        return (self.state_dir / "admin.token").read_text().strip()
+
     def health(self, url):
         return httpx.get(url + "/healthz", timeout=5).json()
 
@@ -114,7 +117,7 @@ def servers(three_nodes, tmp_path_factory):
 def client(servers):
     from runtime import Client
 
-    with Client(address=servers.active()) as c:
+    with Client(address=servers.active(), state_dir=servers.state_dir) as c:
         yield c
 
 
@@ -132,7 +135,7 @@ def test_one_active_one_standby_and_a_job_survives_sigkill_of_the_active(servers
         assert h["lease"]["holder"] == next(x["holder"] for x in health.values() if x["role"] == "active")
     active = servers.active()
     standby = next(u for u in servers.procs if u != active)
-    with Client(address=standby) as client:  # every server serves the API; only the active one launches
+    with Client(address=standby, state_dir=servers.state_dir) as client:  # every server serves the API; only the active one launches
         job = client.submit(TrainingJob(name="survivor", dataset=australian(), label="class", workers=2, device="cpu",
                                         epochs=6, hidden=[32], config={"seconds_per_epoch": 2}, max_failures=0))
         wait_for(lambda: job.status().value == "RUNNING" and (job.info()["progress"] or {}).get("epochs_done", 0) >= 1,
@@ -186,7 +189,7 @@ def raylets():
 
 def test_client_processes_start_no_ray(servers):
     before = raylets()
-    env = {**os.environ, "SUANLI_SERVER": servers.active()}
+    env = {**os.environ, "SUANLI_SERVER": servers.active(), "SUANLI_TOKEN": servers.token()}
     procs = [subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT.format(repo=str(REPO))], env=env,
                               stdout=subprocess.PIPE, text=True) for _ in range(3)]
     outs = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
@@ -235,7 +238,7 @@ def test_failed_user_function_names_the_cause_and_cancel_releases_devices(client
     total = ray.cluster_resources()["CPU"]
     stuck = client.submit(TrainingJob(name="forever", train_fn=forever, workers=2, device="cpu"))
     wait_for(lambda: stuck.status().value == "RUNNING", 240, "the user function to run")
-    assert stuck.cancel(actor="alice").value in ("RUNNING", "STOPPING")
+    assert stuck.cancel().value in ("RUNNING", "STOPPING")
     assert stuck.wait(timeout=120).value == "CANCELLED"
     wait_for(lambda: ray.available_resources().get("CPU", 0) >= total, 60, "its placement group to be released")
     kinds = [e["kind"] for e in stuck.events()]
@@ -243,7 +246,7 @@ def test_failed_user_function_names_the_cause_and_cancel_releases_devices(client
     builtin = client.submit(TrainingJob(name="cancelled", dataset=australian(), label="class", workers=1, device="cpu",
                                         epochs=50, hidden=[16], config={"seconds_per_epoch": 2}))
     wait_for(lambda: (builtin.info()["progress"] or {}).get("epochs_done", 0) >= 1, 240, "the first epoch")
-    builtin.cancel(actor="alice")
+    builtin.cancel()
     assert builtin.wait(timeout=120).value == "CANCELLED"  # its loop saw the stop token at an epoch boundary
     assert builtin.info()["progress"]["epochs_done"] < 10
     wait_for(lambda: ray.available_resources().get("CPU", 0) >= total, 60, "its devices to be released")
@@ -254,17 +257,18 @@ def test_bad_input_is_refused_naming_the_field(client, servers, tmp_path):
     from runtime.client import Client, JobNotFound, ServerUnavailable, SpecError
 
     url = client.url
+    auth = {"Authorization": f"Bearer {servers.token()}"}
     with pytest.raises(JobNotFound, match="job: no job 'nope'"):
         client.job("nope")
-    r = httpx.post(url + "/jobs", json={"spec": {"name": "x", "dataset": australian(), "label": "class", "workers": 0}})
+    r = httpx.post(url + "/jobs", headers=auth, json={"spec": {"name": "x", "dataset": australian(), "label": "class", "workers": 0}})
     assert r.status_code == 422 and r.json()["detail"].startswith("spec.workers: ")
-    r = httpx.post(url + "/jobs", json={"spec": {"name": "x", "dataset": "taiwan.csv", "label": "y"}})
+    r = httpx.post(url + "/jobs", headers=auth, json={"spec": {"name": "x", "dataset": "taiwan.csv", "label": "y"}})
     assert r.status_code == 422 and "dataset: 'taiwan.csv' is relative" in r.json()["detail"]
     outside = tmp_path / "outside.csv"
     outside.write_text("a,y\n1,0\n2,1\n")
     with pytest.raises(SpecError, match="outside what this server may read"):
         client.submit(TrainingJob(name="x", dataset=str(outside), label="y"))
-    r = httpx.post(url + "/jobs", json={"spec": {"name": "x", "dataset": australian(), "label": "class",
+    r = httpx.post(url + "/jobs", headers=auth, json={"spec": {"name": "x", "dataset": australian(), "label": "class",
                                                  "config": {"epochs": 3}}})
     assert r.status_code == 422 and r.json()["detail"].startswith("spec.config: 'epochs' is a field of the job itself")
     before = len(client.jobs())
@@ -285,7 +289,7 @@ def test_bad_input_is_refused_naming_the_field(client, servers, tmp_path):
 def test_cli_is_a_client_of_the_server(servers, tmp_path):
     from runtime.cli.main import app
 
-    env = {"SUANLI_SERVER": servers.active(), "SUANLI_CONFIG": ""}
+    env = {"SUANLI_SERVER": servers.active(), "SUANLI_CONFIG": "", "SUANLI_TOKEN": servers.token()}
     runner = CliRunner()
     (tmp_path / "job.yaml").write_text(f"name: cli-job\ndataset: {australian()}\nlabel: class\nepochs: 1\n"
                                        "device: cpu\nhidden: [8]\n")

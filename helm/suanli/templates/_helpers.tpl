@@ -73,3 +73,15 @@ cluster={{ .root.Values.cluster.name }},tier={{ $g.tier }},site={{ $site }},acce
   mountPath: {{ .Values.storage.mountPath }}
 {{- end }}
 {{- end -}}
+
+{{- define "suanli.rayAuthSecret" -}}
+{{- default (printf "%s-ray-auth" (include "suanli.fullname" .)) .Values.rayAuth.existingSecret -}}
+{{- end -}}
+
+{{/* Ray token authentication, for Ray's own pods and for every client of Ray (the server). */}}
+{{- define "suanli.rayAuthEnv" -}}
+- {name: RAY_AUTH_MODE, value: token}
+- name: RAY_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ include "suanli.rayAuthSecret" . }}, key: token}
+{{- end -}}

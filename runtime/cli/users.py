@@ -1,0 +1,92 @@
+"""`suanli users add | list | revoke` and `suanli token create | revoke`: accounts through the
+server's API (admins manage users; anyone may create and revoke their own tokens)."""
+
+from __future__ import annotations
+
+import re
+
+import typer
+from rich.table import Table
+
+from runtime.cli.common import console, fail, print_json
+from runtime.cli.jobs import api_errors, client_or_fail
+
+users_app = typer.Typer(no_args_is_help=True, help="Users and their roles (admins).")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def parse_duration(text: str) -> float:
+    """'30m', '8h', '7d' -> seconds; a clear error naming --expires otherwise."""
+    found = _DURATION.match(text.strip())
+    if not found:
+        raise fail(f"--expires: {text!r} is not a duration such as 30m, 8h or 7d")
+    return float(found.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[found.group(2)]
+
+
+@users_app.command("add")
+def add(name: str = typer.Argument(...), role: str = typer.Option(..., "--role"),
+        tenant: str = typer.Option("default", "--tenant"), expires: str = typer.Option("24h", "--expires")) -> None:
+    """Add a user and print their first token (shown once)."""
+    try:
+        with client_or_fail() as client:
+            out = client._post("/users", {"name": name, "role": role, "tenant": tenant,
+                                          "expires_s": parse_duration(expires)})
+    except api_errors() as exc:
+        raise fail(str(exc)) from None
+    console.print(f"user {name} ({role}, tenant {tenant}); token (shown once, expires in {expires}):")
+    typer.echo(out["token"])
+
+
+@users_app.command("list")
+def list_users(json_out: bool = typer.Option(False, "--json")) -> None:
+    """List users with their role, tenant and whether they are revoked."""
+    try:
+        with client_or_fail() as client:
+            found = client._get("/users")
+    except api_errors() as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        print_json(found)
+        return
+    table = Table(title="users")
+    for col in ("name", "role", "tenant", "created by", "revoked"):
+        table.add_column(col)
+    for u in found:
+        table.add_row(u["name"], u["role"], u["tenant"], u["created_by"], "yes" if u["revoked"] else "")
+    console.print(table)
+
+
+@users_app.command("revoke")
+def revoke(name: str = typer.Argument(...)) -> None:
+    """Disable a user and revoke all their tokens."""
+    try:
+        with client_or_fail() as client:
+            out = client._post(f"/users/{name}/revoke", {})
+    except api_errors() as exc:
+        raise fail(str(exc)) from None
+    console.print(f"revoked user {name} and {out['tokens_revoked']} token(s)")
+
+
+@token_app.command("create")
+def create(user: str | None = typer.Option(None, "--user", help="Another user's token (admins)."),
+           expires: str = typer.Option("24h", "--expires"), label: str = typer.Option("", "--label")) -> None:
+    """Create a token (yours unless --user) and print it once."""
+    try:
+        with client_or_fail() as client:
+            out = client._post("/tokens", {"user": user, "expires_s": parse_duration(expires), "label": label})
+    except api_errors() as exc:
+        raise fail(str(exc)) from None
+    console.print(f"token {out['id']} for {out['user']} (shown once, expires in {expires}):")
+    typer.echo(out["token"])
+
+
+@token_app.command("revoke")
+def revoke_token(token_id: str = typer.Argument(...)) -> None:
+    """Revoke a token by its id (yours, or any for admins)."""
+    try:
+        with client_or_fail() as client:
+            client._post(f"/tokens/{token_id}/revoke", {})
+    except api_errors() as exc:
+        raise fail(str(exc)) from None
+    console.print(f"revoked token {token_id}")

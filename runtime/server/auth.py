@@ -1,0 +1,188 @@
+"""Identities, tokens and the one permission table (JR/T 0263 10.4, JR/T 0221 7.4).
+
+A token is `sl_<id>_<secret>`; the store keeps only the sha256 of the secret, its expiry and
+whether it was revoked. Every route needs a valid token except /healthz (and /metrics when the
+server is told so). The role of the token's user decides what it may do, from PERMISSIONS alone;
+the actor recorded anywhere is this identity, never a field the caller typed. There is no default
+admin: a local server creates one admin, for the OS user that runs it, on its first start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import insert, select, update
+
+from runtime.store import JobStore
+from runtime.store.schema import tokens, users
+
+ROLES = ("admin", "data-engineer", "algorithm-engineer", "business-analyst", "operator", "auditor")
+
+# What each role may do. `:own` reads and cancels only the caller's jobs, `:tenant` the caller's
+# tenant's, `:all` everyone's. The README prints this table.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset({"jobs:submit", "jobs:read:all", "jobs:cancel:all", "capacity:read", "metrics:read",
+                        "users:manage", "audit:read", "artifacts:compress", "artifacts:register",
+                        "artifacts:promote", "artifacts:withdraw", "clusters:manage", "endpoints:score",
+                        "datasets:read"}),
+    "data-engineer": frozenset({"datasets:read", "jobs:read:tenant", "capacity:read"}),
+    "algorithm-engineer": frozenset({"jobs:submit", "jobs:read:own", "jobs:cancel:own", "artifacts:compress",
+                                     "artifacts:register", "capacity:read"}),
+    "business-analyst": frozenset({"metrics:read", "endpoints:score"}),
+    "operator": frozenset({"capacity:read", "clusters:manage", "artifacts:promote", "artifacts:withdraw",
+                           "jobs:read:all", "metrics:read"}),
+    "auditor": frozenset({"audit:read", "jobs:read:all", "metrics:read"}),
+}
+DEFAULT_TTL_S = 24 * 3600.0
+MAX_TTL_S = 90 * 24 * 3600.0
+TOKEN_FILE = "admin.token"
+
+
+class AuthError(Exception):
+    """401: no token, or one that is unknown, expired or revoked."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: the user, their role and tenant, and the token's id."""
+
+    name: str
+    role: str
+    tenant: str
+    token_id: str
+
+    def may(self, permission: str) -> bool:
+        return permission in PERMISSIONS[self.role]
+
+    def job_scope(self, action: str) -> str | None:
+        """The widest scope ('all', 'tenant', 'own') this identity has for jobs:`action`, or None."""
+        for scope in ("all", "tenant", "own"):
+            if self.may(f"jobs:{action}:{scope}"):
+                return scope
+        return None
+
+    def can_touch(self, action: str, owner: str, tenant: str) -> bool:
+        """Whether jobs:`action` is allowed on a job of `owner` in `tenant`."""
+        scope = self.job_scope(action)
+        return scope == "all" or (scope == "tenant" and tenant == self.tenant) or (scope == "own" and owner == self.name)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class Accounts:
+    """Users and tokens in the store."""
+
+    def __init__(self, store: JobStore):
+        self.store = store
+
+    def add_user(self, name: str, role: str, tenant: str, created_by: str) -> None:
+        """A new user; ValueError naming the field when the role is unknown or the name taken."""
+        if role not in ROLES:
+            raise ValueError(f"role: {role!r} is not one of {', '.join(ROLES)}")
+        with self.store.engine.begin() as conn:
+            if conn.execute(select(users.c.name).where(users.c.name == name)).first():
+                raise ValueError(f"name: user {name!r} exists already")
+            conn.execute(insert(users).values(name=name, role=role, tenant=tenant, created=time.time(),
+                                              created_by=created_by, revoked=False))
+
+    def users(self) -> list[dict]:
+        with self.store.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(users).order_by(users.c.name)).mappings()]
+
+    def revoke_user(self, name: str) -> int:
+        """Disable a user and revoke all their tokens; how many tokens were revoked."""
+        with self.store.engine.begin() as conn:
+            if conn.execute(update(users).where(users.c.name == name).values(revoked=True)).rowcount != 1:
+                raise KeyError(f"user: no user {name!r}")
+            return conn.execute(update(tokens).where(tokens.c.user == name, tokens.c.revoked_at.is_(None))
+                                .values(revoked_at=time.time())).rowcount
+
+    def create_token(self, user: str, ttl_s: float = DEFAULT_TTL_S, label: str = "") -> tuple[str, dict]:
+        """(the token, shown once; its record without the secret)."""
+        if not 0 < ttl_s <= MAX_TTL_S:
+            raise ValueError(f"expires: must be more than 0 and at most {MAX_TTL_S / 86400:g} days")
+        token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+        now = time.time()
+        with self.store.engine.begin() as conn:
+            row = conn.execute(select(users.c.revoked).where(users.c.name == user)).first()
+            if row is None or row.revoked:
+                raise KeyError(f"user: no active user {user!r}")
+            conn.execute(insert(tokens).values(id=token_id, user=user, sha256=_hash(secret), created=now,
+                                               expires_at=now + ttl_s, label=label))
+        return f"sl_{token_id}_{secret}", {"id": token_id, "user": user, "created": now, "expires_at": now + ttl_s,
+                                           "label": label}
+
+    def revoke_token(self, token_id: str) -> str:
+        """Revoke one token; the user it belonged to."""
+        with self.store.engine.begin() as conn:
+            row = conn.execute(select(tokens.c.user).where(tokens.c.id == token_id)).first()
+            if row is None:
+                raise KeyError(f"token: no token {token_id!r}")
+            conn.execute(update(tokens).where(tokens.c.id == token_id).values(revoked_at=time.time()))
+            return row.user
+
+    def tokens_of(self, user: str) -> list[dict]:
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(tokens.c.id, tokens.c.user, tokens.c.created, tokens.c.expires_at,
+                                       tokens.c.revoked_at, tokens.c.label).where(tokens.c.user == user))
+            return [dict(r) for r in rows.mappings()]
+
+    def authenticate(self, token: str | None) -> Identity:
+        """The identity of a valid token; AuthError saying why not."""
+        if not token:
+            raise AuthError("no token: send 'Authorization: Bearer <token>' (SUANLI_TOKEN for the SDK and CLI)")
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "sl":
+            raise AuthError("malformed token")
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(tokens, users.c.role, users.c.tenant, users.c.revoked)
+                               .join(users, users.c.name == tokens.c.user).where(tokens.c.id == parts[1])).first()
+        if row is None or not hmac.compare_digest(row.sha256, _hash(parts[2])):
+            raise AuthError("unknown token")
+        if row.revoked_at is not None or row.revoked:
+            raise AuthError("revoked token")
+        if row.expires_at <= time.time():
+            raise AuthError("expired token: create a new one with 'suanli token create'")
+        return Identity(row.user, row.role, row.tenant, row.id)
+
+
+def write_secret_file(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by its owner alone: a new file created with O_EXCL and mode
+    0600, then moved over the old one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.replace(path)
+
+
+def ensure_local_admin(accounts: Accounts, state_dir: Path, os_user: str, min_left_s: float = 3600.0) -> str | None:
+    """On a local server: make sure `state_dir/admin.token` holds a valid admin token for the OS
+    user (created on first start, renewed when under `min_left_s` from expiry). The token's id
+    when one was written, else None."""
+    path = state_dir / TOKEN_FILE
+    if path.exists():
+        try:
+            identity = accounts.authenticate(path.read_text().strip())
+            with accounts.store.engine.connect() as conn:
+                expires = conn.execute(select(tokens.c.expires_at).where(tokens.c.id == identity.token_id)).scalar()
+            if expires - time.time() > min_left_s:
+                return None
+        except AuthError:
+            pass
+    if not any(u["name"] == os_user for u in accounts.users()):
+        try:
+            accounts.add_user(os_user, "admin", "default", created_by="local-bootstrap")
+        except ValueError:
+            pass  # another server on this state directory created it first
+    token, record = accounts.create_token(os_user, label="local admin token (state directory)")
+    write_secret_file(path, token + "\n")
+    return record["id"]
