@@ -55,10 +55,13 @@ class SchedulerConfig:
     """Settings of the queue semantics. `quotas` maps tenant -> device kind -> guaranteed
     devices; when empty, no quotas apply. `min_run_before_preempt_s` protects a job that just
     started from being preempted (limits thrashing). `explain_waiting=False` skips writing
-    reasons and start estimates for waiting jobs (the simulator does not read them)."""
+    reasons and start estimates for waiting jobs (the simulator does not read them). `limits` are
+    hard caps, keyed `tenant:<name>` or `user:<name>`, on devices in use per kind and on
+    concurrent jobs (`jobs`): a job that would pass one waits, with the cap named as its reason."""
 
     throughput: ThroughputModel = field(default_factory=ThroughputModel)
     quotas: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    limits: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     ageing_interval_s: float = 3600.0
     min_run_before_preempt_s: float = 0.0
     backfill: bool = True
@@ -130,6 +133,7 @@ class _Round:
         self.config = config
         self.running = list(running)
         self.usage: dict[str, dict[str, float]] = {}
+        self.limited: dict[str, dict[str, float]] = {}  # limit key -> kind or "jobs" -> in use
         for r in self.running:
             self._count(r.request.tenant, r.placement.kind, r.request, +1)
         self.ctx = RoundContext(
@@ -160,6 +164,24 @@ class _Round:
     def _count(self, tenant, kind, job, sign):
         per_kind = self.usage.setdefault(tenant, {})
         per_kind[kind] = per_kind.get(kind, 0.0) + sign * job.devices_needed
+        for key in self._limit_keys(job):
+            used = self.limited.setdefault(key, {})
+            used[kind] = used.get(kind, 0.0) + sign * job.devices_needed
+            used["jobs"] = used.get("jobs", 0.0) + sign
+
+    def _limit_keys(self, job: JobRequest) -> list[str]:
+        keys = ([f"user:{job.user}"] if job.user else []) + [f"tenant:{job.tenant}"]  # the narrowest cap first
+        return [k for k in keys if k in self.config.limits]
+
+    def over_limit(self, job: JobRequest, kind: str, need: float) -> str | None:
+        """The reason `job` may not take `need` devices of `kind` now (a cap it would pass), or None."""
+        for key in self._limit_keys(job):
+            limit, used = self.config.limits[key], self.limited.get(key, {})
+            if "jobs" in limit and used.get("jobs", 0.0) + 1 > limit["jobs"]:
+                return f"quota {key} allows {limit['jobs']:g} concurrent jobs, {used.get('jobs', 0.0):g} running"
+            if kind in limit and used.get(kind, 0.0) + need > limit[kind]:
+                return f"quota {key} allows {limit[kind]:g} {kind}, {used.get(kind, 0.0):g} in use"
+        return None
 
     def _add_release(self, placement: Placement, at: float) -> None:
         for a in placement.assignments:
@@ -236,8 +258,8 @@ class _Round:
                 placed = self._place_by_preempting(job)
             if placed is not None:
                 continue
-            if self.config.backfill and self.reservation is None:
-                self._reserve(job)
+            if self.config.backfill and self.reservation is None and self._limit_reason(job) is None:
+                self._reserve(job)  # (a job held by a cap reserves nothing: freed devices would not help it)
             self.waiting.append(self._waiting(job, why))
 
     def _time_shared_round(self, jobs: list[JobRequest]) -> None:
@@ -264,6 +286,8 @@ class _Round:
                 continue
             cand = self._profile(job).cand
             fits = cand[available[cand] >= job.devices_needed]
+            if self.config.limits and fits.size:
+                fits = fits[[self.over_limit(job, self.pool_kind[p], job.devices_needed) is None for p in fits]]
             if fits.size:
                 available[fits[np.argmax(available[fits])]] -= job.devices_needed
                 admitted.append(job)
@@ -283,7 +307,14 @@ class _Round:
                 placed_ids.add(job.id)
         for job in jobs:
             if job.id not in placed_ids:
-                self.waiting.append(self._waiting(job, None))
+                self.waiting.append(self._waiting(job, self._limit_reason(job)))
+
+    def _limit_reason(self, job: JobRequest) -> str | None:
+        """Why a waiting job is held by a cap, when one holds it in every kind it may use."""
+        if not self.config.limits:
+            return None
+        reasons = [self.over_limit(job, kind, job.devices_needed) for kind in job.allowed_kinds]
+        return reasons[0] if reasons and all(reasons) else None
 
     # ---- placing one job ---------------------------------------------------------------
     def _quota_state(self, job: JobRequest, kind: str) -> str:
@@ -338,6 +369,12 @@ class _Round:
             need = workers * job.devices_per_worker
             fits = free >= need
         why = None
+        if self.config.limits:
+            capped = {kind: self.over_limit(job, kind, need) for kind in set(prof.kinds)}
+            within = np.array([capped[k] is None for k in prof.kinds], dtype=bool)
+            if not (fits & within).any():
+                return None, next((r for r in capped.values() if r), None)
+            fits &= within
         quota: dict[str, str] = {}
         if self.config.quotas:
             quota = {kind: self._quota_state(job, kind) for kind in set(prof.kinds)}

@@ -137,7 +137,8 @@ class JobRequest:
     and `data_site` say how much data must reach the workers and from where. `device_model`
     pins an accelerator model ("A100"); `allowed_kinds` lists the device kinds the job can use.
     `attained_service_s` is device-seconds already received (for least-attained-service
-    policies); `submitted_at` is the caller's clock. `throughputs`, when given, are measured
+    policies); `submitted_at` is the caller's clock. `user` is who submitted it (for per-user
+    quotas). `throughputs`, when given, are measured
     (device model, work units/s for the whole job at its size) pairs that replace the
     throughput model for this job (a trace's throughput matrix, for instance): the job runs only
     on the models listed with a rate above zero.
@@ -161,6 +162,7 @@ class JobRequest:
     attained_service_s: float = 0.0
     cluster: str | None = None
     throughputs: tuple[tuple[str, float], ...] | None = None
+    user: str | None = None
 
     def __post_init__(self) -> None:
         if not self.id:

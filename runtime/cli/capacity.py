@@ -50,5 +50,9 @@ def capacity(
         print_json(report)
         return
     console.print(capacity_table(report))
+    if report.get("quotas"):
+        from runtime.cli.users import quota_table
+
+        console.print(quota_table(report["quotas"]))
     if html is not None:
         console.print(f"wrote {html}")

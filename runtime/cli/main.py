@@ -12,7 +12,7 @@ from runtime.cli.jobs import cancel, events, jobs, logs, submit
 from runtime.cli.keys import compress, keys_app, sign, verify
 from runtime.cli.server import server, server_stop
 from runtime.cli.simulate import simulate_command
-from runtime.cli.users import token_app, users_app
+from runtime.cli.users import quota_app, token_app, users_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="suanli: heterogeneous compute for financial ML.")
 app.command()(capacity)
@@ -25,6 +25,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
+app.add_typer(quota_app, name="quota")
 app.command()(demo)
 app.command("simulate")(simulate_command)
 

@@ -90,3 +90,47 @@ def revoke_token(token_id: str = typer.Argument(...)) -> None:
     except api_errors() as exc:
         raise fail(str(exc)) from None
     console.print(f"revoked token {token_id}")
+
+
+quota_app = typer.Typer(no_args_is_help=True, help="Caps per tenant or user: devices per kind, concurrent jobs.")
+
+
+@quota_app.command("set")
+def set_quota(tenant: str | None = typer.Option(None, "--tenant"), user: str | None = typer.Option(None, "--user"),
+              cpu: float | None = typer.Option(None, "--cpu"), gpu: float | None = typer.Option(None, "--gpu"),
+              npu: float | None = typer.Option(None, "--npu"), jobs: int | None = typer.Option(None, "--jobs")) -> None:
+    """Cap a tenant or a user (admins); with no cap given, remove theirs."""
+    if (tenant is None) == (user is None):
+        raise fail("give exactly one of --tenant and --user")
+    scope, name = ("tenant", tenant) if tenant else ("user", user)
+    body = {k: v for k, v in {"cpu": cpu, "gpu": gpu, "npu": npu, "jobs": jobs}.items() if v is not None}
+    try:
+        with client_or_fail() as client:
+            out = client._request("PUT", f"/quotas/{scope}/{name}", body)
+    except api_errors() as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{out['key']}: {out['limits'] or 'no caps'}")
+
+
+@quota_app.command("list")
+def list_quotas(json_out: bool = typer.Option(False, "--json")) -> None:
+    """Every cap and what is in use against it."""
+    try:
+        with client_or_fail() as client:
+            found = client._get("/quotas")
+    except api_errors() as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        print_json(found)
+        return
+    console.print(quota_table(found))
+
+
+def quota_table(found: list[dict]) -> Table:
+    table = Table(title="quotas")
+    for col in ("tenant or user", "cap", "in use", "limit"):
+        table.add_column(col)
+    for q in found:
+        for kind, limit in q["limits"].items():
+            table.add_row(q["key"], kind, f"{q['used'].get(kind, 0):g}", f"{limit:g}")
+    return table

@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cluster
@@ -312,12 +312,15 @@ class JobController:
                 request = job_request(record, throughput, state)
                 expected = tracked.started + tracked.placement.predicted_completion_s
                 running.append(RunningJob(request, tracked.placement, tracked.started, expected))
+        limits = self.store.quotas()  # caps as set now (suanli quota set)
         fingerprint = (tuple((r.id, r.updated, r.attempts) for r in queued), tuple((r.request.id, r.request.work)
-                       for r in running), tuple((n.id, n.healthy, tuple(d.free for d in n.devices)) for n in state.nodes))
+                       for r in running), tuple((n.id, n.healthy, tuple(d.free for d in n.devices)) for n in state.nodes),
+                       repr(sorted(limits.items())))
         if fingerprint == self._last_round and time.time() - self._last_round_at < RESCHEDULE_UNCHANGED_S:
             return  # nothing changed since the last round: the same decisions
         self._last_round, self._last_round_at = fingerprint, time.time()
-        decisions = schedule(list(requests.values()), state, time.time(), self.policy, running, self.config)
+        config = replace(self.config, limits=limits)
+        decisions = schedule(list(requests.values()), state, time.time(), self.policy, running, config)
         for rejection in decisions.rejected:
             self.store.transition(rejection.job_id, JobState.REJECTED, actor="scheduler", detail=rejection.reason,
                                   error=rejection.reason, expect=(JobState.QUEUED,), fence=token)

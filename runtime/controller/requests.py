@@ -42,7 +42,7 @@ def job_request(record, throughput: ThroughputModel, state: ClusterState | None 
         algorithm=algorithm, work=float(rows * epochs_left), data_bytes=int(dataset.get("bytes", 0)),
         data_site=spec.get("data_site"), latency=spec["latency"], allowed_kinds=kinds,
         device_model=spec["_device_model"], preemptible=spec["preemptible"], submitted_at=record.created,
-        attained_service_s=float(progress.get("device_seconds", 0.0)), throughputs=throughputs)
+        attained_service_s=float(progress.get("device_seconds", 0.0)), throughputs=throughputs, user=record.user)
 
 
 def progress_from_epochs(lines: list[dict], placement: dict) -> dict:

@@ -70,6 +70,31 @@ class NewToken(BaseModel):
     label: str = Field(default="", max_length=128)
 
 
+class QuotaLimits(BaseModel):
+    """Caps; a field left out is not capped."""
+
+    model_config = {"extra": "forbid"}
+    cpu: float | None = Field(default=None, ge=0, le=1e6)
+    gpu: float | None = Field(default=None, ge=0, le=1e6)
+    npu: float | None = Field(default=None, ge=0, le=1e6)
+    jobs: int | None = Field(default=None, ge=0, le=1e6)
+
+
+def quota_report(store) -> list[dict]:
+    """Each cap with its use now: devices per kind and jobs of the tenant's or user's active jobs."""
+    used: dict[str, dict[str, float]] = {}
+    for record in store.list(states=(JobState.STARTING, JobState.RUNNING, JobState.STOPPING)):
+        if not record.placement:
+            continue
+        devices = sum(a["workers"] * a["devices_per_worker"] for a in record.placement["assignments"])
+        for key in (f"tenant:{record.tenant}", f"user:{record.user}"):
+            entry = used.setdefault(key, {})
+            entry[record.placement["kind"]] = entry.get(record.placement["kind"], 0) + devices
+            entry["jobs"] = entry.get("jobs", 0) + 1
+    return [{"key": key, "limits": limits, "used": {k: used.get(key, {}).get(k, 0) for k in limits}}
+            for key, limits in sorted(store.quotas().items())]
+
+
 PUBLIC_PATHS = frozenset({"/healthz"})
 
 
@@ -244,7 +269,24 @@ def create_app(server) -> FastAPI:
         from cluster.capacity import capacity_report
 
         state = server.current_snapshot()
-        return {**capacity_report(state), "taken_at": state.taken_at, "age_s": round(time.time() - state.taken_at, 3)}
+        return {**capacity_report(state), "taken_at": state.taken_at, "age_s": round(time.time() - state.taken_at, 3),
+                "quotas": quota_report(server.store)}
+
+    # ---- quotas ------------------------------------------------------------------------------
+    @app.get("/quotas")
+    def list_quotas(identity: Identity = allow("capacity:read")) -> list[dict]:
+        """Every cap with what is in use against it now."""
+        return quota_report(server.store)
+
+    @app.put("/quotas/{scope}/{name}")
+    def set_quota(scope: str, name: str, body: QuotaLimits, identity: Identity = allow("users:manage")) -> dict:
+        """Cap a tenant's or a user's devices per kind and concurrent jobs (an empty body removes it)."""
+        if scope not in ("tenant", "user"):
+            raise HTTPException(422, f"scope: {scope!r} is not tenant or user")
+        limits = body.model_dump(exclude_none=True)
+        server.store.set_quota(f"{scope}:{name}", limits or None, identity.name)
+        server.audit.append("quota-set", identity.name, {"key": f"{scope}:{name}", "limits": limits}, level="notice")
+        return {"key": f"{scope}:{name}", "limits": limits}
 
     # ---- accounts ----------------------------------------------------------------------------
     @app.post("/users", status_code=201)

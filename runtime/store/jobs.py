@@ -27,7 +27,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 
 from runtime.specs import JobState, check_transition
 from runtime.store import schema
-from runtime.store.schema import attempts, checkpoints, events, jobs, leases, log_lines
+from runtime.store.schema import attempts, checkpoints, events, jobs, leases, log_lines, quotas
 
 CONTROLLER_LEASE = "controller"
 MAX_LOG_LINE = 64 * 1024
@@ -373,6 +373,20 @@ class JobStore:
             rows = conn.execute(select(checkpoints).where(checkpoints.c.job_id == job_id)
                                 .order_by(checkpoints.c.epoch, checkpoints.c.id)).mappings()
             return [dict(r) for r in rows]
+
+    # ---- quotas ----------------------------------------------------------------------------
+    def set_quota(self, key: str, limits: dict | None, actor: str) -> None:
+        """Set (or with None, remove) the caps of `tenant:<name>` or `user:<name>`."""
+        with self.engine.begin() as conn:
+            conn.execute(quotas.delete().where(quotas.c.key == key))
+            if limits:
+                conn.execute(insert(quotas).values(key=key, limits=json.dumps(limits), updated=time.time(),
+                                                   updated_by=actor))
+
+    def quotas(self) -> dict[str, dict]:
+        """Every cap: {key: {kind or "jobs": limit}}."""
+        with self.engine.connect() as conn:
+            return {r.key: json.loads(r.limits) for r in conn.execute(select(quotas.c.key, quotas.c.limits))}
 
     # ---- logs ------------------------------------------------------------------------------
     def log(self, job_id: str, line: str) -> None:

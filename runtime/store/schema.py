@@ -118,3 +118,11 @@ tokens = Table(
     Column("revoked_at", Float),
     Column("label", String(128), nullable=False, default=""),
 )
+
+quotas = Table(
+    "quotas", metadata,
+    Column("key", String(80), primary_key=True),  # tenant:<name> or user:<name>
+    Column("limits", Text, nullable=False),  # {"cpu": n, "gpu": n, "npu": n, "jobs": n}
+    Column("updated", Float, nullable=False),
+    Column("updated_by", String(64), nullable=False),
+)

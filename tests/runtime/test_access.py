@@ -29,6 +29,7 @@ ROUTES = {
     ("POST", "/users"): "users:manage", ("GET", "/users"): "users:manage",
     ("POST", "/users/{name}/revoke"): "users:manage", ("POST", "/tokens/{token_id}/revoke"): "own-token",
     ("GET", "/audit/tail"): "audit:read", ("GET", "/audit/verify"): "audit:read",
+    ("GET", "/quotas"): "capacity:read", ("PUT", "/quotas/{scope}/{name}"): "users:manage",
 }
 
 
@@ -86,7 +87,8 @@ def allowed(role, need):
 
 
 def concrete(path, job_id, token_id):
-    return path.replace("{job_id}", job_id).replace("{name}", "nobody").replace("{token_id}", token_id)
+    return (path.replace("{job_id}", job_id).replace("{name}", "nobody").replace("{token_id}", token_id)
+            .replace("{scope}", "planet"))
 
 
 def test_every_route_against_the_permission_table(server, people):
@@ -106,10 +108,10 @@ def test_every_route_against_the_permission_table(server, people):
         target = concrete(path, job_id, "0000")
         for label, token in (("none", None), ("expired", expired), ("revoked", revoked["token"]),
                              ("garbage", "sl_x_y")):
-            status = call(url, method, target, token, {} if method == "POST" else None).status_code
+            status = call(url, method, target, token, {} if method in ("POST", "PUT") else None).status_code
             results.append((method, path, label, status, 401))
         for role in ROLES:
-            status = call(url, method, target, tokens[role], {} if method == "POST" else None).status_code
+            status = call(url, method, target, tokens[role], {} if method in ("POST", "PUT") else None).status_code
             if allowed(role, need):
                 results.append((method, path, role, status, "not 401/403") if status in (401, 403) else None)
             else:
@@ -173,3 +175,32 @@ def test_the_audit_log_of_the_session_verifies_and_a_flipped_byte_is_named(serve
     segment.write_bytes(bytes(data))
     out = verify()
     assert out.returncode == 1 and f"FAILED at record {record['seq']}" in out.stderr, out.stderr
+
+
+def test_a_job_over_its_quota_waits_with_the_quota_named(server, people):
+    from typer.testing import CliRunner
+
+    from runtime.cli.main import app
+
+    url, state, admin = server
+    tokens, _ = people
+    env = {"SUANLI_SERVER": url, "SUANLI_TOKEN": admin, "SUANLI_CONFIG": ""}
+    runner = CliRunner()
+    out = runner.invoke(app, ["quota", "set", "--tenant", "risk", "--cpu", "0", "--jobs", "3"], env=env)
+    assert out.exit_code == 0 and "tenant:risk" in out.stdout, out.stdout + out.stderr
+    body = {"spec": {"name": "capped", "dataset": str(shared_path("credit", "australian_credit.csv")),
+                     "label": "class", "device": "cpu", "epochs": 1, "hidden": [8]}}
+    job_id = call(url, "POST", "/jobs", tokens["algorithm-engineer"], body).json()["id"]
+    deadline = time.time() + 60
+    while "quota tenant:risk allows 0 cpu" not in call(url, "GET", f"/jobs/{job_id}/logs", admin).text:
+        assert time.time() < deadline, call(url, "GET", f"/jobs/{job_id}/logs", admin).text
+        time.sleep(0.5)
+    assert call(url, "GET", f"/jobs/{job_id}", admin).json()["state"] == "QUEUED"
+    listed = json.loads(runner.invoke(app, ["quota", "list", "--json"], env=env).stdout)
+    assert {"key": "tenant:risk", "limits": {"cpu": 0.0, "jobs": 3}, "used": {"cpu": 0, "jobs": 0}} in listed
+    assert "tenant:risk" in runner.invoke(app, ["capacity"], env=env).stdout
+    bad = runner.invoke(app, ["quota", "set", "--tenant", "risk", "--gpu", "-1"], env=env)
+    assert bad.exit_code == 2 and "gpu" in bad.stderr
+    call(url, "POST", f"/jobs/{job_id}/cancel", admin, {})
+    assert runner.invoke(app, ["quota", "set", "--tenant", "risk"], env=env).exit_code == 0  # removed
+    assert call(url, "GET", "/quotas", admin).json() == []

@@ -232,3 +232,26 @@ def test_bad_profile_names_the_entry():
 def test_unknown_policy_is_named():
     with pytest.raises(ValueError, match="policy: 'lifo' is not one of fifo, packing"):
         make_policy("lifo")
+
+
+@pytest.mark.parametrize("policy", ["fifo", "hetero"])
+def test_caps_per_tenant_and_user_hold_jobs_with_the_cap_named(policy):
+    from schedulers.engine import RunningJob, SchedulerConfig, schedule
+    from schedulers.policies import make_policy
+    from schedulers.types import Placement, WorkerAssignment
+
+    cluster = state(node("n1", gpu("A100", 8, in_use=2)))
+    running_job = job("r1", tenant="risk", user="alice", workers=2)
+    placed = Placement("r1", "c1", "gpu", "A100", (WorkerAssignment("n1", "gpu", "A100", 2, 1),), 0.0, 0.0, 10.0)
+    running = [RunningJob(running_job, placed, 0.0, 10.0)]
+    config = SchedulerConfig(limits={"tenant:risk": {"gpu": 4}, "user:alice": {"jobs": 1}},
+                             min_run_before_preempt_s=1e9)
+    queue = [job("a2", tenant="risk", user="alice", workers=1), job("b1", tenant="risk", user="bob", workers=3),
+             job("b2", tenant="risk", user="bob", workers=2), job("c1", tenant="cards", user="carol", workers=4)]
+    decisions = schedule(queue, cluster, 1.0, make_policy(policy), running, config)
+    placed_ids = {p.job_id for p in decisions.placements}
+    reasons = {w.job_id: w.reason for w in decisions.waiting}
+    assert "c1" in placed_ids  # another tenant: no cap
+    assert "quota user:alice allows 1 concurrent jobs, 1 running" in reasons["a2"]
+    assert "b2" in placed_ids and "quota tenant:risk allows 4 gpu" in reasons["b1"]
+    assert not any(p.job_id == "b1" for p in decisions.placements)
