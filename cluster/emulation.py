@@ -21,6 +21,7 @@ from cluster.errors import ConfigError, one_line, read_yaml_mapping
 from cluster.labels import node_labels_and_resources
 
 EMULATED_DEVICE_KINDS = ("cpu", "gpu", "npu", "fpga", "asic")
+MAX_EMULATED_NODES = 64  # each emulated node is a real raylet process on this machine
 _NODE_FIELDS = ("tier", "site", "count", "memory_gb", *EMULATED_DEVICE_KINDS)
 
 
@@ -44,9 +45,9 @@ class NodeGroupSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tier: Literal["center", "edge"]
     site: str
-    count: int = Field(default=1, ge=1)
-    cpu: int = Field(default=1, ge=1)
-    memory_gb: float = Field(default=2, gt=0)
+    count: int = Field(default=1, ge=1, le=MAX_EMULATED_NODES)
+    cpu: int = Field(default=1, ge=1, le=256)
+    memory_gb: float = Field(default=2, gt=0, le=4096)
     gpu: AcceleratorSpec | None = None
     npu: AcceleratorSpec | None = None
     fpga: AcceleratorSpec | None = None
@@ -84,6 +85,13 @@ class EmulationSpec(BaseModel):
     @classmethod
     def _name(cls, value: str) -> str:
         return check_label_value("name", value)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> EmulationSpec:
+        total = sum(group.count for group in self.nodes)
+        if total > MAX_EMULATED_NODES:
+            raise ValueError(f"nodes: {total} emulated nodes in all; at most {MAX_EMULATED_NODES} (each is a raylet)")
+        return self
 
     def expanded(self) -> list[NodeGroupSpec]:
         """One entry per node (groups repeated `count` times)."""

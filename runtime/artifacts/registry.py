@@ -9,6 +9,7 @@ registry unchanged.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 from runtime.artifacts.artifact import LoadedModel, load_artifact
 from runtime.artifacts.signing import verify_directory
 
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
     name TEXT NOT NULL, version INTEGER NOT NULL, stage TEXT NOT NULL, created REAL NOT NULL,
@@ -67,7 +69,10 @@ class Registry:
                          (time.time(), actor, action, name, version, detail))
 
     def register(self, artifact_dir: str | Path, name: str, actor: str) -> ModelVersion:
-        """Verify, load-check and copy an artifact in as the next version of `name` (stage staging)."""
+        """Verify, load-check and copy an artifact in as the next version of `name` (stage staging).
+        ValueError naming `name` unless it is 1-63 lowercase letters, digits, '.', '_' or '-'."""
+        if not MODEL_NAME.match(name) or ".." in name:
+            raise ValueError(f"name: {name!r} must be 1-63 lowercase letters, digits, '.', '_' or '-' (no '..', no '/')")
         source = Path(artifact_dir)
         verify_directory(source, self.public_key)
         load_artifact(source, self.public_key)  # a corrupt ONNX file is refused here, before any change

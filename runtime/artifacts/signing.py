@@ -99,6 +99,9 @@ def verify_directory(directory: str | Path, public_key: str | Path | None = None
         raise SignatureError(f"{target}: not a directory")
     if not signature.is_file():
         raise SignatureError(f"{target}: has no {SIGNATURE_FILE}; unsigned models are never loaded")
+    links = [p for p in target.rglob("*") if p.is_symlink()]
+    if links:
+        raise SignatureError(f"{links[0]}: an artifact holds no symbolic links (one could point outside it); refused")
     key = key_path(public_key, PUBLIC_KEY_ENV, "public key")
     _check_key(key, private=False)
     try:

@@ -29,6 +29,10 @@ def server(
     runs_dir: Path | None = typer.Option(None, "--runs-dir", help="Where attempts write checkpoints and progress "
                                          "(storage every Ray node reaches; default STATE_DIR/runs). Keep the state "
                                          "directory itself private to the server."),
+    jwt_public_key: Path | None = typer.Option(None, "--jwt-public-key", help="Also accept JWTs (ES256/RS256) "
+                                               "signed by this identity provider key (OIDC); see --jwt-issuer."),
+    jwt_issuer: str | None = typer.Option(None, "--jwt-issuer"),
+    jwt_audience: str = typer.Option("suanli", "--jwt-audience"),
     metrics_public: bool = typer.Option(False, "--metrics-public", help="Serve /metrics without a token (for a "
                                         "Prometheus inside the cluster's network policy)."),
 ) -> None:
@@ -36,15 +40,19 @@ def server(
     import cluster
     from cluster.errors import ConfigError
     from runtime.server.service import Server, ServerOptions
+    from runtime.server.auth import JwtIssuer
     from runtime.store import StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (jwt_public_key is None) != (jwt_issuer is None):
+        raise fail("--jwt-public-key and --jwt-issuer go together")
     try:
+        jwt = JwtIssuer(jwt_public_key.read_bytes(), jwt_issuer, jwt_audience) if jwt_public_key else None
         options = ServerOptions(
             state_dir=state_dir or cluster.load_config().state_path, host=host, port=port, store_url=store_url,
             ray_address=ray_address, emulate=emulate, policy=policy, lease_ttl_s=lease_ttl,
             lease_renew_s=lease_renew, profile=profile, data_dirs=[d.expanduser().resolve() for d in data_dir],
-            metrics_public=metrics_public, runs_dir=runs_dir)
+            metrics_public=metrics_public, runs_dir=runs_dir, jwt=jwt)
         instance = Server(options)
         instance.start()
     except (ConfigError, StoreError, ValueError) as exc:

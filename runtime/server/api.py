@@ -28,6 +28,7 @@ from runtime.specs import JobState, TrainingJob
 from runtime.store import JobRecord
 
 MAX_TRAIN_FN_BYTES = 16 * 2**20
+MAX_BODY_BYTES = 32 * 2**20  # a request body (a pickled train_fn included) is refused above this
 
 
 class Submission(BaseModel):
@@ -110,6 +111,11 @@ def create_app(server) -> FastAPI:
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if (length and int(length) > MAX_BODY_BYTES) or (request.method in ("POST", "PUT") and length is None
+                                                          and request.headers.get("transfer-encoding")):
+            return JSONResponse(status_code=413, content={"detail": f"body: larger than {MAX_BODY_BYTES} bytes, or "
+                                                          "sent without a Content-Length; send at most that"})
         if request.url.path in public:
             return await call_next(request)
         header = request.headers.get("authorization", "")

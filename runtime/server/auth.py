@@ -77,11 +77,37 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class Accounts:
-    """Users and tokens in the store."""
+@dataclass(frozen=True)
+class JwtIssuer:
+    """A bank's identity provider (OIDC): JWTs it signed (ES256 or RS256) are accepted with the
+    role and tenant from its claims `suanli_role` and `suanli_tenant`; `sub` is the user. They
+    cannot be revoked here: keep their lifetime short at the provider."""
 
-    def __init__(self, store: JobStore):
+    public_key_pem: bytes
+    issuer: str
+    audience: str
+
+    def identity(self, token: str) -> Identity:
+        import jwt
+
+        try:
+            claims = jwt.decode(token, self.public_key_pem, algorithms=["ES256", "RS256"], audience=self.audience,
+                                issuer=self.issuer, options={"require": ["exp", "sub", "iss", "aud"]})
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"JWT refused: {exc}") from None
+        role = claims.get("suanli_role")
+        if role not in ROLES:
+            raise AuthError(f"JWT refused: claim suanli_role {role!r} is not one of {', '.join(ROLES)}")
+        return Identity(str(claims["sub"]), role, str(claims.get("suanli_tenant", "default")),
+                        f"jwt:{claims.get('jti', claims['sub'])}")
+
+
+class Accounts:
+    """Users and tokens in the store (and, when configured, JWTs from an identity provider)."""
+
+    def __init__(self, store: JobStore, jwt_issuer: JwtIssuer | None = None):
         self.store = store
+        self.jwt_issuer = jwt_issuer
 
     def add_user(self, name: str, role: str, tenant: str, created_by: str) -> None:
         """A new user; ValueError naming the field when the role is unknown or the name taken."""
@@ -139,6 +165,8 @@ class Accounts:
         """The identity of a valid token; AuthError saying why not."""
         if not token:
             raise AuthError("no token: send 'Authorization: Bearer <token>' (SUANLI_TOKEN for the SDK and CLI)")
+        if self.jwt_issuer is not None and token.count(".") == 2:
+            return self.jwt_issuer.identity(token)
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "sl":
             raise AuthError("malformed token")

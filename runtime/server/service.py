@@ -31,7 +31,7 @@ from runtime.controller.lease_keeper import LeaseKeeper
 from runtime.datasets import DatasetError, inspect_table
 from runtime.profiles import load_throughput_model
 from runtime.server.api import create_app, resolve_dataset
-from runtime.server.auth import Accounts, Identity, ensure_local_admin
+from runtime.server.auth import Accounts, Identity, JwtIssuer, ensure_local_admin
 from runtime.specs import TrainingJob
 from runtime.store import LeaseStore, open_store
 from schedulers.engine import SchedulerConfig, check_submission
@@ -61,6 +61,7 @@ class ServerOptions:
     data_dirs: list[Path] = field(default_factory=list)
     metrics_public: bool = False
     runs_dir: Path | None = None  # checkpoints and run files (default state_dir/runs); Ray's workers write here
+    jwt: JwtIssuer | None = None
     audit_verify_s: float = 600.0
 
 
@@ -112,7 +113,7 @@ class Server:
         self.options = options
         self.state_dir = options.state_dir.expanduser().resolve()
         self.store = open_store(self.state_dir, options.store_url)  # StoreError on a corrupt store: refuse to start
-        self.accounts = Accounts(self.store)
+        self.accounts = Accounts(self.store, options.jwt)
         self.audit = AuditLog(self.state_dir / "audit", component="server")
         self.audit_ok: bool | None = None
         self._identities: dict[str, tuple[float, Identity]] = {}

@@ -80,3 +80,14 @@ def test_capacity_report_shape(demo_cluster):
     assert report["totals"]["gpu"]["count"] == 4
     page = capacity_html(report)
     assert "<svg" in page and "Emulated cluster" in page and "Ascend910B" in page
+
+
+def test_emulated_node_counts_are_bounded():
+    from cluster.emulation import parse_emulation
+    from cluster.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="nodes: 80 emulated nodes in all; at most 64"):
+        parse_emulation({"name": "x", "nodes": [{"tier": "center", "site": "a", "count": 40},
+                                                {"tier": "edge", "site": "b", "count": 40}]})
+    with pytest.raises(ConfigError, match="count"):
+        parse_emulation({"name": "x", "nodes": [{"tier": "center", "site": "a", "count": 400}]})

@@ -204,3 +204,20 @@ def test_a_job_over_its_quota_waits_with_the_quota_named(server, people):
     call(url, "POST", f"/jobs/{job_id}/cancel", admin, {})
     assert runner.invoke(app, ["quota", "set", "--tenant", "risk"], env=env).exit_code == 0  # removed
     assert call(url, "GET", "/quotas", admin).json() == []
+
+
+def test_oversized_bodies_are_refused_and_a_tampered_live_log_is_reported(server):
+    url, state, admin = server
+    big = httpx.post(url + "/jobs", headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+                     content=b"{" + b" " * (33 * 2**20) + b"}", timeout=60)
+    assert big.status_code == 413 and "body" in big.json()["detail"]
+    assert httpx.get(url + "/healthz").json()["audit_chain_ok"] is True
+    call(url, "GET", "/audit/verify", admin)  # a checkpoint now covers every record so far
+    segment = sorted((state / "audit").glob("audit-*.jsonl"))[0]
+    data = bytearray(segment.read_bytes())
+    data[data.index(b'"actor":"') + 9] ^= 0x01  # the first record's actor, edited in place
+    segment.write_bytes(bytes(data))
+    verdict = call(url, "GET", "/audit/verify", admin).json()
+    assert verdict["ok"] is False and verdict["first_bad_seq"] == 1
+    assert httpx.get(url + "/healthz").json()["audit_chain_ok"] is False
+    assert "suanli_audit_chain_ok 0.0" in call(url, "GET", "/metrics", admin).text

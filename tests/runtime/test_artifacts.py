@@ -165,3 +165,15 @@ def test_a_checkpoint_changed_since_it_was_recorded_is_not_signed(tmp_path, trai
         build_artifact(copy, binary_metrics(splits.y_test, scores), {}, tmp_path / "out", "x", keys[0],
                        checkpoint_sha256=recorded)
     assert not (tmp_path / "out").exists()
+
+
+def test_bad_registry_names_and_symlinks_are_refused(tmp_path, trained, keys):
+    artifact = make_artifact(tmp_path, trained, keys, name="linked")
+    registry = Registry(tmp_path / "registry", public_key=keys[1])
+    for name in ("../evil", "/abs", "UPPER", "a/b", ""):
+        with pytest.raises(ValueError, match="name: "):
+            registry.register(artifact, name, "alice")
+    (artifact / "extra").symlink_to("/etc/passwd")
+    with pytest.raises(SignatureError, match="no symbolic links"):
+        registry.register(artifact, "fraud", "alice")
+    assert registry.versions() == []

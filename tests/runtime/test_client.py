@@ -63,3 +63,28 @@ def test_a_failing_controller_step_is_counted_and_kept(tmp_path):
         controller.stop()
     assert controller.step_failures >= 3  # the loop survived each failed step and counted it
     assert controller.last_error == "ConnectionError: Ray head unreachable"
+
+
+def test_jwts_from_an_identity_provider_carry_role_and_tenant(tmp_path):
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from runtime.server.auth import Accounts, AuthError, JwtIssuer
+    from runtime.store import open_store
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    accounts = Accounts(open_store(tmp_path), JwtIssuer(public, "https://idp.bank.example", "suanli"))
+    claims = {"sub": "wang.li", "iss": "https://idp.bank.example", "aud": "suanli", "exp": time.time() + 300,
+              "suanli_role": "auditor", "suanli_tenant": "cards"}
+    identity = accounts.authenticate(jwt.encode(claims, key, algorithm="ES256"))
+    assert (identity.name, identity.role, identity.tenant) == ("wang.li", "auditor", "cards")
+    assert identity.may("audit:read") and not identity.may("jobs:submit")
+    other = ec.generate_private_key(ec.SECP256R1())
+    for bad, why in [(jwt.encode(claims, other, algorithm="ES256"), "Signature verification failed"),
+                     (jwt.encode({**claims, "exp": time.time() - 5}, key, algorithm="ES256"), "expired"),
+                     (jwt.encode({**claims, "aud": "other"}, key, algorithm="ES256"), "Audience"),
+                     (jwt.encode({**claims, "suanli_role": "root"}, key, algorithm="ES256"), "suanli_role 'root'")]:
+        with pytest.raises(AuthError, match=why):
+            accounts.authenticate(bad)
