@@ -315,6 +315,10 @@ def create_app(server) -> FastAPI:
 
     @app.post("/users/{name}/revoke")
     def revoke_user(name: str, identity: Identity = allow("users:manage")) -> dict:
+        admins = [u["name"] for u in server.accounts.users() if u["role"] == "admin" and not u["revoked"]]
+        if name == identity.name or admins == [name]:
+            raise HTTPException(409, f"name: {name!r} is {'you' if name == identity.name else 'the last admin'}; "
+                                     "another admin must revoke it (an installation without an admin is locked)")
         try:
             revoked = server.accounts.revoke_user(name)
         except KeyError as exc:

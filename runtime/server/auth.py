@@ -206,7 +206,10 @@ def ensure_local_admin(accounts: Accounts, state_dir: Path, os_user: str, min_le
                 return None
         except AuthError:
             pass
-    if not any(u["name"] == os_user for u in accounts.users()):
+    known = {u["name"]: u for u in accounts.users()}
+    if os_user in known and known[os_user]["revoked"]:
+        return None  # an admin revoked the local account: no token for it
+    if os_user not in known:
         try:
             accounts.add_user(os_user, "admin", "default", created_by="local-bootstrap")
         except ValueError:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -204,6 +205,23 @@ def test_a_job_over_its_quota_waits_with_the_quota_named(server, people):
     call(url, "POST", f"/jobs/{job_id}/cancel", admin, {})
     assert runner.invoke(app, ["quota", "set", "--tenant", "risk"], env=env).exit_code == 0  # removed
     assert call(url, "GET", "/quotas", admin).json() == []
+
+
+def test_schemathesis_finds_no_server_error(server):
+    """A bounded property-based run over every operation of /openapi.json: no 5xx, whatever it
+    sends. (An admin cannot revoke themselves, so the run keeps its token to the end.)"""
+    import shutil
+
+    url, _, admin = server
+    me = call(url, "GET", "/whoami", admin).json()["name"]
+    assert call(url, "POST", f"/users/{me}/revoke", admin, {}).status_code == 409
+    st = shutil.which("st", path=str(Path(sys.executable).parent))
+    out = subprocess.run([st, "run", f"{url}/openapi.json", "-H", f"Authorization: Bearer {admin}", "-n", "15",
+                          "-c", "not_a_server_error", "--phases", "examples,fuzzing", "--seed", "20261122"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert " passed" in out.stdout and "failed" not in out.stdout.split("Test cases:")[-1]
+    assert call(url, "GET", "/whoami", admin).status_code == 200
 
 
 def test_oversized_bodies_are_refused_and_a_tampered_live_log_is_reported(server):
