@@ -238,6 +238,22 @@ class Client:
         return self._get("/capacity")
 
     # ---- artifacts (run in this process, on files the server wrote) ---------------------------
+    # Each is reported to the server's audit log first (which also checks the caller's role);
+    # a verification failure is reported as it happens.
+    def report(self, event: str, **detail) -> None:
+        """Record an artifact event in the server's audit log as the caller (403 if the role does
+        not allow the action)."""
+        self._post("/audit/events", {"type": event, "detail": {k: str(v) for k, v in detail.items()}})
+
+    def _verified(self, action, **detail):
+        from runtime.artifacts.signing import SignatureError
+
+        try:
+            return action()
+        except (SignatureError, ValueError) as exc:
+            self.report("artifact-verify-failed", error=exc, **detail)
+            raise
+
     def export(self, job: JobHandle, out_dir: str | Path, private_key: str | Path | None = None) -> Path:
         """Write the signed artifact of a SUCCEEDED built-in-model job (ONNX, metrics, provenance).
         The checkpoint's bytes are checked against the sha256 recorded when it was written."""
@@ -246,15 +262,20 @@ class Client:
         result = job.result()
         if not result.checkpoint:
             raise ValueError(f"job {job.id}: has no checkpoint to export")
-        return build_artifact(result.checkpoint, result.metrics, result.provenance, out_dir, job.id, private_key,
-                              checkpoint_sha256=result.checkpoint_sha256)
+        self.report("artifact-signed", job=job.id, out_dir=out_dir, checkpoint_sha256=result.checkpoint_sha256)
+        return self._verified(lambda: build_artifact(result.checkpoint, result.metrics, result.provenance, out_dir,
+                                                     job.id, private_key, checkpoint_sha256=result.checkpoint_sha256),
+                              job=job.id)
 
     def compress(self, artifact: str | Path, out_root: str | Path, methods=None, private_key=None, public_key=None,
                  auc_tolerance: float = 0.005) -> dict:
         """Compress a signed artifact into signed candidates and choose one (see runtime.compression)."""
         from runtime.compression.pipeline import METHODS, compress
 
-        return compress(artifact, out_root, methods or METHODS, private_key, public_key, auc_tolerance)
+        chosen = methods or METHODS
+        self.report("artifact-compressed", artifact=artifact, methods=",".join(chosen), out_root=out_root)
+        return self._verified(lambda: compress(artifact, out_root, chosen, private_key, public_key, auc_tolerance),
+                              artifact=artifact)
 
     def deploy(self, artifact: str | Path, replicas: int = 2, latency: str = "realtime", site: str | None = None,
                public_key: str | None = None, thresholds: dict | None = None):
@@ -263,6 +284,16 @@ class Client:
         import cluster
         from runtime.inference.endpoint import deploy
 
+        self.report("artifact-deployed", artifact=artifact, replicas=replicas, site=site, latency=latency)
         cluster.connect(cluster.load_config().model_copy(update={"ray_address": self.server_info["ray_address"]}))
-        return deploy(artifact, replicas=replicas, latency=latency, site=site, public_key=public_key,
-                      thresholds=thresholds)
+        return self._verified(lambda: deploy(artifact, replicas=replicas, latency=latency, site=site,
+                                             public_key=public_key, thresholds=thresholds), artifact=artifact)
+
+    def registry(self, root: str | Path, public_key: str | Path | None = None):
+        """The model registry in `root`, with every change and refused artifact in the audit log."""
+        from runtime.artifacts.registry import Registry
+
+        events = {"register": "artifact-registered", "promote": "artifact-promoted", "withdraw": "artifact-withdrawn",
+                  "verify-failed": "artifact-verify-failed"}
+        return Registry(root, public_key, on_event=lambda action, name, version, detail: self.report(
+            events[action], model=name, version=version, detail=detail))

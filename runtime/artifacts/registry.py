@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.artifacts.artifact import LoadedModel, load_artifact
-from runtime.artifacts.signing import verify_directory
+from runtime.artifacts.signing import SignatureError, verify_directory
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 SCHEMA = """
@@ -52,7 +52,10 @@ class ModelVersion:
 class Registry:
     """Artifacts under `root/<name>/v<version>/`, indexed in `root/registry.db`."""
 
-    def __init__(self, root: str | Path, public_key: str | Path | None = None):
+    def __init__(self, root: str | Path, public_key: str | Path | None = None, on_event=None):
+        """`on_event(action, name, version, detail)` is told each change and refused artifact (the
+        SDK sends them to the server's audit log)."""
+        self.on_event = on_event
         self.root = Path(root).expanduser()
         self.root.mkdir(parents=True, exist_ok=True)
         self.public_key = public_key
@@ -67,6 +70,8 @@ class Registry:
     def _event(self, actor, action, name, version, detail="") -> None:
         self._db.execute("INSERT INTO registry_events(at, actor, action, name, version, detail) VALUES (?,?,?,?,?,?)",
                          (time.time(), actor, action, name, version, detail))
+        if self.on_event:
+            self.on_event(action, name, version, detail)
 
     def register(self, artifact_dir: str | Path, name: str, actor: str) -> ModelVersion:
         """Verify, load-check and copy an artifact in as the next version of `name` (stage staging).
@@ -74,8 +79,13 @@ class Registry:
         if not MODEL_NAME.match(name) or ".." in name:
             raise ValueError(f"name: {name!r} must be 1-63 lowercase letters, digits, '.', '_' or '-' (no '..', no '/')")
         source = Path(artifact_dir)
-        verify_directory(source, self.public_key)
-        load_artifact(source, self.public_key)  # a corrupt ONNX file is refused here, before any change
+        try:
+            verify_directory(source, self.public_key)
+            load_artifact(source, self.public_key)  # a corrupt ONNX file is refused here, before any change
+        except (SignatureError, ValueError) as exc:
+            if self.on_event:
+                self.on_event("verify-failed", name, 0, str(exc))
+            raise
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             row = self._db.execute("SELECT MAX(version) FROM models WHERE name = ?", (name,)).fetchone()
@@ -120,7 +130,12 @@ class Registry:
         found = self.version(name, version)
         if found.stage == "withdrawn":
             raise PermissionError(f"model: {found.model_id} was withdrawn ({found.note}); it is never served")
-        return load_artifact(found.path, self.public_key, kind=kind)
+        try:
+            return load_artifact(found.path, self.public_key, kind=kind)
+        except (SignatureError, ValueError) as exc:
+            if self.on_event:
+                self.on_event("verify-failed", name, found.version, str(exc))
+            raise
 
     def promote(self, name: str, version: int, actor: str) -> ModelVersion:
         """Make `version` the production one; the previous production version is archived (kept)."""

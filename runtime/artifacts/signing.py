@@ -16,6 +16,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from runtime.private_files import write_private_file
+
 SIGNATURE_FILE = "model.sig"
 PRIVATE_KEY_ENV = "SUANLI_SIGNING_KEY"
 PUBLIC_KEY_ENV = "SUANLI_PUBLIC_KEY"
@@ -26,16 +28,15 @@ class SignatureError(Exception):
 
 
 def generate_keypair(directory: str | Path, overwrite: bool = False) -> tuple[Path, Path]:
-    """Write `private.pem` (mode 0600) and `public.pem` (ECDSA P-256) into `directory`."""
+    """Write `private.pem` (created with mode 0600) and `public.pem` (ECDSA P-256) into `directory`."""
     target = Path(directory).expanduser()
     target.mkdir(parents=True, exist_ok=True)
     private_path, public_path = target / "private.pem", target / "public.pem"
     if not overwrite and (private_path.exists() or public_path.exists()):
         raise FileExistsError(f"--dir: {target} already holds keys; pass --overwrite to replace them")
     key = ec.generate_private_key(ec.SECP256R1())
-    private_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-    os.chmod(private_path, 0o600)
+    write_private_file(private_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()), replace=overwrite)
     public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
     return private_path, public_path

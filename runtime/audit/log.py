@@ -28,6 +28,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from runtime.private_files import write_private_file
+
 LEVELS = ("debug", "info", "notice", "warning", "error", "critical")
 GENESIS = "0" * 64
 KEY_FILE = "audit-key.pem"
@@ -53,11 +55,8 @@ def write_private_key(path: Path) -> None:
     """A new ECDSA P-256 key in `path`, created with O_EXCL and mode 0600 (never overwritten), and
     its public half beside it."""
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    write_private_file(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     path.with_name(PUBLIC_KEY_FILE).write_bytes(public)
 

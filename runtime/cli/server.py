@@ -39,8 +39,8 @@ def server(
     """Run the suanli server: the API, the job store and (while it holds the lease) the controller."""
     import cluster
     from cluster.errors import ConfigError
-    from runtime.server.service import Server, ServerOptions
     from runtime.server.auth import JwtIssuer
+    from runtime.server.service import Server, ServerOptions
     from runtime.store import StoreError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

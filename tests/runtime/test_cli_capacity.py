@@ -37,7 +37,8 @@ def test_capacity_emulate_json_lists_the_demo_nodes(tmp_path):
 def raylets():
     import psutil
 
-    return {p.pid for p in psutil.process_iter(["name"]) if "raylet" in (p.info["name"] or "")}
+    return {p.pid for p in psutil.process_iter(["name", "status"])
+            if "raylet" in (p.info["name"] or "") and p.info["status"] != psutil.STATUS_ZOMBIE}
 
 
 def test_demo_runs_through_a_local_server_and_trains_with_two_workers():

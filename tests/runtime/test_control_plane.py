@@ -183,8 +183,8 @@ print(json.dumps({{"jobs": len(ids), "ray_initialized": ray.is_initialized()}}))
 
 
 def raylets():
-    return {p.pid for p in psutil.process_iter(["name", "cmdline"])
-            if "raylet" in (p.info["name"] or "") or any("raylet" in c for c in (p.info["cmdline"] or [])[:1])}
+    return {p.pid for p in psutil.process_iter(["name", "cmdline", "status"]) if p.info["status"] != psutil.STATUS_ZOMBIE
+            and ("raylet" in (p.info["name"] or "") or any("raylet" in c for c in (p.info["cmdline"] or [])[:1]))}
 
 
 def test_client_processes_start_no_ray(servers):
