@@ -177,7 +177,9 @@ class Client:
         self._http.close()
 
     # ---- HTTP --------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, body: dict | None = None, text: bool = False):
+    def request(self, method: str, path: str, body: dict | None = None, text: bool = False):
+        """One API call: the JSON (or text) answer; ApiError (SpecError 4xx, JobNotFound 404) with
+        the server's one line, ServerUnavailable when it cannot be reached."""
         try:
             response = self._http.request(method, path, json=body)
         except httpx.TransportError as exc:
@@ -193,10 +195,10 @@ class Client:
         return response.text if text else response.json()
 
     def _get(self, path: str, text: bool = False):
-        return self._request("GET", path, text=text)
+        return self.request("GET", path, text=text)
 
     def _post(self, path: str, body: dict):
-        return self._request("POST", path, body)
+        return self.request("POST", path, body)
 
     # ---- jobs ----------------------------------------------------------------------------
     def submit(self, job: TrainingJob) -> JobHandle:

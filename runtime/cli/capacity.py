@@ -40,10 +40,9 @@ def capacity(
         with emulated_session(emulate):
             report = capacity_report(cluster.snapshot())
     else:
-        from runtime.cli.jobs import client_or_fail
+        from runtime.cli.jobs import call
 
-        with client_or_fail() as client:
-            report = client.capacity()
+        report = call("GET", "/capacity")
     if html is not None:
         html.write_text(capacity_html(report))
     if json_out:

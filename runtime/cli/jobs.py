@@ -23,6 +23,15 @@ def client_or_fail():
         raise fail(str(exc)) from None
 
 
+def call(method: str, path: str, body: dict | None = None, text: bool = False):
+    """One API call as the CLI makes it; a one-line error exit naming what is wrong."""
+    try:
+        with client_or_fail() as client:
+            return client.request(method, path, body, text)
+    except api_errors() as exc:
+        raise fail(str(exc)) from None
+
+
 def api_errors():
     from runtime.client import ApiError, ServerUnavailable
 
@@ -61,13 +70,9 @@ def jobs(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """List jobs."""
-    try:
-        with client_or_fail() as client:
-            query = [f"tenant={tenant}"] if tenant else []
-            query += [f"state={state}"] if state else []
-            records = client._get("/jobs" + ("?" + "&".join(query) if query else ""))
-    except api_errors() as exc:
-        raise fail(str(exc)) from None
+    query = [f"tenant={tenant}"] if tenant else []
+    query += [f"state={state}"] if state else []
+    records = call("GET", "/jobs" + ("?" + "&".join(query) if query else ""))
     if json_out:
         print_json(records)
         return
@@ -82,20 +87,12 @@ def jobs(
 
 def logs(job_id: str = typer.Argument(...)) -> None:
     """Print a job's log (state changes, waiting reasons, tracebacks)."""
-    try:
-        with client_or_fail() as client:
-            typer.echo(client.job(job_id).logs(), nl=False)
-    except api_errors() as exc:
-        raise fail(str(exc)) from None
+    typer.echo(call("GET", f"/jobs/{job_id}/logs", text=True), nl=False)
 
 
 def events(job_id: str = typer.Argument(...), json_out: bool = typer.Option(False, "--json")) -> None:
     """Print a job's state transitions with time, actor and detail."""
-    try:
-        with client_or_fail() as client:
-            found = client.job(job_id).events()
-    except api_errors() as exc:
-        raise fail(str(exc)) from None
+    found = call("GET", f"/jobs/{job_id}/events")
     if json_out:
         print_json(found)
         return
@@ -106,9 +103,7 @@ def events(job_id: str = typer.Argument(...), json_out: bool = typer.Option(Fals
 
 def cancel(job_id: str = typer.Argument(...)) -> None:
     """Ask the server to cancel a job (recorded as yours: the token's user)."""
-    try:
-        with client_or_fail() as client:
-            state = client.job(job_id).cancel()
-    except api_errors() as exc:
-        raise fail(str(exc)) from None
+    from runtime.specs import JobState
+
+    state = JobState(call("POST", f"/jobs/{job_id}/cancel", {})["state"])
     console.print(f"{job_id}: {state.value}" + (" (stopping its attempt)" if not state.finished else ""))

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from runtime.cli.common import console, fail, print_json
-from runtime.cli.jobs import api_errors, client_or_fail
+from runtime.cli.jobs import call
 
 users_app = typer.Typer(no_args_is_help=True, help="Users and their roles (admins).")
 token_app = typer.Typer(no_args_is_help=True, help="API tokens.")
@@ -28,12 +28,7 @@ def parse_duration(text: str) -> float:
 def add(name: str = typer.Argument(...), role: str = typer.Option(..., "--role"),
         tenant: str = typer.Option("default", "--tenant"), expires: str = typer.Option("24h", "--expires")) -> None:
     """Add a user and print their first token (shown once)."""
-    try:
-        with client_or_fail() as client:
-            out = client._post("/users", {"name": name, "role": role, "tenant": tenant,
-                                          "expires_s": parse_duration(expires)})
-    except api_errors() as exc:
-        raise fail(str(exc)) from None
+    out = call("POST", "/users", {"name": name, "role": role, "tenant": tenant, "expires_s": parse_duration(expires)})
     console.print(f"user {name} ({role}, tenant {tenant}); token (shown once, expires in {expires}):")
     typer.echo(out["token"])
 
@@ -41,11 +36,7 @@ def add(name: str = typer.Argument(...), role: str = typer.Option(..., "--role")
 @users_app.command("list")
 def list_users(json_out: bool = typer.Option(False, "--json")) -> None:
     """List users with their role, tenant and whether they are revoked."""
-    try:
-        with client_or_fail() as client:
-            found = client._get("/users")
-    except api_errors() as exc:
-        raise fail(str(exc)) from None
+    found = call("GET", "/users")
     if json_out:
         print_json(found)
         return
@@ -60,11 +51,7 @@ def list_users(json_out: bool = typer.Option(False, "--json")) -> None:
 @users_app.command("revoke")
 def revoke(name: str = typer.Argument(...)) -> None:
     """Disable a user and revoke all their tokens."""
-    try:
-        with client_or_fail() as client:
-            out = client._post(f"/users/{name}/revoke", {})
-    except api_errors() as exc:
-        raise fail(str(exc)) from None
+    out = call("POST", f"/users/{name}/revoke", {})
     console.print(f"revoked user {name} and {out['tokens_revoked']} token(s)")
 
 
@@ -72,11 +59,7 @@ def revoke(name: str = typer.Argument(...)) -> None:
 def create(user: str | None = typer.Option(None, "--user", help="Another user's token (admins)."),
            expires: str = typer.Option("24h", "--expires"), label: str = typer.Option("", "--label")) -> None:
     """Create a token (yours unless --user) and print it once."""
-    try:
-        with client_or_fail() as client:
-            out = client._post("/tokens", {"user": user, "expires_s": parse_duration(expires), "label": label})
-    except api_errors() as exc:
-        raise fail(str(exc)) from None
+    out = call("POST", "/tokens", {"user": user, "expires_s": parse_duration(expires), "label": label})
     console.print(f"token {out['id']} for {out['user']} (shown once, expires in {expires}):")
     typer.echo(out["token"])
 
@@ -84,11 +67,7 @@ def create(user: str | None = typer.Option(None, "--user", help="Another user's 
 @token_app.command("revoke")
 def revoke_token(token_id: str = typer.Argument(...)) -> None:
     """Revoke a token by its id (yours, or any for admins)."""
-    try:
-        with client_or_fail() as client:
-            client._post(f"/tokens/{token_id}/revoke", {})
-    except api_errors() as exc:
-        raise fail(str(exc)) from None
+    call("POST", f"/tokens/{token_id}/revoke", {})
     console.print(f"revoked token {token_id}")
 
 
@@ -104,22 +83,14 @@ def set_quota(tenant: str | None = typer.Option(None, "--tenant"), user: str | N
         raise fail("give exactly one of --tenant and --user")
     scope, name = ("tenant", tenant) if tenant else ("user", user)
     body = {k: v for k, v in {"cpu": cpu, "gpu": gpu, "npu": npu, "jobs": jobs}.items() if v is not None}
-    try:
-        with client_or_fail() as client:
-            out = client._request("PUT", f"/quotas/{scope}/{name}", body)
-    except api_errors() as exc:
-        raise fail(str(exc)) from None
+    out = call("PUT", f"/quotas/{scope}/{name}", body)
     console.print(f"{out['key']}: {out['limits'] or 'no caps'}")
 
 
 @quota_app.command("list")
 def list_quotas(json_out: bool = typer.Option(False, "--json")) -> None:
     """Every cap and what is in use against it."""
-    try:
-        with client_or_fail() as client:
-            found = client._get("/quotas")
-    except api_errors() as exc:
-        raise fail(str(exc)) from None
+    found = call("GET", "/quotas")
     if json_out:
         print_json(found)
         return

@@ -234,6 +234,36 @@ def test_artifact_events_reach_the_audit_log_as_the_caller(server, people, tmp_p
     assert not any(r["type"] == "artifact-signed" and r["actor"] == "businessanalyst" for r in tail)
 
 
+def test_accounts_from_the_command_line(server):
+    from typer.testing import CliRunner
+
+    from runtime.cli.main import app
+
+    url, _, admin = server
+    runner = CliRunner()
+    env = {"SUANLI_SERVER": url, "SUANLI_TOKEN": admin, "SUANLI_CONFIG": ""}
+    added = runner.invoke(app, ["users", "add", "carol", "--role", "auditor", "--tenant", "cards"], env=env)
+    assert added.exit_code == 0, added.stdout + added.stderr
+    carol = added.stdout.strip().splitlines()[-1]
+    assert carol.startswith("sl_")
+    listed = json.loads(runner.invoke(app, ["users", "list", "--json"], env=env).stdout)
+    assert {"name": "carol", "role": "auditor", "tenant": "cards"}.items() <= next(
+        u for u in listed if u["name"] == "carol").items()
+    own = runner.invoke(app, ["token", "create", "--expires", "1h"], env={**env, "SUANLI_TOKEN": carol})
+    assert own.exit_code == 0 and own.stdout.strip().splitlines()[-1].startswith("sl_")
+    token_id = own.stdout.split()[1]
+    assert runner.invoke(app, ["token", "revoke", token_id], env={**env, "SUANLI_TOKEN": carol}).exit_code == 0
+    bad = runner.invoke(app, ["users", "add", "dave", "--role", "root"], env=env)
+    assert bad.exit_code == 2 and "role: 'root' is not one of" in bad.stderr
+    bad = runner.invoke(app, ["token", "create", "--expires", "soon"], env=env)
+    assert bad.exit_code == 2 and "--expires" in bad.stderr
+    denied = runner.invoke(app, ["users", "list"], env={**env, "SUANLI_TOKEN": carol})
+    assert denied.exit_code == 2 and "may not users:manage" in denied.stderr
+    assert runner.invoke(app, ["users", "revoke", "carol"], env=env).exit_code == 0
+    time.sleep(2.1)  # past the identity cache
+    assert "revoked token" in runner.invoke(app, ["jobs"], env={**env, "SUANLI_TOKEN": carol}).stderr
+
+
 def test_schemathesis_finds_no_server_error(server):
     """A bounded property-based run over every operation of /openapi.json: no 5xx, whatever it
     sends. (An admin cannot revoke themselves, so the run keeps its token to the end.)"""
