@@ -1,6 +1,8 @@
-"""Each kernel against a straightforward reference, in one run: sliding-window features over a
-million events against pandas' rolling group-by, and the fused MLP forward against plain eager
-torch (one thread each). Ratios and agreement.
+"""Each kernel against the tools users would pick instead, in one run: sliding-window features over
+a million events against Polars (`rolling_*_by` per card), DuckDB (window functions over RANGE
+frames) and pandas (rolling group-by), each timed at 1 and 2 threads in its own process, the sort
+included (events arrive in time order; every tool groups them by card itself); and the fused MLP
+forward against plain eager torch (one thread). Ratios and agreement.
 
     python benchmarks/kernels.py --json
 
@@ -10,6 +12,9 @@ Runs on the CPU here; with a CUDA GPU present it also times the kernels there (n
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,27 +39,83 @@ def time_best(fn, repeats: int) -> float:
     return best
 
 
-def sliding_window(events: int, repeats: int) -> dict:
+def make_events(events: int):
+    """The benchmark's events: 30 days of card transactions in time order, 1 card per 20 events."""
     rng = np.random.default_rng(0)
     ts = np.sort(rng.uniform(0, 30 * 86400, events)).round(3)
     cards = rng.integers(0, events // 20, events)
     amounts = rng.lognormal(3, 1, events).round(2)
-    windows = (60.0, 3600.0, 86400.0)
-    ours = sliding_window_features(ts, cards, amounts, windows)
-    ours_s = time_best(lambda: sliding_window_features(ts, cards, amounts, windows), repeats)
-    start = time.perf_counter()
-    reference = {w: pandas_sliding_window(ts, cards, amounts, w) for w in windows}
-    pandas_s = time.perf_counter() - start
-    worst = 0.0
-    exact = True
-    for w, ref in reference.items():
-        label = f"{w:g}s"
-        exact &= bool(np.array_equal(ours[f"count_{label}"], ref["count"].to_numpy()))
-        exact &= bool(np.array_equal(ours[f"max_{label}"], ref["max"].to_numpy()))
-        rel = np.abs(ours[f"sum_{label}"] - ref["sum"].to_numpy()) / np.maximum(1e-12, np.abs(ref["sum"].to_numpy()))
-        worst = max(worst, float(rel.max()))
-    return {"events": events, "windows_s": list(windows), "ours_s": round(ours_s, 3), "pandas_s": round(pandas_s, 3),
-            "speedup": round(pandas_s / ours_s, 2), "counts_and_max_equal": exact, "max_relative_sum_error": worst}
+    return ts, cards, amounts
+
+
+WINDOWS = (60.0, 3600.0, 86400.0)
+TOOLS = ("ours", "polars", "duckdb", "pandas")
+
+
+def run_tool(tool: str, events: int, threads: int):
+    """One timed call of `tool` on the benchmark's events (the sort included: inputs come in time
+    order, every tool groups them by card itself)."""
+    from benchmarks import _reference
+
+    ts, cards, amounts = make_events(events)
+    if tool == "ours":
+        return lambda: sliding_window_features(ts, cards, amounts, WINDOWS, threads=threads)
+    if tool == "polars":
+        return lambda: _reference.polars_sliding_window(ts, cards, amounts, WINDOWS)
+    if tool == "duckdb":
+        return lambda: _reference.duckdb_sliding_window(ts, cards, amounts, WINDOWS, threads)
+    return lambda: {w: pandas_sliding_window(ts, cards, amounts, w) for w in WINDOWS}
+
+
+def time_in_subprocess(tool: str, events: int, threads: int, repeats: int) -> float:
+    """Best-of-`repeats` seconds of `tool` in a fresh process limited to `threads` threads (Polars
+    reads its pool size at import), after one untimed call (numba compiles on first use)."""
+    env = {**os.environ, "POLARS_MAX_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads),
+           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    out = subprocess.run([sys.executable, __file__, "--time-one", tool, "--threads", str(threads), "--events",
+                          str(events), "--repeats", str(repeats)], capture_output=True, text=True, env=env, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(f"{tool} at {threads} thread(s) failed:\n{out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def agreement(events: int) -> dict:
+    """Ours against each tool on the same events: counts and maxima identical, sums relative error."""
+    from benchmarks import _reference
+
+    ts, cards, amounts = make_events(events)
+    ours = sliding_window_features(ts, cards, amounts, WINDOWS)
+    refs = {"polars": _reference.polars_sliding_window(ts, cards, amounts, WINDOWS),
+            "duckdb": _reference.duckdb_sliding_window(ts, cards, amounts, WINDOWS)}
+    pandas = {w: pandas_sliding_window(ts, cards, amounts, w) for w in WINDOWS}
+    refs["pandas"] = {f"{stat}_{w:g}s": frame[stat].to_numpy() for w, frame in pandas.items()
+                      for stat in ("count", "sum", "mean", "max")}
+    out = {}
+    for tool, ref in refs.items():
+        exact, worst = True, 0.0
+        for w in WINDOWS:
+            label = f"{w:g}s"
+            exact &= bool(np.array_equal(ours[f"count_{label}"], ref[f"count_{label}"]))
+            exact &= bool(np.array_equal(ours[f"max_{label}"], ref[f"max_{label}"]))
+            rel = np.abs(ours[f"sum_{label}"] - ref[f"sum_{label}"]) / np.maximum(1e-12, np.abs(ref[f"sum_{label}"]))
+            worst = max(worst, float(rel.max()))
+        out[tool] = {"counts_and_max_identical": exact, "max_relative_sum_error": worst}
+    return out
+
+
+def sliding_window(events: int, repeats: int) -> dict:
+    seconds = {}
+    for threads in (1, 2):
+        for tool in TOOLS:
+            if tool == "pandas" and threads == 2:
+                continue  # pandas' rolling group-by is single-threaded
+            seconds[f"{tool}_{threads}t"] = round(time_in_subprocess(tool, events, threads, repeats), 3)
+            print(f"[kernels] {tool} at {threads} thread(s): {seconds[f'{tool}_{threads}t']} s", file=sys.stderr,
+                  flush=True)
+    return {"events": events, "windows_s": list(WINDOWS), "seconds": seconds, "agreement": agreement(events),
+            "speedup_vs_polars": {f"{t}t": round(seconds[f"polars_{t}t"] / seconds[f"ours_{t}t"], 2) for t in (1, 2)},
+            "speedup_vs_duckdb": {f"{t}t": round(seconds[f"duckdb_{t}t"] / seconds[f"ours_{t}t"], 2) for t in (1, 2)},
+            "speedup_vs_pandas_1t": round(seconds["pandas_1t"] / seconds["ours_1t"], 2)}
 
 
 def mlp_forward(batch: int, repeats: int) -> dict:
@@ -86,23 +147,35 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--time-one", choices=TOOLS, help=argparse.SUPPRESS)  # a child process's timing
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.time_one:
+        call = run_tool(args.time_one, args.events, args.threads)
+        call()
+        print(json.dumps(time_best(call, args.repeats)))
+        return
     torch.set_num_threads(1)
     window = sliding_window(args.events, args.repeats)
     mlp = {b: mlp_forward(b, args.repeats) for b in (1, 256, 4096)}
     result = {
         "sliding_window": window,
-        "sliding_window_speedup_vs_pandas": window["speedup"],
+        "sliding_window_speedup_vs_polars": window["speedup_vs_polars"],
+        "sliding_window_speedup_vs_pandas": window["speedup_vs_pandas_1t"],
         "mlp_forward": mlp,
         "mlp_forward_speedup_vs_eager": mlp[1]["speedup"],
         "mlp_forward_speedup_vs_eager_batch256": mlp[256]["speedup"],
         "devices_run": ["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
         "cuda_paths": "not run: no GPU on this machine" if not torch.cuda.is_available() else "see devices_run",
-        "threads": 1,
     }
-    markdown = (f"| kernels | sliding window {args.events:,} events: {window['speedup']:.1f}x pandas (exact counts/max: "
-                f"{window['counts_and_max_equal']}) | MLP forward: {mlp[1]['speedup']:.2f}x eager at batch 1, "
-                f"{mlp[256]['speedup']:.2f}x at 256 (1 thread, CPU) |")
+    sw = window["seconds"]
+    markdown = (f"| kernels | sliding window {args.events:,} events x 3 windows x 4 stats: ours {sw['ours_1t']} s / "
+                f"{sw['ours_2t']} s at 1 / 2 threads vs Polars {sw['polars_1t']} / {sw['polars_2t']} s "
+                f"({window['speedup_vs_polars']['1t']}x / {window['speedup_vs_polars']['2t']}x), DuckDB "
+                f"{sw['duckdb_1t']} / {sw['duckdb_2t']} s, pandas {sw['pandas_1t']} s "
+                f"({window['speedup_vs_pandas_1t']}x); counts and maxima identical to Polars: "
+                f"{window['agreement']['polars']['counts_and_max_identical']} | MLP forward: "
+                f"{mlp[1]['speedup']:.2f}x eager at batch 1, {mlp[256]['speedup']:.2f}x at 256 (1 thread, CPU) |")
     emit("kernels", result, markdown, args.json)
 
 

@@ -139,24 +139,27 @@ def bench_html(report: dict) -> str:
 
 
 def bench(
-    json_file: Path | None = typer.Option(None, "--json", help="Write the full report as JSON to this file."),
+    json_out: bool = typer.Option(False, "--json", help="Print the full report as JSON on standard output."),
+    out: Path | None = typer.Option(None, "--out", help="Write the full report as JSON to this file."),
     html: Path | None = typer.Option(None, "--html", help="Write an HTML page with charts to this file."),
     save_profile: Path | None = typer.Option(None, "--save-profile", help="Write a throughput profile for the scheduler."),
     quick: bool = typer.Option(False, "--quick", help="Small sizes (seconds, not minutes)."),
 ) -> None:
     """Benchmark every device kind present and compare it with the CPU."""
     report = run_all(quick)
-    for note in report["notes"]:
-        console.print(note)
-    console.print(bench_table(report))
-    if json_file:
-        json_file.write_text(json.dumps(report, indent=2))
+    if out:
+        out.write_text(json.dumps(report, indent=2))
     if html:
         html.write_text(bench_html(report))
     if save_profile:
         profile = profile_from(report)
         save_profile.write_text(json.dumps(profile, indent=2))
-        console.print(f"wrote profile with {len(profile['throughputs'])} measured rates to {save_profile}")
-    if json_file is None and html is None and save_profile is None:
+    if json_out:  # standard output holds the JSON alone
+        print_json(report)
         return
-    print_json({"written": [str(p) for p in (json_file, html, save_profile) if p]})
+    for note in report["notes"]:
+        console.print(note)
+    console.print(bench_table(report))
+    for path in (out, html, save_profile):
+        if path:
+            console.print(f"wrote {path}")

@@ -29,5 +29,32 @@ app.add_typer(quota_app, name="quota")
 app.command()(demo)
 app.command("simulate")(simulate_command)
 
+# Every command follows one rule: `--json` prints JSON on standard output, `--out FILE` writes a
+# file. Old spellings that took a file after `--json` keep working, with a note.
+LEGACY_JSON_FILE = {"bench"}
+
+
+def normalize_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(argv with old spellings rewritten, deprecation notes to print)."""
+    if not argv or argv[0] not in LEGACY_JSON_FILE or "--json" not in argv:
+        return argv, []
+    i = argv.index("--json")
+    if i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+        fixed = argv[:i] + ["--out"] + argv[i + 1:]
+        return fixed, [f"note: 'suanli {argv[0]} --json FILE' is deprecated; use '--out FILE' ('--json' now "
+                       "prints the JSON on standard output)"]
+    return argv, []
+
+
+def main() -> None:
+    """The console script: old spellings rewritten (with a note on standard error), then the app."""
+    import sys
+
+    argv, notes = normalize_argv(sys.argv[1:])
+    for note in notes:
+        print(note, file=sys.stderr)
+    app(args=argv, prog_name="suanli")
+
+
 if __name__ == "__main__":
-    app()
+    main()

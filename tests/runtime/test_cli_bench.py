@@ -12,7 +12,7 @@ from schedulers.types import ClusterState, Device, JobRequest, Node
 
 
 def test_bench_quick_writes_report_page_and_profile(tmp_path):
-    out = CliRunner().invoke(app, ["bench", "--quick", "--json", str(tmp_path / "r.json"), "--html",
+    out = CliRunner().invoke(app, ["bench", "--quick", "--out", str(tmp_path / "r.json"), "--html",
                                    str(tmp_path / "r.html"), "--save-profile", str(tmp_path / "p.json")])
     assert out.exit_code == 0, out.output
     report = json.loads((tmp_path / "r.json").read_text())
@@ -53,3 +53,19 @@ def test_bad_profile_file_is_named(tmp_path):
         load_throughput_model(bad)
     with pytest.raises(ValueError, match="does not exist"):
         load_throughput_model(tmp_path / "missing.json")
+
+
+def test_one_json_convention_and_the_old_spelling_still_works(tmp_path):
+    import subprocess
+    import sys
+
+    from runtime.cli.main import normalize_argv
+
+    printed = CliRunner().invoke(app, ["bench", "--quick", "--json"])
+    assert printed.exit_code == 0 and json.loads(printed.stdout)["results"]  # JSON alone on stdout
+    assert normalize_argv(["bench", "--json", "r.json"])[0] == ["bench", "--out", "r.json"]
+    assert normalize_argv(["capacity", "--json"]) == (["capacity", "--json"], [])
+    old = subprocess.run([sys.executable, "-m", "runtime.cli.main", "bench", "--quick", "--json",
+                          str(tmp_path / "old.json")], capture_output=True, text=True, timeout=600)
+    assert old.returncode == 0 and "deprecated; use '--out FILE'" in old.stderr
+    assert json.loads((tmp_path / "old.json").read_text())["results"]
