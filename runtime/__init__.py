@@ -13,15 +13,15 @@ try:
 except metadata.PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+source"
 
-__all__ = ["Client", "JobHandle", "JobState", "TrainingJob", "TrainingResult"]
+__all__ = ["Client", "FeatureJob", "FeatureResult", "JobHandle", "JobState", "TrainingJob", "TrainingResult"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Client", "JobHandle", "TrainingResult"):
+    if name in ("Client", "JobHandle", "TrainingResult", "FeatureResult"):
         from runtime import client
 
         return getattr(client, name)
-    if name in ("TrainingJob", "JobState"):
+    if name in ("TrainingJob", "JobState", "FeatureJob"):
         from runtime import specs
 
         return getattr(specs, name)

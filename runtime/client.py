@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from runtime.server import API_VERSION
-from runtime.specs import JobState, TrainingJob
+from runtime.specs import FeatureJob, JobState, TrainingJob
 
 
 class ApiError(RuntimeError):
@@ -39,6 +39,18 @@ class JobNotFound(ApiError, KeyError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    """What a finished feature job produced: the Parquet file, its rows, where and on what it ran."""
+
+    output: str
+    rows: int
+    seconds: float
+    device: str
+    node_id: str
+    placement: dict
 
 
 class ServerUnavailable(ConnectionError):
@@ -130,12 +142,15 @@ class JobHandle:
                 raise TimeoutError(f"job {self.id}: still {state.value} after {timeout:g} s")
             time.sleep(poll_s)
 
-    def result(self) -> TrainingResult:
+    def result(self) -> TrainingResult | FeatureResult:
         """The result of a SUCCEEDED job; RuntimeError naming the real cause otherwise."""
         info = self.info()
         if info["state"] != JobState.SUCCEEDED.value:
             raise RuntimeError(f"job {self.id} is {info['state']}" + (f": {info['error']}" if info["error"] else ""))
         result = info["result"]
+        if result.get("kind") == "features":
+            return FeatureResult(result["output"], result["rows"], result["seconds"], result["device"],
+                                 result["node_id"], result["placement"])
         provenance = self.client._get(f"/jobs/{self.id}/provenance")
         return TrainingResult(result["metrics"], provenance, result["checkpoint"], result.get("checkpoint_sha256"),
                               result["provenance_path"])
@@ -201,12 +216,17 @@ class Client:
         return self.request("POST", path, body)
 
     # ---- jobs ----------------------------------------------------------------------------
-    def submit(self, job: TrainingJob) -> JobHandle:
+    def submit(self, job: TrainingJob | FeatureJob) -> JobHandle:
         """Send the job to the server: stored QUEUED, or REJECTED with the reason when it can never
-        fit. A relative dataset path is resolved against this process's working directory. Bad
-        input raises SpecError with the server's line naming the field; nothing is stored."""
+        fit. Relative paths are resolved against this process's working directory. Bad input
+        raises SpecError with the server's line naming the field; nothing is stored."""
+        if isinstance(job, FeatureJob):
+            spec = job.model_dump()
+            for key in ("input", "output"):
+                spec[key] = str(Path(spec[key]).resolve())
+            return JobHandle(self, self._post("/jobs", {"kind": "features", "spec": spec})["id"])
         if not isinstance(job, TrainingJob):
-            raise TypeError("job: pass a runtime.TrainingJob")
+            raise TypeError("job: pass a runtime.TrainingJob or a runtime.FeatureJob")
         spec = job.model_dump()
         if job.dataset and not Path(job.dataset).is_absolute():
             spec["dataset"] = str(Path(job.dataset).resolve())

@@ -180,3 +180,67 @@ def load_job_yaml(path: str | Path) -> TrainingJob:
         return TrainingJob(**data)
     except ValidationError as err:
         raise one_line(err, str(file)) from None
+
+
+FEATURE_STATS = ("count", "sum", "mean", "max")
+
+
+class FeatureJob(BaseModel):
+    """A feature-generation job (JR/T 0202 4.4.4.2): for every event of `input` (CSV or Parquet),
+    the count, sum, mean and maximum of `amount_column` over the previous events of the same key
+    within each window, for each column of `keys` (card, merchant, ...); written as Parquet to
+    `output` (the input's columns and, per key, window and statistic, `<key>_<stat>_<w>s`), rows
+    in the input's order. `device` is auto, cpu or gpu; `data_site` is where the input lives,
+    which the scheduler weighs against moving it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    tenant: str = "default"
+    user: str = "unknown"
+    input: str
+    keys: list[str] = Field(min_length=1, max_length=8)
+    time_column: str
+    amount_column: str
+    windows_s: list[float] = Field(default_factory=lambda: [60.0, 3600.0, 86400.0], min_length=1, max_length=16)
+    statistics: list[Literal["count", "sum", "mean", "max"]] = Field(default_factory=lambda: list(FEATURE_STATS),
+                                                                     min_length=1)
+    output: str
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    data_site: str | None = None
+    priority: int = Field(default=0, ge=-100, le=100)
+    latency: Literal["realtime", "interactive", "batch"] = "batch"
+
+    _name = field_validator("name")(TrainingJob._name.__func__)
+
+    @field_validator("windows_s")
+    @classmethod
+    def _windows(cls, value: list[float]) -> list[float]:
+        if not all(0 < w <= 366 * 86400 for w in value):
+            raise ValueError("each window must be > 0 and at most a year, in seconds")
+        return value
+
+    @field_validator("output")
+    @classmethod
+    def _output(cls, value: str) -> str:
+        if not value.endswith(".parquet"):
+            raise ValueError("must be a .parquet file")
+        return value
+
+    def device_kinds(self) -> tuple[str, ...]:
+        """The kernel has a CPU and a CUDA path: `auto` lets the scheduler choose between them."""
+        return ("cpu", "gpu") if self.device == "auto" else (self.device,)
+
+
+def load_features_yaml(path: str | Path) -> FeatureJob:
+    """A FeatureJob from YAML (relative input and output paths resolved against the file's
+    folder); ConfigError with one line naming the field when invalid."""
+    file = Path(path)
+    data = read_yaml_mapping(file, "features file", "fields (name, input, keys, time_column, ...)")
+    for key in ("input", "output"):
+        if data.get(key) and not Path(data[key]).is_absolute():
+            data[key] = str((file.parent / data[key]).resolve())
+    try:
+        return FeatureJob(**data)
+    except ValidationError as err:
+        raise one_line(err, str(file)) from None

@@ -24,10 +24,11 @@ from schedulers.types import ALGORITHM_CLASSES, DEVICE_KINDS, check_choice
 CPU_CORE_RATE = {
     "linear": 400_000.0, "gbdt": 100_000.0, "mlp": 50_000.0, "cnn": 200.0, "rnn": 500.0, "transformer": 100.0,
     "graph": 5_000.0, "recommendation": 20_000.0, "rl": 100.0, "generic": 10_000.0,
+    "features": 20_000_000.0,  # sliding-window features: events x windows per second (kernels/window_sweep.py)
 }
 REFERENCE_ACCELERATOR_SPEEDUP = {
     "linear": 10.0, "gbdt": 20.0, "mlp": 60.0, "cnn": 200.0, "rnn": 80.0, "transformer": 250.0, "graph": 40.0,
-    "recommendation": 100.0, "rl": 20.0, "generic": 30.0,
+    "recommendation": 100.0, "rl": 20.0, "generic": 30.0, "features": 4.0,
 }
 MODEL_FACTOR = {
     "H200": 2.2, "GH200": 2.2, "H100": 2.0, "H800": 1.9, "A100": 1.0, "A800": 1.0, "L40S": 0.9, "L40": 0.8,

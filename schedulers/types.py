@@ -14,7 +14,7 @@ ACCELERATOR_KINDS: tuple[str, ...] = ("gpu", "npu", "fpga", "asic")
 TIERS: tuple[str, ...] = ("center", "edge")
 LATENCY_CLASSES: tuple[str, ...] = ("realtime", "interactive", "batch")
 ALGORITHM_CLASSES: tuple[str, ...] = (
-    "linear", "gbdt", "mlp", "cnn", "rnn", "transformer", "graph", "recommendation", "rl", "generic",
+    "linear", "gbdt", "mlp", "cnn", "rnn", "transformer", "graph", "recommendation", "rl", "features", "generic",
 )
 
 

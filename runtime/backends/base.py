@@ -18,14 +18,15 @@ ENDED_PHASES = frozenset({"succeeded", "failed", "stopped", "lost"})
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """What an attempt runs: the job's loop config or its user function (cloudpickled bytes, only
-    loaded inside the cluster's workers), where its files go, and the checkpoint to resume from
-    with the sha256 the store recorded for it."""
+    """What an attempt runs: a training job's loop config or its user function (cloudpickled
+    bytes, only loaded inside the cluster's workers), or a feature job's spec; where its files go,
+    and the checkpoint to resume from with the sha256 the store recorded for it."""
 
     job_id: str
     attempt: int
     run_dir: str
-    loop_config: dict
+    loop_config: dict  # the training loop's config, or a feature job's spec
+    kind: str = "training"  # or "features"
     train_fn: bytes | None = None
     resume_path: str | None = None
     resume_sha256: str | None = None

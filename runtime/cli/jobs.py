@@ -64,6 +64,34 @@ def submit(
         raise fail(str(exc)) from None
 
 
+def features(
+    spec_file: Path = typer.Argument(..., help="Feature job YAML (the fields of runtime.FeatureJob)."),
+    wait: bool = typer.Option(False, "--wait", help="Wait until it finishes; print where it ran and why."),
+    timeout: float = typer.Option(3600.0, "--timeout"),
+) -> None:
+    """Submit a sliding-window feature job (placed by data volume, site and device speed)."""
+    from runtime.specs import load_features_yaml
+
+    try:
+        spec = load_features_yaml(spec_file)
+        with client_or_fail() as client:
+            job = client.submit(spec)
+            console.print(f"submitted {job.id}: {job.status().value}")
+            if not wait:
+                return
+            with console.status(f"{job.id} computing features..."):
+                state = job.wait(timeout=timeout)
+            placed = next((e["detail"] for e in job.events() if e["kind"] == "STARTING"), "")
+            console.print(f"{job.id}: {state.value}; {placed}", highlight=False)
+            if state.value != "SUCCEEDED":
+                raise fail(f"job {job.id} is {state.value}: {job.info()['error'] or 'see its logs'}", code=1)
+            result = job.result()
+            console.print(f"wrote {result.rows:,} rows to {result.output} in {result.seconds} s on {result.device}",
+                          highlight=False)
+    except (*api_errors(), ValueError) as exc:
+        raise fail(str(exc)) from None
+
+
 def jobs(
     tenant: str | None = typer.Option(None, "--tenant"),
     state: str | None = typer.Option(None, "--state"),

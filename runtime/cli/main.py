@@ -8,7 +8,7 @@ from runtime.cli.audit import audit_app
 from runtime.cli.bench import bench
 from runtime.cli.capacity import capacity
 from runtime.cli.demo import demo
-from runtime.cli.jobs import cancel, events, jobs, logs, submit
+from runtime.cli.jobs import cancel, events, features, jobs, logs, submit
 from runtime.cli.keys import compress, keys_app, sign, verify
 from runtime.cli.server import server, server_stop
 from runtime.cli.simulate import simulate_command
@@ -19,7 +19,7 @@ app.command()(capacity)
 app.command()(bench)
 app.command()(server)
 app.command("server-stop")(server_stop)
-for command in (submit, jobs, logs, events, cancel, sign, verify, compress):
+for command in (submit, features, jobs, logs, events, cancel, sign, verify, compress):
     app.command()(command)
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")

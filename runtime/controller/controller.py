@@ -37,6 +37,7 @@ from schedulers.types import ClusterState, JobRequest, Placement, WorkerAssignme
 
 log = logging.getLogger(__name__)
 
+FEATURE_KEYS = ("input", "keys", "time_column", "amount_column", "windows_s", "statistics", "output")
 RESCHEDULE_UNCHANGED_S = 10.0  # an unchanged queue and cluster is still rescheduled this often (ageing)
 LOOP_KEYS = ("model", "dataset", "label", "categorical", "validation_fraction", "test_fraction", "seed", "hidden",
              "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every")
@@ -218,6 +219,12 @@ class JobController:
                                   error=decision.reason, failures=record.failures + 1, attempt=tracked.attempt)
 
     def _succeed(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus, token: int) -> None:
+        if record.spec.get("_kind") == "features":
+            result = {"kind": "features", **status.metrics, "placement": asdict(tracked.placement)}
+            self.store.transition(record.id, JobState.SUCCEEDED, fence=token, result=result, attempt=tracked.attempt,
+                                  detail=f"{status.metrics.get('rows')} rows of features in "
+                                         f"{status.metrics.get('seconds')} s on {status.metrics.get('device')}")
+            return
         try:
             result = finish_job(self.store, record, tracked.placement, status, self.runs_dir / record.id, tracked.started)
         except Exception as exc:  # noqa: BLE001 - an evaluation failure fails the job, not the controller
@@ -289,9 +296,9 @@ class JobController:
             self._ask_stop(record, tracked)
 
     def _ask_stop(self, record: JobRecord, tracked: _Tracked) -> None:
-        """Built-in loops stop at their next epoch boundary; a user train_fn is stopped by force
-        (its Ray Train placement group is removed with it)."""
-        force = record.train_fn is not None
+        """Built-in loops stop at their next epoch boundary; a user train_fn (its Ray Train
+        placement group removed with it) and a feature task are stopped by force."""
+        force = record.train_fn is not None or record.spec.get("_kind") == "features"
         self.backend.stop(tracked.handle, force=force)
         tracked.stop_asked_at = time.time()
         tracked.forced = force
@@ -346,15 +353,23 @@ class JobController:
         run_dir = self._attempt_dir(record.id, number)
         emulated = any(nodes[a.node_id].emulated for a in placement.assignments if a.node_id in nodes)
         spec = record.spec
-        loop_config = {k: spec.get(k) for k in LOOP_KEYS}
-        loop_config.update(spec.get("config") or {})
-        loop_config["collective_backend"] = collective_backend(placement.kind, emulated)
-        launch = LaunchSpec(job_id=record.id, attempt=number, run_dir=str(run_dir), loop_config=loop_config,
-                            train_fn=record.train_fn, resume_path=resume["path"] if resume else None,
-                            resume_sha256=resume["sha256"] if resume else None)
-        detail = (f"placed on {placement.kind}({placement.model}) x{sum(a.workers for a in placement.assignments)} "
-                  f"on node(s) {', '.join(sorted({a.node_id[:12] for a in placement.assignments}))}: predicted "
-                  f"completion {placement.predicted_completion_s:.0f} s"
+        if spec.get("_kind") == "features":
+            launch = LaunchSpec(job_id=record.id, attempt=number, run_dir=str(run_dir), kind="features",
+                                loop_config={k: spec[k] for k in FEATURE_KEYS})
+        else:
+            loop_config = {k: spec.get(k) for k in LOOP_KEYS}
+            loop_config.update(spec.get("config") or {})
+            loop_config["collective_backend"] = collective_backend(placement.kind, emulated)
+            launch = LaunchSpec(job_id=record.id, attempt=number, run_dir=str(run_dir), loop_config=loop_config,
+                                train_fn=record.train_fn, resume_path=resume["path"] if resume else None,
+                                resume_sha256=resume["sha256"] if resume else None)
+        where = nodes.get(placement.assignments[0].node_id)
+        site = f" at {where.site} ({where.tier})" if where else ""
+        data = spec.get("data_site")
+        detail = (f"placed on {placement.kind}({placement.model}) x{sum(a.workers for a in placement.assignments)}"
+                  f"{site}, node(s) {', '.join(sorted({a.node_id[:12] for a in placement.assignments}))}: predicted "
+                  f"completion {placement.predicted_completion_s:.3g} s (transfer {placement.transfer_s:.3g} s + "
+                  f"compute {placement.compute_s:.3g} s)" + (f"; data at {data}" if data else "")
                   + (f"; resuming from epoch {resume['epoch']}" if resume else ""))
         handle = self.backend.handle_for(launch)  # stored before launching: a successor can always find it
         if self.store.start_attempt(record.id, asdict(placement), self.backend.name, token, detail, handle) != number:

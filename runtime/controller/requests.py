@@ -1,7 +1,8 @@
 """A stored job as the scheduler's `JobRequest`, with what was measured of it so far: production
 decides like the simulator.
 
-- `work` is what is left: rows x the epochs not yet done, so it shrinks as epochs finish;
+- `work` is what is left: rows x the epochs not yet done, so it shrinks as epochs finish (a
+  feature job: events x windows);
 - `throughputs` (whole-job work units per second, per device model) come from the job's own
   measured epoch times on the model it ran on, and from the throughput model (measured
   `suanli bench` profiles over the defaults) for every other model in the cluster;
@@ -22,7 +23,10 @@ def job_request(record, throughput: ThroughputModel, state: ClusterState | None 
     dataset = spec.get("_dataset") or {}
     rows = int(dataset.get("rows") or DEFAULT_ROWS)
     progress = record.progress or {}
-    epochs_left = max(0, int(spec["epochs"]) - int(progress.get("epochs_done", 0)))
+    if spec.get("_kind") == "features":  # events x windows, once
+        units_left = len(spec["windows_s"])
+    else:
+        units_left = max(0, int(spec["epochs"]) - int(progress.get("epochs_done", 0)))
     algorithm = spec["_algorithm"]
     kinds = tuple(spec["_device_kinds"])
     devices = int(spec["workers"])
@@ -39,7 +43,7 @@ def job_request(record, throughput: ThroughputModel, state: ClusterState | None 
         throughputs = tuple(sorted(rates.items())) or None
     return JobRequest(
         id=record.id, tenant=record.tenant, priority=spec["priority"], workers=spec["workers"], devices_per_worker=1,
-        algorithm=algorithm, work=float(rows * epochs_left), data_bytes=int(dataset.get("bytes", 0)),
+        algorithm=algorithm, work=float(rows * units_left), data_bytes=int(dataset.get("bytes", 0)),
         data_site=spec.get("data_site"), latency=spec["latency"], allowed_kinds=kinds,
         device_model=spec["_device_model"], preemptible=spec["preemptible"], submitted_at=record.created,
         attained_service_s=float(progress.get("device_seconds", 0.0)), throughputs=throughputs, user=record.user)

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from runtime.server import API_VERSION
 from runtime.server.auth import PERMISSIONS
-from runtime.specs import JobState, TrainingJob
+from runtime.specs import FeatureJob, JobState, TrainingJob
 from runtime.store import JobRecord
 
 MAX_TRAIN_FN_BYTES = 16 * 2**20
@@ -36,6 +36,7 @@ class Submission(BaseModel):
     (base64) with its source for the provenance record. The server stores and hashes the bytes;
     only Ray workers load them."""
 
+    kind: Literal["training", "features"] = "training"
     spec: dict[str, Any]
     train_fn_b64: str | None = Field(default=None, max_length=MAX_TRAIN_FN_BYTES * 4 // 3 + 4)
     train_fn_source: str | None = Field(default=None, max_length=1_000_000)
@@ -214,6 +215,18 @@ def create_app(server) -> FastAPI:
         if tenant != identity.tenant and identity.role != "admin":
             raise forbid(identity, request, f"submit for tenant {tenant!r} (yours is {identity.tenant!r})")
         fields.update(tenant=tenant, user=identity.name)
+        if body.kind == "features":
+            try:
+                feature_job = FeatureJob.model_validate(fields)
+            except ValidationError as err:
+                raise HTTPException(422, _one_line(err, "spec.")) from None
+            spec = server.admission.prepare_features(feature_job)
+            rejection = server.admission.rejection_for(feature_job.tenant, 1, spec)
+            state = JobState.REJECTED if rejection else JobState.QUEUED
+            job_id = server.store.add(feature_job.name, feature_job.tenant, feature_job.user, spec, None, state=state,
+                                      detail=rejection or "")
+            server.submissions.inc()
+            return job_view(server.store.get(job_id))
         try:
             job = TrainingJob.model_validate(fields, context={"has_train_fn": code is not None})
         except ValidationError as err:
@@ -403,20 +416,24 @@ def create_app(server) -> FastAPI:
     return app
 
 
-def resolve_dataset(path: str, allowed: list[Path]) -> Path:
-    """An absolute dataset path the server may read: inside one of `allowed` (when any are set).
-    HTTPException 422 naming `dataset` and the fix otherwise."""
+def resolve_dataset(path: str, allowed: list[Path], field: str = "dataset", output: bool = False) -> Path:
+    """An absolute path the server may read (or, with `output`, write): inside one of `allowed`
+    (when any are set). HTTPException 4xx naming `field` and the fix otherwise."""
     file = Path(path)
     if not file.is_absolute():
-        raise HTTPException(422, f"dataset: {path!r} is relative; the server cannot know your working directory: "
+        raise HTTPException(422, f"{field}: {path!r} is relative; the server cannot know your working directory: "
                                  "give an absolute path (the SDK and CLI resolve relative paths for you)")
     resolved = file.resolve()
     if allowed and not any(resolved.is_relative_to(root) for root in allowed):
-        raise HTTPException(403, f"dataset: {resolved} is outside what this server may read "
+        raise HTTPException(403, f"{field}: {resolved} is outside what this server may read "
                                  f"({', '.join(map(str, allowed))}); move it there or start the server with "
                                  "--data-dir")
+    if output:
+        if not resolved.parent.is_dir() or not os.access(resolved.parent, os.W_OK):
+            raise HTTPException(422, f"{field}: {resolved.parent} does not exist or the server cannot write there")
+        return resolved
     if not resolved.is_file():
-        raise HTTPException(422, f"dataset: {resolved} does not exist on the server (or is not a file)")
+        raise HTTPException(422, f"{field}: {resolved} does not exist on the server (or is not a file)")
     if not os.access(resolved, os.R_OK):
-        raise HTTPException(403, f"dataset: {resolved} is not readable by the server's user")
+        raise HTTPException(403, f"{field}: {resolved} is not readable by the server's user")
     return resolved

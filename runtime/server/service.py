@@ -32,7 +32,7 @@ from runtime.datasets import DatasetError, inspect_table
 from runtime.profiles import load_throughput_model
 from runtime.server.api import create_app, resolve_dataset
 from runtime.server.auth import Accounts, Identity, JwtIssuer, ensure_local_admin
-from runtime.specs import TrainingJob
+from runtime.specs import FeatureJob, TrainingJob
 from runtime.store import LeaseStore, open_store
 from schedulers.engine import SchedulerConfig, check_submission
 from schedulers.types import ClusterState, JobRequest
@@ -98,10 +98,30 @@ class Admission:
                 self._tables.pop(next(iter(self._tables)))
         return dict(self._tables[key])
 
+    def prepare_features(self, job: FeatureJob) -> dict:
+        """A feature job's stored spec: its input measured (rows, bytes) and its columns checked,
+        its output writable; 4xx naming the field otherwise."""
+        from runtime.features import FeatureInputError, check_columns, table_rows_and_columns
+
+        source = resolve_dataset(job.input, self.server.options.data_dirs, field="input")
+        output = resolve_dataset(job.output, self.server.options.data_dirs, field="output", output=True)
+        try:
+            rows, columns = table_rows_and_columns(source)
+            check_columns(job.model_dump(), columns, source)
+        except FeatureInputError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {**job.model_dump(), "input": str(source), "output": str(output), "_kind": "features",
+                "_algorithm": "features", "_device_kinds": list(job.device_kinds()), "_device_model": None,
+                "_dataset": {"path": str(source), "rows": rows, "bytes": source.stat().st_size, "columns": columns},
+                "workers": 1, "epochs": 1, "preemptible": False, "max_failures": 1, "config": {}}
+
     def rejection(self, job: TrainingJob, spec: dict) -> str | None:
-        kinds, model = tuple(spec["_device_kinds"]), spec["_device_model"]
-        request = JobRequest(id="submission", tenant=job.tenant, workers=job.workers, allowed_kinds=kinds,
-                             device_model=model)
+        return self.rejection_for(job.tenant, job.workers, spec)
+
+    def rejection_for(self, tenant: str, workers: int, spec: dict) -> str | None:
+        """Why a job can never fit the cluster, or None."""
+        request = JobRequest(id="submission", tenant=tenant, workers=workers,
+                             allowed_kinds=tuple(spec["_device_kinds"]), device_model=spec["_device_model"])
         found = check_submission(request, self.server.current_snapshot())
         return found.reason if found else None
 

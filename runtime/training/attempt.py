@@ -67,13 +67,33 @@ class AttemptRunner:
         self._outcome: dict = {}
         self._thread: threading.Thread | None = None
         self._run_dir: Path | None = None
+        self._task = None
 
     def run(self, spec: dict, placement: dict) -> None:
         """Start the attempt (returns at once; idempotent)."""
         if self._thread is None:
             self._run_dir = Path(spec["run_dir"])
-            self._thread = threading.Thread(target=self._fit, args=(spec, placement), daemon=True)
+            target = self._features if spec.get("kind") == "features" else self._fit
+            self._thread = threading.Thread(target=target, args=(spec, placement), daemon=True)
             self._thread.start()
+
+    def _features(self, spec: dict, placement: dict) -> None:
+        """A feature job: one task on the placed node, with its device."""
+        from runtime.features import run_feature_task
+
+        [assignment] = placement["assignments"]
+        gpu = placement["kind"] == "gpu"
+        options = {"label_selector": {NODE_ID_LABEL: assignment["node_id"]}, "num_cpus": 0 if gpu else 1,
+                   "num_gpus": 1 if gpu else 0}
+        self._phase = "running"
+        try:
+            self._task = run_feature_task.options(**options).remote(spec["loop_config"], spec["run_dir"], gpu)
+            self._outcome = {"metrics": ray.get(self._task)}
+            self._phase = "succeeded"
+        except BaseException as exc:  # noqa: BLE001 - the attempt's outcome, for the controller
+            stopped = self._run_dir is not None and (self._run_dir / STOP_FILE).exists()
+            self._outcome = {"error": root_cause(exc), "traceback": "".join(traceback.format_exception(exc))}
+            self._phase = "stopped" if stopped else "failed"
 
     def _fit(self, spec: dict, placement: dict) -> None:
         import cloudpickle
@@ -111,7 +131,10 @@ class AttemptRunner:
         return {"phase": self._phase, **self._outcome}
 
     def stop(self) -> None:
-        """Write the stop token: the built-in loop ends at its next epoch boundary."""
+        """Write the stop token: the built-in loop ends at its next epoch boundary (a feature
+        task, which has none, is cancelled)."""
         if self._run_dir is not None:
             self._run_dir.mkdir(parents=True, exist_ok=True)
             (self._run_dir / STOP_FILE).touch()
+        if self._task is not None:
+            ray.cancel(self._task, force=True)
