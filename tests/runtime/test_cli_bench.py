@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from runtime.cli.main import app
@@ -27,6 +28,11 @@ def test_bench_quick_writes_report_page_and_profile(tmp_path):
     model = load_throughput_model(tmp_path / "p.json")
     cpu_entry = next(e for e in json.loads((tmp_path / "p.json").read_text())["throughputs"] if e["algorithm"] == "mlp")
     assert model.rate("mlp", "cpu", cpu_entry["model"]) == cpu_entry["units_per_s"]
+    features = next(e for e in json.loads((tmp_path / "p.json").read_text())["throughputs"]
+                    if e["algorithm"] == "features" and e["kind"] == "cpu")
+    measured = next(r["value"] for r in report["results"] if r["name"] == "feature_kernel" and r["kind"] == "cpu")
+    assert features["units_per_s"] == pytest.approx(measured * 3 / report["cpu_threads"])  # events x 3 windows, per core
+    assert model.rate("features", "cpu", features["model"]) == features["units_per_s"]
 
 
 def test_a_profile_saying_a_gpu_is_slow_moves_the_job_to_the_cpu(tmp_path):
