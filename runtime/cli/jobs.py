@@ -38,6 +38,22 @@ def api_errors():
     return (ApiError, ServerUnavailable, ConfigError)
 
 
+def _submit_and_wait(spec, wait: bool, timeout: float, report) -> None:
+    """Submit `spec`; with `wait`, block until it finishes, then `report(job)` (exit 1 naming the
+    cause unless it SUCCEEDED)."""
+    with client_or_fail() as client:
+        job = client.submit(spec)
+        console.print(f"submitted {job.id}: {job.status().value}")
+        if not wait:
+            return
+        with console.status(f"{job.id} running..."):
+            state = job.wait(timeout=timeout)
+        console.print(job.logs())
+        if state.value != "SUCCEEDED":
+            raise fail(f"job {job.id} is {state.value}: {job.info()['error'] or 'see its logs'}", code=1)
+        report(job)
+
+
 def submit(
     job_file: Path = typer.Argument(..., help="Job spec YAML (the fields of runtime.TrainingJob)."),
     wait: bool = typer.Option(False, "--wait", help="Wait until the job finishes and print its metrics."),
@@ -46,20 +62,12 @@ def submit(
     """Validate a job file and submit it to the server."""
     from runtime.specs import load_job_yaml
 
+    def report(job) -> None:
+        metrics = job.result().metrics
+        console.print({k: metrics[k] for k in ("auc", "ks", "f1", "log_loss", "jrt0221_auc_pass") if k in metrics})
+
     try:
-        spec = load_job_yaml(job_file)
-        with client_or_fail() as client:
-            job = client.submit(spec)
-            console.print(f"submitted {job.id}: {job.status().value}")
-            if not wait:
-                return
-            with console.status(f"{job.id} running..."):
-                state = job.wait(timeout=timeout)
-            console.print(job.logs())
-            if state.value != "SUCCEEDED":
-                raise fail(f"job {job.id} is {state.value}: {job.info()['error'] or 'see its logs'}", code=1)
-            metrics = job.result().metrics
-            console.print({k: metrics[k] for k in ("auc", "ks", "f1", "log_loss", "jrt0221_auc_pass") if k in metrics})
+        _submit_and_wait(load_job_yaml(job_file), wait, timeout, report)
     except (*api_errors(), ValueError) as exc:
         raise fail(str(exc)) from None
 
@@ -72,22 +80,13 @@ def features(
     """Submit a sliding-window feature job (placed by data volume, site and device speed)."""
     from runtime.specs import load_features_yaml
 
+    def report(job) -> None:
+        result = job.result()
+        console.print(f"wrote {result.rows:,} rows to {result.output} in {result.seconds} s on {result.device}",
+                      highlight=False)
+
     try:
-        spec = load_features_yaml(spec_file)
-        with client_or_fail() as client:
-            job = client.submit(spec)
-            console.print(f"submitted {job.id}: {job.status().value}")
-            if not wait:
-                return
-            with console.status(f"{job.id} computing features..."):
-                state = job.wait(timeout=timeout)
-            placed = next((e["detail"] for e in job.events() if e["kind"] == "STARTING"), "")
-            console.print(f"{job.id}: {state.value}; {placed}", highlight=False)
-            if state.value != "SUCCEEDED":
-                raise fail(f"job {job.id} is {state.value}: {job.info()['error'] or 'see its logs'}", code=1)
-            result = job.result()
-            console.print(f"wrote {result.rows:,} rows to {result.output} in {result.seconds} s on {result.device}",
-                          highlight=False)
+        _submit_and_wait(load_features_yaml(spec_file), wait, timeout, report)
     except (*api_errors(), ValueError) as exc:
         raise fail(str(exc)) from None
 

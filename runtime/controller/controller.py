@@ -33,7 +33,7 @@ from runtime.training.attempt import collective_backend
 from runtime.training.loop import CHECKPOINT_META, file_sha256
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
 from schedulers.policies import make_policy
-from schedulers.types import ClusterState, JobRequest, Placement, WorkerAssignment
+from schedulers.types import ClusterState, Placement, WorkerAssignment
 
 log = logging.getLogger(__name__)
 
@@ -344,9 +344,9 @@ class JobController:
         self.store.log_many(changed)  # one transaction: the API's writes do not queue behind a round
         labels = {n.id: n for n in state.nodes}
         for placement in decisions.placements:
-            self._launch(self.store.get(placement.job_id), requests[placement.job_id], placement, labels, token)
+            self._launch(self.store.get(placement.job_id), placement, labels, token)
 
-    def _launch(self, record: JobRecord, request: JobRequest, placement: Placement, nodes: dict, token: int) -> None:
+    def _launch(self, record: JobRecord, placement: Placement, nodes: dict, token: int) -> None:
         checkpoints = [c for c in self.store.checkpoints(record.id) if Path(c["path"], "state.pt").exists()]
         resume = checkpoints[-1] if checkpoints else None
         number = record.attempts + 1
