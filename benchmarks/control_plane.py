@@ -7,8 +7,9 @@ node) started here, with `suanli server` processes joining it:
   first (the job must be adopted, not relaunched); `jobs_lost` counts jobs not SUCCEEDED exactly
   once; `decided_equals_executed` is the fraction of workers that ran on the node their placement
   named (from Ray Train's own worker metadata);
-- `submit_latency_ms`: POST /jobs through HTTP with the SDK's HTTP client (dataset checks,
-  snapshot, store) while the cluster is full, so the jobs wait; p50 and p99;
+- `submit_latency_ms`: POST /jobs through HTTP with the SDK's HTTP client (token, dataset checks,
+  snapshot, store, audit) while the cluster is full (a 3-worker job whose workers hold their cores
+  and compute nothing), so the jobs wait and the controller reschedules a growing queue; p50, p99;
 - overhead: the same short 1-worker Ray Train job through suanli (submit -> SUCCEEDED) and run
   directly with Ray Train's TorchTrainer from this driver, on the same cluster.
 
@@ -115,6 +116,15 @@ def failover_trial(address: str, trial: int) -> dict:
         stop_servers(procs)
 
 
+def _hold(config):
+    """A filler job's workers: they hold their cores and compute nothing (the measurement is of the
+    control plane, not of a training job's bursts on this 2-core machine)."""
+    import time as clock
+
+    while True:
+        clock.sleep(1)
+
+
 def submit_latency(address: str, submissions: int) -> dict:
     from runtime import Client, TrainingJob
     from runtime.client import http_client
@@ -124,8 +134,7 @@ def submit_latency(address: str, submissions: int) -> dict:
     try:
         [url] = procs
         with Client(address=url, state_dir=state) as client:
-            filler = client.submit(TrainingJob(name="filler", dataset=str(DATASET), label="class", workers=3,
-                                               device="cpu", epochs=1000, hidden=[8], config={"seconds_per_epoch": 5}))
+            filler = client.submit(TrainingJob(name="filler", train_fn=_hold, workers=3, device="cpu"))
             _wait(lambda: filler.status().value == "RUNNING", 300, "the cluster to fill")
             body = {"spec": {"name": "latency", "dataset": str(DATASET), "label": "class", "device": "cpu",
                              "workers": 1, "epochs": 1}}
