@@ -66,6 +66,14 @@ class ServerOptions:
     audit_verify_s: float = 600.0
 
 
+def os_user() -> str:
+    """The OS user running the server (uid<N> in a container whose uid has no passwd entry)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
+
+
 class Admission:
     """Checks at submission: the dataset (absolute, readable by the server, inside its data
     dirs, schema valid) and whether the job can ever fit the cluster."""
@@ -243,12 +251,11 @@ class Server:
         # The controller thread computes while API threads answer: hand the GIL over every 1 ms
         # (Python's default is 5 ms) so a request waits less behind a scheduling round.
         sys.setswitchinterval(0.001)
-        if self.options.host in LOOPBACK_HOSTS:
-            written = ensure_local_admin(self.accounts, self.state_dir, getpass.getuser())
-            if written:
-                self.audit.append("token-created", "local-bootstrap", {"user": getpass.getuser(), "token_id": written,
-                                  "file": str(self.state_dir / "admin.token")}, level="notice")
-        self.audit.append("server-started", getpass.getuser(), {"pid": os.getpid(), "host": self.options.host,
+        written = ensure_local_admin(self.accounts, self.state_dir, os_user())
+        if written:
+            self.audit.append("token-created", "local-bootstrap", {"user": os_user(), "token_id": written,
+                              "file": str(self.state_dir / "admin.token")}, level="notice")
+        self.audit.append("server-started", os_user(), {"pid": os.getpid(), "host": self.options.host,
                           "port": self.options.port, "store": self.store.where, "policy": self.options.policy},
                           level="notice")
         self.audit.start()
@@ -263,15 +270,14 @@ class Server:
         threading.Thread(target=self._verify_audit_periodically, name="suanli-audit-verify", daemon=True).start()
 
     def _watch(self) -> None:
-        """Metrics each second; the local admin token renewed before it expires."""
+        """Metrics each second; the state directory's admin token renewed before it expires."""
         while True:
             self.is_active.set(1 if self.lease.role == "active" else 0)
             self.step_failures.set(self.controller.step_failures if self.controller else 0)
-            if self.options.host in LOOPBACK_HOSTS:
-                try:
-                    ensure_local_admin(self.accounts, self.state_dir, getpass.getuser())
-                except Exception as exc:  # noqa: BLE001 - retried next second
-                    log.warning("could not renew the local admin token: %s", exc)
+            try:
+                ensure_local_admin(self.accounts, self.state_dir, os_user())
+            except Exception as exc:  # noqa: BLE001 - retried next second
+                log.warning("could not renew the local admin token: %s", exc)
             time.sleep(1.0)
 
     def serve(self) -> None:
@@ -306,7 +312,7 @@ class Server:
         if self.controller:
             self.controller.stop()
         self.lease.stop(release=True)
-        self.audit.append("server-stopped", getpass.getuser(), {"pid": os.getpid()}, level="notice")
+        self.audit.append("server-stopped", os_user(), {"pid": os.getpid()}, level="notice")
         self.audit.close()  # a last signed checkpoint
         if self.emulated is not None:
             self.emulated.shutdown()

@@ -88,3 +88,23 @@ def test_jwts_from_an_identity_provider_carry_role_and_tenant(tmp_path):
                      (jwt.encode({**claims, "suanli_role": "root"}, key, algorithm="ES256"), "suanli_role 'root'")]:
         with pytest.raises(AuthError, match=why):
             accounts.authenticate(bad)
+
+
+def test_a_container_user_without_a_passwd_entry_still_gets_the_admin_token(monkeypatch, tmp_path):
+    import getpass
+    import os
+
+    from runtime.server.auth import Accounts, ensure_local_admin
+    from runtime.server.service import os_user
+    from runtime.store import open_store
+
+    def no_entry():
+        raise KeyError("getpwuid(): uid not found: 1000")
+
+    monkeypatch.setattr(getpass, "getuser", no_entry)
+    assert os_user() == f"uid{os.getuid()}"
+    accounts = Accounts(open_store(tmp_path))
+    assert ensure_local_admin(accounts, tmp_path, os_user()) is not None
+    identity = accounts.authenticate((tmp_path / "admin.token").read_text().strip())
+    assert identity.role == "admin" and identity.name == os_user()
+    assert ensure_local_admin(accounts, tmp_path, os_user()) is None  # still valid: not rewritten
