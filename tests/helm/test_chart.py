@@ -167,6 +167,7 @@ def test_controller_wiring(helm):
     assert env["SUANLI_STORAGE_URI"] == "s3://risk-models/suanli"
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["signing-keys"]["secret"]["secretName"] == "suanli-signing-keys"
+    assert "--metrics-public" in container["command"]  # Prometheus scrapes without a token
     claims = [c["metadata"]["name"] for c in of_kind(docs, "PersistentVolumeClaim")]
     assert of_kind(docs, "ServiceMonitor") and claims == ["risk-suanli-state"]  # object store: no shared PVC
     default = objects(helm, "default")
@@ -259,3 +260,4 @@ def test_hardened_defaults(helm):
     assert volumes["state"]["persistentVolumeClaim"]["claimName"] == "risk-suanli-state"
     command = spec["containers"][0]["command"]
     assert command[command.index("--runs-dir") + 1].startswith("/var/lib/suanli/")  # shared storage, not state
+    assert "--metrics-public" not in command  # no ServiceMonitor: /metrics needs a token like every route
