@@ -58,6 +58,7 @@ class _Tracked:
     stop_asked_at: float | None = None
     forced: bool = False
     checkpoints_seen: set[str] = field(default_factory=set)
+    progress_size: int = -1  # bytes of this attempt's progress.jsonl when last read
 
 
 class JobController:
@@ -276,6 +277,11 @@ class JobController:
             self.store.record_checkpoint(record.id, tracked.attempt, int(info["epoch"]), path, info["sha256"], token)
 
     def _record_progress(self, record: JobRecord, tracked: _Tracked, token: int) -> None:
+        current = self._attempt_dir(record.id, tracked.attempt) / "progress.jsonl"
+        size = current.stat().st_size if current.exists() else 0
+        if size == tracked.progress_size:
+            return  # no new epoch since the last step (earlier attempts' files no longer change)
+        tracked.progress_size = size
         lines = []
         for attempt in range(1, tracked.attempt + 1):
             path = self._attempt_dir(record.id, attempt) / "progress.jsonl"
@@ -313,12 +319,12 @@ class JobController:
         throughput = self.config.throughput
         requests = {r.id: job_request(r, throughput, state) for r in queued}
         running = []
-        for job_id, tracked in self.tracked.items():
-            record = self.store.get(job_id)
-            if record.state in (JobState.STARTING, JobState.RUNNING):
-                request = job_request(record, throughput, state)
+        for record in self.store.list(states=(JobState.STARTING, JobState.RUNNING)):  # one query, not one per job
+            tracked = self.tracked.get(record.id)
+            if tracked is not None:
                 expected = tracked.started + tracked.placement.predicted_completion_s
-                running.append(RunningJob(request, tracked.placement, tracked.started, expected))
+                running.append(RunningJob(job_request(record, throughput, state), tracked.placement, tracked.started,
+                                          expected))
         limits = self.store.quotas()  # caps as set now (suanli quota set)
         fingerprint = (tuple((r.id, r.updated, r.attempts) for r in queued), tuple((r.request.id, r.request.work)
                        for r in running), tuple((n.id, n.healthy, tuple(d.free for d in n.devices)) for n in state.nodes),

@@ -41,6 +41,8 @@ from schedulers.types import ClusterState, JobRequest
 SERVER_FILE = "server.json"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 IDENTITY_CACHE_S = 2.0
+METRICS_INTERVAL_S = 2.0
+ADMIN_TOKEN_CHECK_S = 60.0  # the token lasts 24 h and is renewed with an hour left
 SNAPSHOT_MAX_AGE_S = 2.0
 log = logging.getLogger(__name__)
 
@@ -243,7 +245,6 @@ class Server:
             latest = self.controller.last_state if self.controller else None
             if latest is None or time.time() - latest.taken_at > SNAPSHOT_MAX_AGE_S:
                 latest = cluster.snapshot(include_local_telemetry=False)
-            self.metrics.update(latest)
             return latest
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -270,15 +271,23 @@ class Server:
         threading.Thread(target=self._verify_audit_periodically, name="suanli-audit-verify", daemon=True).start()
 
     def _watch(self) -> None:
-        """Metrics each second; the state directory's admin token renewed before it expires."""
+        """Metrics every METRICS_INTERVAL_S; the state directory's admin token checked every
+        ADMIN_TOKEN_CHECK_S and renewed before it expires."""
+        token_checked = 0.0
         while True:
             self.is_active.set(1 if self.lease.role == "active" else 0)
             self.step_failures.set(self.controller.step_failures if self.controller else 0)
             try:
-                ensure_local_admin(self.accounts, self.state_dir, os_user())
-            except Exception as exc:  # noqa: BLE001 - retried next second
-                log.warning("could not renew the local admin token: %s", exc)
-            time.sleep(1.0)
+                self.metrics.update(self.current_snapshot())
+            except Exception as exc:  # noqa: BLE001 - Ray unreachable: the metrics keep their last values
+                log.warning("could not take a capacity snapshot for the metrics: %s", exc)
+            if time.monotonic() - token_checked > ADMIN_TOKEN_CHECK_S:
+                try:
+                    ensure_local_admin(self.accounts, self.state_dir, os_user())
+                    token_checked = time.monotonic()
+                except Exception as exc:  # noqa: BLE001 - retried at the next pass
+                    log.warning("could not renew the local admin token: %s", exc)
+            time.sleep(METRICS_INTERVAL_S)
 
     def serve(self) -> None:
         """Serve the API until SIGTERM/SIGINT; then stop the controller and release the lease."""

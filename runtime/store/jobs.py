@@ -244,7 +244,7 @@ class JobStore:
             self._log(conn, job_id, f"{state.value}{': ' + detail if detail else ''}")
         return True
 
-    def set_progress(self, job_id: str, progress: dict, fence: int) -> None:
+    def set_progress(self, job_id: str, progress: dict, fence: int | None) -> None:
         """Record what the controller measured of a running job (epochs done, seconds per epoch)."""
         with self.engine.begin() as conn:
             self._check_fence(conn, fence)
