@@ -228,7 +228,7 @@ class Client:
         if not isinstance(job, TrainingJob):
             raise TypeError("job: pass a runtime.TrainingJob or a runtime.FeatureJob")
         spec = job.model_dump()
-        if job.dataset and not Path(job.dataset).is_absolute():
+        if job.dataset and "://" not in job.dataset and not Path(job.dataset).is_absolute():
             spec["dataset"] = str(Path(job.dataset).resolve())
         body: dict = {"spec": spec}
         if job.train_fn is not None:
@@ -290,14 +290,16 @@ class Client:
                               job=job.id)
 
     def compress(self, artifact: str | Path, out_root: str | Path, methods=None, private_key=None, public_key=None,
-                 auc_tolerance: float = 0.005) -> dict:
-        """Compress a signed artifact into signed candidates and choose one (see runtime.compression)."""
-        from runtime.compression.pipeline import METHODS, compress
+                 auc_tolerance: float = 0.005, kind: str = "cpu") -> dict:
+        """Compress a signed artifact into signed candidates and choose the fastest on device kind
+        `kind` within `auc_tolerance` (see runtime.compression; methods default to those that fit
+        the model: trees are distilled and truncated, MLPs distilled, quantized and pruned)."""
+        from runtime.compression.pipeline import compress
 
-        chosen = methods or METHODS
-        self.report("artifact-compressed", artifact=artifact, methods=",".join(chosen), out_root=out_root)
-        return self._verified(lambda: compress(artifact, out_root, chosen, private_key, public_key, auc_tolerance),
-                              artifact=artifact)
+        self.report("artifact-compressed", artifact=artifact, methods=",".join(methods or ["default"]),
+                    out_root=out_root)
+        return self._verified(lambda: compress(artifact, out_root, methods, private_key, public_key, auc_tolerance,
+                                               kind=kind), artifact=artifact)
 
     def deploy(self, artifact: str | Path, replicas: int = 2, latency: str = "realtime", site: str | None = None,
                public_key: str | None = None, thresholds: dict | None = None):

@@ -28,17 +28,19 @@ def software_versions() -> dict:
     return out
 
 
-def code_record(user_code: dict | None) -> dict:
+def code_record(user_code: dict | None, model: str | None = None) -> dict:
     """What code trained the model: the user's function (its name, source as the client sent it,
     and the sha256 of the exact bytes the workers loaded), or the built-in loop's module."""
     if user_code is not None:
         source = user_code.get("source") or ""
         return {"source": user_code.get("name") or "train_fn", "sha256": user_code["sha256"],
                 "source_sha256": hashlib.sha256(source.encode()).hexdigest(), "lines": source.count("\n")}
-    from runtime.training import loop
+    from runtime.training import gbdt_loop, torch_loop
 
-    source = Path(loop.__file__).read_text()
-    return {"source": "runtime.training.loop.builtin_train_loop", "sha256": hashlib.sha256(source.encode()).hexdigest(),
+    module = gbdt_loop if (model or "") in ("xgboost", "lightgbm") else torch_loop
+    source = Path(module.__file__).read_text()
+    name = {"xgboost": "xgboost_train_loop", "lightgbm": "lightgbm_train_loop"}.get(model or "", "torch_train_loop")
+    return {"source": f"{module.__name__}.{name}", "sha256": hashlib.sha256(source.encode()).hexdigest(),
             "lines": source.count("\n")}
 
 
@@ -78,18 +80,21 @@ def build_provenance(*, job: dict, spec: dict, dataset: dict | None, placement: 
             "categorical": spec.get("categorical"),
             "split": {"validation_fraction": spec.get("validation_fraction"), "test_fraction": spec.get("test_fraction"),
                       "seed": spec.get("seed")},
-            "sampling": (f"stratified random split by label, seed {spec.get('seed')}: test {spec.get('test_fraction')}, "
-                         f"validation {spec.get('validation_fraction')}, train the rest; each worker an equal shard"),
+            "sampling": (f"stratified split by label (per class, exact counts; rows placed by a hash of their "
+                         f"values, seed {spec.get('seed')}): test {spec.get('test_fraction')}, validation "
+                         f"{spec.get('validation_fraction')}, train the rest; preprocessing fitted on training rows "
+                         "only; each worker a shard (Ray Data)"),
         },
         "modelling": {
-            "code": code_record(user_code),
+            "code": code_record(user_code, spec.get("model")),
             "environment": {"software": software_versions(), "placement": placement, "nodes": nodes},
             "started_at": iso(started),
             "ended_at": iso(ended),
             "iterations": {"epochs": len({p["epoch"] for p in progress}),
                            "optimiser_steps": sum(p.get("steps", 0) for p in progress)},
             "hyperparameters": {k: spec.get(k) for k in ("model", "hidden", "epochs", "batch_size", "learning_rate",
-                                                          "class_weight", "workers", "seed", "checkpoint_every")},
+                                                          "class_weight", "workers", "seed", "checkpoint_every",
+                                                          "trees", "max_depth", "early_stopping_rounds")},
             "epochs": progress,
             "attempts": attempts,
             "recovery": steps_repeated(progress),

@@ -22,9 +22,11 @@ from cluster.errors import ConfigError, one_line, read_yaml_mapping
 
 LOOP_FIELDS = frozenset({
     "model", "dataset", "label", "categorical", "validation_fraction", "test_fraction", "seed", "hidden",
-    "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every", "workers", "device",
+    "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every", "workers", "device", "trees",
+    "max_depth", "early_stopping_rounds",
 })  # training-loop fields of TrainingJob: refused inside the free-form `config`
-BUILTIN_MODELS = {"logistic": "linear", "mlp": "mlp"}  # model name -> scheduler algorithm class
+BUILTIN_MODELS = {"logistic": "linear", "mlp": "mlp", "xgboost": "gbdt", "lightgbm": "gbdt"}  # -> algorithm class
+DEFAULT_LEARNING_RATE = {"linear": 1e-3, "mlp": 1e-3, "gbdt": 0.05}
 _DEVICE = re.compile(r"^(auto|cpu|gpu|npu)(:[A-Za-z0-9_.-]+)?$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -79,10 +81,17 @@ def check_transition(current: JobState, new: JobState) -> None:
 class TrainingJob(BaseModel):
     """A training job: what to train on which data, how big, how urgent, and how to recover.
 
-    `model` is a built-in model (`logistic`, `mlp`) or None with `train_fn` (a function run on
-    every worker with its config dict, in Ray Train). `device` is `auto`, `cpu`, `gpu`, `npu` or
-    `gpu:<model>` (e.g. `gpu:A100`). `categorical` lists non-numeric feature columns to one-hot
-    encode; any other non-numeric column is refused at submission.
+    `model` is a built-in model (`logistic`, `mlp`, `xgboost`, `lightgbm`) or None with `train_fn`
+    (a function run on every worker with its config dict, in Ray Train). `device` is `auto`, `cpu`,
+    `gpu`, `npu` or `gpu:<model>` (e.g. `gpu:A100`). `dataset` is a CSV or Parquet file, a directory
+    of them, or a URI; `categorical` lists the feature columns to one-hot encode (any other
+    non-numeric column is refused at submission). Preprocessing (imputation, scaling, one-hot) is
+    fitted on the training split only and travels inside the exported model.
+
+    Tree models grow at most `trees` boosting rounds of depth `max_depth`, stop early when the
+    validation AUC has not improved for `early_stopping_rounds` rounds, and report (and
+    checkpoint) in `epochs` blocks of rounds. `learning_rate` defaults to 1e-3 for the torch models
+    and 0.05 for the tree models.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -90,7 +99,7 @@ class TrainingJob(BaseModel):
     name: str
     tenant: str = "default"
     user: str = "unknown"
-    model: Literal["logistic", "mlp"] | None = "mlp"
+    model: Literal["logistic", "mlp", "xgboost", "lightgbm"] | None = "mlp"
     train_fn: Callable[[dict], Any] | None = Field(default=None, exclude=True)
     dataset: str | None = None
     label: str | None = None
@@ -102,7 +111,10 @@ class TrainingJob(BaseModel):
     preemptible: bool = True
     epochs: int = Field(default=5, ge=1, le=10_000)
     batch_size: int = Field(default=256, ge=1)
-    learning_rate: float = Field(default=1e-3, gt=0, le=10)
+    learning_rate: float | None = Field(default=None, gt=0, le=10)
+    trees: int = Field(default=500, ge=1, le=100_000)
+    max_depth: int = Field(default=3, ge=1, le=16)
+    early_stopping_rounds: int = Field(default=50, ge=1)
     hidden: list[int] = Field(default_factory=lambda: [256, 256, 128])
     class_weight: Literal["balanced", "none"] = "balanced"
     validation_fraction: float = Field(default=0.2, gt=0, lt=0.5)
@@ -148,11 +160,13 @@ class TrainingJob(BaseModel):
     def _model_or_fn(self, info: ValidationInfo) -> TrainingJob:
         has_fn = self.train_fn is not None or bool((info.context or {}).get("has_train_fn"))
         if not has_fn and self.model is None:
-            raise ValueError("model: give a built-in model (logistic, mlp) or a train_fn")
+            raise ValueError("model: give a built-in model (logistic, mlp, xgboost, lightgbm) or a train_fn")
         if has_fn:
             self.model = None
         elif not self.dataset or not self.label:
             raise ValueError("dataset and label: a built-in model needs both")
+        if self.learning_rate is None:
+            self.learning_rate = DEFAULT_LEARNING_RATE.get(self.algorithm, 1e-3)
         return self
 
     @property

@@ -1,11 +1,17 @@
-"""Model artifacts: a directory holding the model in ONNX (and its torch state), how to
-preprocess inputs, metrics, provenance, compression record and a short model card, signed as a
-whole (`model.sig`). Loading always verifies the signature first; there is no switch to skip it.
+"""Model artifacts: a directory holding the model in ONNX (its preprocessing inside the same
+graph), the model's own file, metrics, provenance, compression record and a short model card,
+signed as a whole (`model.sig`). Loading always verifies the signature first; there is no switch
+to skip it.
 
     artifact/
-      model.onnx          the model, input "features" (rows x n) float32 -> output "probability" (rows)
-      model.pt            torch state (for fine-tuning, distillation and pruning)
-      preprocessing.json  feature names, means and scales the model expects
+      model.onnx          raw columns in (one input per column: numbers float32, categorical
+                          columns strings, each (rows, 1)) -> "probability" (rows); the fitted
+                          preprocessing (impute, scale, one-hot) and the model in one graph
+      model.pt | model.ubj | model.txt
+                          the model's own file: torch state, XGBoost or LightGBM booster (for
+                          fine-tuning, distillation, tree compression)
+      preprocessing.json  the raw columns (name, number or string), the label, the feature names
+                          after preprocessing, and the split plan the model was trained with
       metrics.json        test-split metrics
       provenance.json     the training record (JR/T 0221 6.4)
       compression.json    compression runs applied (empty for a trained model)
@@ -16,40 +22,27 @@ whole (`model.sig`). Loading always verifies the signature first; there is no sw
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
+import pandas as pd
 
 from runtime.artifacts.signing import SIGNATURE_FILE, sign_directory, verify_directory
 
-ARTIFACT_FILES = ("model.onnx", "model.pt", "preprocessing.json", "metrics.json", "provenance.json", "compression.json",
+MODEL_FILES = ("model.pt", "model.ubj", "model.txt")
+ARTIFACT_FILES = ("model.onnx", "preprocessing.json", "metrics.json", "provenance.json", "compression.json",
                   "MODEL_CARD.md")
-
-
-class _Probability(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model(features))
-
-
-def export_onnx(model: torch.nn.Module, in_features: int, path: Path) -> None:
-    """Write `model` (logits out) as ONNX that outputs probabilities, batch size dynamic."""
-    model.eval()
-    example = torch.zeros(2, in_features)
-    torch.onnx.export(_Probability(model), (example,), str(path), input_names=["features"],
-                      output_names=["probability"], dynamic_axes={"features": {0: "rows"}, "probability": {0: "rows"}},
-                      opset_version=17, dynamo=False)
 
 
 def model_card(name: str, metrics: dict, provenance: dict, preprocessing: dict) -> str:
     data = provenance.get("training_data") or {}
-    return (f"# {name}\n\nBinary classifier (fraud / credit risk) trained by suanli.\n\n"
-            f"- inputs: {len(preprocessing['features'])} features, standardised as in preprocessing.json\n"
+    model = preprocessing.get("model", "model")
+    return (f"# {name}\n\nBinary classifier (fraud / credit risk), {model}, trained by suanli.\n\n"
+            f"- inputs: {len(preprocessing['inputs'])} raw columns ({len(preprocessing['categorical'])} categorical); "
+            f"imputation, scaling and one-hot encoding fitted on the training split are inside model.onnx\n"
             f"- output: probability of the positive class\n"
             f"- training data: {data.get('source')} (sha256 {data.get('sha256')}, {data.get('volume', {}).get('rows')} rows)\n"
             f"- test AUC {metrics.get('auc', float('nan')):.4f}, KS {metrics.get('ks', float('nan')):.4f}; JR/T 0221 "
@@ -59,23 +52,36 @@ def model_card(name: str, metrics: dict, provenance: dict, preprocessing: dict) 
 
 def build_artifact(checkpoint_dir: str | Path, metrics: dict, provenance: dict, out_dir: str | Path, name: str,
                    private_key: str | Path | None = None, checkpoint_sha256: str | None = None) -> Path:
-    """Write and sign an artifact directory from a training checkpoint (`state.pt`). With
-    `checkpoint_sha256` (the one the store recorded when the checkpoint was written), a
-    checkpoint whose bytes changed since is refused before anything is signed."""
-    from runtime.training.loop import build_model, load_state
+    """Write and sign an artifact directory from a training checkpoint. With `checkpoint_sha256`
+    (the one the store recorded when the checkpoint was written), a checkpoint whose bytes changed
+    since is refused before anything is signed."""
+    import onnx
 
-    state = load_state(checkpoint_dir, checkpoint_sha256)
+    from runtime.artifacts.graph import core_from_model_file, merge
+    from runtime.data.ray_io import PreparedData
+    from runtime.training.checkpoints import read_meta, verify_checkpoint
+
+    checkpoint = verify_checkpoint(checkpoint_dir, checkpoint_sha256)
+    meta = read_meta(checkpoint)
+    prepared = PreparedData.load(checkpoint)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"out_dir: {out} is not empty")
     out.mkdir(parents=True, exist_ok=True)
-    model = build_model(state["model_name"], len(state["features"]), state["hidden"])
-    model.load_state_dict(state["model"])
-    export_onnx(model, len(state["features"]), out / "model.onnx")
-    torch.save({"model": state["model"], "model_name": state["model_name"], "hidden": state["hidden"]}, out / "model.pt")
-    preprocessing = {"features": state["features"], "mean": np.asarray(state["mean"]).tolist(),
-                     "scale": np.asarray(state["scale"]).tolist()}
-    (out / "preprocessing.json").write_text(json.dumps(preprocessing))
+    features = len(prepared.preprocessing.feature_names)
+    state = None
+    if meta["model_file"] == "state.pt":
+        import torch
+
+        state = torch.load(checkpoint / "state.pt", weights_only=True)
+        torch.save({"model": state["model"], "model_name": state["model_name"], "hidden": state["hidden"]},
+                   out / "model.pt")
+    else:
+        shutil.copy(checkpoint / meta["model_file"], out / meta["model_file"])
+    core = core_from_model_file(meta["model"], checkpoint, features, state=state)
+    onnx.save(merge(prepared.preprocessing.onnx_bytes, core), out / "model.onnx")
+    preprocessing = describe_preprocessing(prepared, meta["model"])
+    (out / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
     (out / "compression.json").write_text("[]")
@@ -84,51 +90,103 @@ def build_artifact(checkpoint_dir: str | Path, metrics: dict, provenance: dict, 
     return out
 
 
+def describe_preprocessing(prepared, model: str) -> dict:
+    """preprocessing.json: the raw inputs, the features after preprocessing, the split plan."""
+    pre = prepared.preprocessing
+    return {"model": model, "label": prepared.plan.label,
+            "inputs": [{"name": c, "type": "number"} for c in pre.numeric]
+            + [{"name": c, "type": "string"} for c in pre.categorical],
+            "numeric": pre.numeric, "categorical": pre.categorical, "features": pre.feature_names,
+            "preprocessing_sha256": pre.sha256, "split_plan": prepared.plan.to_json()}
+
+
+class InputError(ValueError):
+    """Rows a model cannot score; the message names the row and the field."""
+
+
+def to_frame(rows, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """Raw rows as a DataFrame of the model's columns, checked: a DataFrame, a dict (one row), a
+    list of dicts, or a 2-D array / list of lists in the model's input order (numbers only). A
+    missing or unknown column, a non-numeric number or an infinite value is an InputError naming
+    the row and the field; a missing number (None, NaN) is imputed with the training median, a
+    missing category ("" or None) counts as unseen."""
+    columns = numeric + categorical
+    if isinstance(rows, pd.DataFrame):
+        frame = rows
+    elif isinstance(rows, dict):
+        frame = pd.DataFrame([rows])
+    elif isinstance(rows, list | tuple) and rows and all(isinstance(r, dict) for r in rows):
+        for i, row in enumerate(rows):
+            missing = [c for c in columns if c not in row]
+            if missing:
+                raise InputError(f"rows[{i}]: missing field(s) {', '.join(missing[:5])}")
+            extra = sorted(set(row) - set(columns))
+            if extra:
+                raise InputError(f"rows[{i}]: unknown field(s) {', '.join(extra[:5])}; the model takes "
+                                 f"{', '.join(columns[:8])}{' ...' if len(columns) > 8 else ''}")
+        frame = pd.DataFrame(list(rows))
+    else:
+        if categorical:
+            raise InputError(f"rows: this model has categorical inputs ({', '.join(categorical[:3])}); send rows as "
+                             "dicts or a DataFrame keyed by column name")
+        try:
+            matrix = np.asarray(rows, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"rows: must be numbers ({exc})") from None
+        if matrix.ndim == 1:
+            matrix = matrix[None, :]
+        if matrix.ndim != 2 or matrix.shape[1] != len(numeric):
+            raise InputError(f"rows: expected shape (n, {len(numeric)}), got {matrix.shape}")
+        frame = pd.DataFrame(matrix, columns=numeric)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"rows: missing field(s) {', '.join(missing[:5])}")
+    extra = [c for c in frame.columns if c not in columns]
+    if extra:
+        raise InputError(f"rows: unknown field(s) {', '.join(map(str, extra[:5]))}")
+    for column in numeric:
+        values = frame[column]
+        for i, value in enumerate(values):
+            if value is None or isinstance(value, bool):
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"rows[{i}].{column}: {value!r} is not a number") from None
+            if math.isinf(number):
+                raise InputError(f"rows[{i}].{column}: {value!r} is not finite")
+    return frame[columns]
+
+
 @dataclass
 class LoadedModel:
-    """A verified artifact with an ONNX Runtime session; `predict` takes raw feature rows."""
+    """A verified artifact with an ONNX Runtime session; `predict` takes raw rows."""
 
     directory: Path
     session: object
-    features: list[str]
-    mean: np.ndarray
-    scale: np.ndarray
+    numeric: list[str]
+    categorical: list[str]
     provider: str
 
+    @property
+    def features(self) -> list[str]:
+        """The raw input columns, in order."""
+        return self.numeric + self.categorical
+
     def predict(self, rows) -> np.ndarray:
-        """Probabilities for `rows`: a 2-D array (rows x features, in `features` order) or a list of
-        dicts keyed by feature name. ValueError naming the problem for wrong columns or types."""
-        matrix = to_matrix(rows, self.features)
-        standard = ((matrix - self.mean) / self.scale).astype(np.float32)
-        return self.session.run(["probability"], {"features": standard})[0]
+        """Probabilities for raw rows (see `to_frame` for the forms accepted and the checks)."""
+        from runtime.data.preprocess import raw_inputs
+
+        frame = to_frame(rows, self.numeric, self.categorical)
+        feeds = raw_inputs(_numbers_as_float(frame, self.numeric), self.numeric, self.categorical)
+        return self.session.run(["probability"], feeds)[0]
 
 
-def to_matrix(rows, features: list[str]) -> np.ndarray:
-    """Raw feature rows as a float64 matrix in the model's column order."""
-    if isinstance(rows, dict):
-        rows = [rows]
-    if isinstance(rows, list) and rows and isinstance(rows[0], dict):
-        missing = [f for f in features if f not in rows[0]]
-        if missing:
-            raise ValueError(f"rows: missing feature(s) {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
-        extra = sorted(set(rows[0]) - set(features))
-        if extra:
-            raise ValueError(f"rows: unknown feature(s) {', '.join(extra[:5])}; the model takes {len(features)} features")
-        try:
-            return np.array([[float(r[f]) for f in features] for r in rows], dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"rows: every feature must be a number ({exc})") from None
-    try:
-        matrix = np.asarray(rows, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"rows: must be numbers ({exc})") from None
-    if matrix.ndim == 1:
-        matrix = matrix[None, :]
-    if matrix.ndim != 2 or matrix.shape[1] != len(features):
-        raise ValueError(f"rows: expected shape (n, {len(features)}), got {matrix.shape}")
-    if not np.isfinite(matrix).all():
-        raise ValueError("rows: contain NaN or infinity")
-    return matrix
+def _numbers_as_float(frame: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
+    out = frame.copy()
+    for column in numeric:
+        out[column] = pd.to_numeric(out[column], errors="coerce")
+    return out
 
 
 def execution_providers(kind: str) -> list[str]:
@@ -158,8 +216,8 @@ def load_artifact(directory: str | Path, public_key: str | Path | None = None, k
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for corrupt models
         raise ValueError(f"model.onnx: ONNX Runtime cannot load it ({type(exc).__name__}: {str(exc)[:200]})") from None
     pre = json.loads((target / "preprocessing.json").read_text())
-    return LoadedModel(target, session, pre["features"], np.asarray(pre["mean"]), np.asarray(pre["scale"]),
-                       session.get_providers()[0])
+    return LoadedModel(target, session, pre["numeric"], pre["categorical"], session.get_providers()[0])
 
 
-__all__ = ["ARTIFACT_FILES", "SIGNATURE_FILE", "LoadedModel", "build_artifact", "load_artifact", "to_matrix"]
+__all__ = ["ARTIFACT_FILES", "SIGNATURE_FILE", "InputError", "LoadedModel", "build_artifact", "load_artifact",
+           "to_frame"]

@@ -1,10 +1,14 @@
-"""The compression pipeline: from one signed artifact, candidates made by distillation, int8
-quantization (dynamic, and static QDQ) and magnitude pruning, each a new signed artifact with
-its run recorded in compression.json; then the fastest candidate (single-row throughput) whose
-test AUC stays within `auc_tolerance` of the source's is chosen.
+"""The compression pipeline: from one signed artifact, candidates made by distillation into an MLP
+student, int8 quantization (dynamic, and static QDQ), magnitude pruning (MLPs) and tree
+truncation (tree ensembles), each a new signed artifact (the artifact's preprocessing graph back
+in front of the compressed model) with its run recorded in compression.json; then the fastest
+candidate (single-row throughput, measured with the ONNX Runtime providers of the device kind it
+will be served on) whose test AUC stays within `auc_tolerance` of the source's is chosen.
 
 When distillation is asked for, quantization is applied to the distilled student (the small model
-is the one worth quantizing); otherwise to the source model. Pruning starts from the source.
+is the one worth quantizing); otherwise to the source model, unless that is a tree ensemble
+(ONNX Runtime's int8 quantization rewrites MatMul/Gemm weights, which trees have none of: skipped,
+and said so in the report).
 """
 
 from __future__ import annotations
@@ -14,46 +18,40 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
+import onnx
 
+from runtime.artifacts.graph import merge
 from runtime.artifacts.signing import sign_directory, verify_directory
 from runtime.compression import methods as m
+from runtime.compression.data import load_compression_data
 from runtime.compression.measure import measure_onnx
-from runtime.datasets import prepare_splits
-from runtime.training.loop import build_model
+from runtime.training.models import GBDT_MODELS
 
-METHODS = ("distillation", "quantize_dynamic", "quantize_static", "pruning")
-CARRIED = ("preprocessing.json", "provenance.json", "MODEL_CARD.md")
-
-
-def _splits(source: Path):
-    provenance = json.loads((source / "provenance.json").read_text())
-    data = provenance.get("training_data") or {}
-    if not data.get("label") or not data.get("split"):
-        raise ValueError(f"{source}/provenance.json: records no training data split; compression needs it to "
-                         "evaluate and fine-tune")
-    split = data["split"]
-    return prepare_splits(data["source"], data["label"], data.get("categorical") or [], split["validation_fraction"],
-                          split["test_fraction"], split["seed"])
+METHODS = ("distillation", "quantize_dynamic", "quantize_static", "pruning", "tree_truncation")
+CARRIED = ("provenance.json", "MODEL_CARD.md")
 
 
-def _teacher(source: Path) -> tuple[torch.nn.Module, list[int]]:
-    state = torch.load(source / "model.pt", weights_only=True)  # verified artifact; tensors only
-    features = len(json.loads((source / "preprocessing.json").read_text())["features"])
-    model = build_model(state["model_name"], features, state["hidden"])
-    model.load_state_dict(state["model"])
-    return model.eval(), state["hidden"]
+def default_methods(model: str) -> tuple[str, ...]:
+    """What is worth trying for a model: trees are truncated and distilled, MLPs all but truncation."""
+    if model in GBDT_MODELS:
+        return ("distillation", "tree_truncation", "quantize_dynamic")
+    return ("distillation", "quantize_dynamic", "quantize_static", "pruning")
 
 
-def _finish(source: Path, out: Path, method: str, parameters: dict, before: dict, after: dict, seconds: float,
-            private_key) -> dict:
+def _finish(source: Path, out: Path, data, method: str, parameters: dict, before: dict, after: dict, seconds: float,
+            private_key, model_name: str) -> dict:
+    onnx.save(merge(data.preprocessing, onnx.load(str(out / m.CORE_FILE))), out / "model.onnx")
+    (out / m.CORE_FILE).unlink()
     for name in CARRIED:
         shutil.copy(source / name, out / name)
+    described = json.loads((source / "preprocessing.json").read_text())
+    (out / "preprocessing.json").write_text(json.dumps({**described, "model": model_name}, indent=2))
     metrics = json.loads((source / "metrics.json").read_text())
     metrics.update({"auc": after["auc"], "auc_before_compression": before["auc"]})
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    run = {"method": method, "parameters": parameters, "source_artifact": str(source), "seconds": round(seconds, 2),
-           "before": before, "after": after, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    run = {"method": method, "parameters": parameters, "source_artifact": str(source), "source_model": data.model,
+           "model": model_name, "seconds": round(seconds, 2), "before": before, "after": after,
+           "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     history = json.loads((source / "compression.json").read_text()) + [run]
     (out / "compression.json").write_text(json.dumps(history, indent=2))
     with (out / "MODEL_CARD.md").open("a") as card:
@@ -62,50 +60,67 @@ def _finish(source: Path, out: Path, method: str, parameters: dict, before: dict
     return run
 
 
-def compress(artifact_dir: str | Path, out_root: str | Path, methods=METHODS, private_key=None, public_key=None,
-             auc_tolerance: float = 0.005, student_hidden=(32,)) -> dict:
-    """Make the candidates, measure them, choose one. Returns {"before", "candidates": {name: run},
-    "chosen": name or "source", "chosen_path"}."""
+def compress(artifact_dir: str | Path, out_root: str | Path, methods=None, private_key=None, public_key=None,
+             auc_tolerance: float = 0.005, student_hidden=(32,), kind: str = "cpu") -> dict:
+    """Make the candidates, measure them on `kind`'s providers, choose one. Returns {"before",
+    "candidates": {name: run}, "skipped": {method: why}, "chosen": name or "source", "chosen_path"}."""
+    source = Path(artifact_dir)
+    verify_directory(source, public_key)
+    data = load_compression_data(source)
+    methods = tuple(methods or default_methods(data.model))
     unknown = [x for x in methods if x not in METHODS]
     if unknown:
         raise ValueError(f"methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    source = Path(artifact_dir)
-    verify_directory(source, public_key)
+    tree = data.model in GBDT_MODELS
     root = Path(out_root)
     root.mkdir(parents=True, exist_ok=True)
-    splits = _splits(source)
-    before = measure_onnx(source / "model.onnx", splits.x_test, splits.y_test)
-    teacher, hidden = _teacher(source)
+    source_core = root / "source-core.onnx"
+    onnx.save(data.core, source_core)
+    before = measure_onnx(source_core, data.x_test, data.y_test, kind=kind)
     candidates: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
     paths: dict[str, Path] = {}
-    base_onnx, base_name = source / "model.onnx", "source"
+    base_core, base_name, base_model = source_core, "source", data.model
 
-    def make(name, method, work):
+    def make(name, method, work, model_name):
         out = root / name
         if out.exists():
             shutil.rmtree(out)
         out.mkdir()
         started = time.perf_counter()
         parameters = work(out)
-        after = measure_onnx(out / "model.onnx", splits.x_test, splits.y_test)
-        candidates[name] = _finish(source, out, method, parameters, before, after, time.perf_counter() - started,
-                                   private_key)
+        after = measure_onnx(out / m.CORE_FILE, data.x_test, data.y_test, kind=kind)
+        shutil.copy(out / m.CORE_FILE, root / f"{name}-core.onnx")
+        candidates[name] = _finish(source, out, data, method, parameters, before, after, time.perf_counter() - started,
+                                   private_key, model_name)
         paths[name] = out
-        return out
+        return root / f"{name}-core.onnx"
 
     if "distillation" in methods:
-        out = make("student", "distillation", lambda o: m.distil(teacher, splits, o, hidden=student_hidden))
-        base_onnx, base_name = out / "model.onnx", "student"
-    if "quantize_dynamic" in methods:
-        make(f"{base_name}-int8-dynamic", "quantize_dynamic",
-             lambda o: {**m.quantize_dynamic_int8(base_onnx, o), "of": base_name})
-    if "quantize_static" in methods:
-        make(f"{base_name}-int8-qdq", "quantize_static",
-             lambda o: {**m.quantize_static_qdq(base_onnx, splits, o), "of": base_name})
+        base_core = make("student", "distillation", lambda o: m.distil(data, o, hidden=student_hidden), "mlp")
+        base_name, base_model = "student", "mlp"
+    if "tree_truncation" in methods:
+        if tree:
+            make("truncated", "tree_truncation", lambda o: m.truncate_trees(source, data, o, auc_tolerance), data.model)
+        else:
+            skipped["tree_truncation"] = f"the source is a {data.model}, not a tree ensemble"
+    for method, work in (("quantize_dynamic", lambda o: m.quantize_dynamic_int8(base_core, o)),
+                         ("quantize_static", lambda o: m.quantize_static_qdq(base_core, data, o))):
+        if method not in methods:
+            continue
+        if base_model in GBDT_MODELS:
+            skipped[method] = ("int8 quantization rewrites MatMul/Gemm weights and a tree ensemble has none; "
+                               "distil the trees into an MLP student first (add distillation)")
+            continue
+        suffix = "int8-dynamic" if method == "quantize_dynamic" else "int8-qdq"
+        make(f"{base_name}-{suffix}", method, lambda o, w=work: {**w(o), "of": base_name}, base_model)
     if "pruning" in methods:
-        make("pruned", "pruning", lambda o: m.prune(teacher, splits, o, hidden))
+        if data.model == "mlp":
+            make("pruned", "pruning", lambda o: m.prune(source, data, o), "mlp")
+        else:
+            skipped["pruning"] = f"magnitude pruning is for MLPs; the source is a {data.model}"
     eligible = {name: run["after"] for name, run in candidates.items() if run["after"]["auc"] >= before["auc"] - auc_tolerance}
     eligible["source"] = before
     chosen = max(eligible, key=lambda name: eligible[name]["batch1_rows_per_s"])
-    return {"before": before, "candidates": candidates, "chosen": chosen,
+    return {"before": before, "candidates": candidates, "skipped": skipped, "chosen": chosen, "kind": kind,
             "chosen_path": str(source if chosen == "source" else paths[chosen])}

@@ -29,8 +29,8 @@ from runtime.controller.lease_keeper import LeaseKeeper
 from runtime.controller.requests import job_request, progress_from_epochs
 from runtime.specs import JobState
 from runtime.store import FencedOut, JobRecord, JobStore
-from runtime.training.attempt import collective_backend
-from runtime.training.loop import CHECKPOINT_META, file_sha256
+from runtime.training.checkpoints import CHECKPOINT_META, checkpoint_digest
+from runtime.training.devices import collective_backend, compute_kind
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
 from schedulers.policies import make_policy
 from schedulers.types import ClusterState, Placement, WorkerAssignment
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 FEATURE_KEYS = ("input", "keys", "time_column", "amount_column", "windows_s", "statistics", "output")
 RESCHEDULE_UNCHANGED_S = 10.0  # an unchanged queue and cluster is still rescheduled this often (ageing)
 LOOP_KEYS = ("model", "dataset", "label", "categorical", "validation_fraction", "test_fraction", "seed", "hidden",
-             "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every")
+             "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every", "trees", "max_depth",
+             "early_stopping_rounds", "funds_related")
 
 
 def placement_from_dict(data: dict) -> Placement:
@@ -267,11 +268,11 @@ class JobController:
         computed; one whose bytes differ from that is left out (and logged)."""
         for meta in sorted(self._attempt_dir(record.id, tracked.attempt).glob(f"checkpoint_*/{CHECKPOINT_META}")):
             path = str(meta.parent)
-            if path in tracked.checkpoints_seen or not (meta.parent / "state.pt").exists():
+            if path in tracked.checkpoints_seen:
                 continue
             tracked.checkpoints_seen.add(path)
             info = json.loads(meta.read_text())
-            if file_sha256(meta.parent / "state.pt") != info["sha256"]:
+            if checkpoint_digest(meta.parent) != info["sha256"]:
                 self.store.log(record.id, f"checkpoint {path} does not match the sha256 its writer recorded; ignored")
                 continue
             self.store.record_checkpoint(record.id, tracked.attempt, int(info["epoch"]), path, info["sha256"], token)
@@ -353,7 +354,7 @@ class JobController:
             self._launch(self.store.get(placement.job_id), placement, labels, token)
 
     def _launch(self, record: JobRecord, placement: Placement, nodes: dict, token: int) -> None:
-        checkpoints = [c for c in self.store.checkpoints(record.id) if Path(c["path"], "state.pt").exists()]
+        checkpoints = [c for c in self.store.checkpoints(record.id) if Path(c["path"], CHECKPOINT_META).exists()]
         resume = checkpoints[-1] if checkpoints else None
         number = record.attempts + 1
         run_dir = self._attempt_dir(record.id, number)
@@ -366,6 +367,7 @@ class JobController:
             loop_config = {k: spec.get(k) for k in LOOP_KEYS}
             loop_config.update(spec.get("config") or {})
             loop_config["collective_backend"] = collective_backend(placement.kind, emulated)
+            loop_config["device_kind"] = compute_kind(placement.kind, emulated)
             launch = LaunchSpec(job_id=record.id, attempt=number, run_dir=str(run_dir), loop_config=loop_config,
                                 train_fn=record.train_fn, resume_path=resume["path"] if resume else None,
                                 resume_sha256=resume["sha256"] if resume else None)

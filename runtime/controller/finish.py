@@ -1,5 +1,6 @@
-"""Finishing a successful job: evaluate a built-in model on the test split from its final
-checkpoint (whose sha256 the store recorded), and write the provenance record."""
+"""Finishing a successful job: take the test-split evaluation that rank 0 computed inside the
+cluster from the final model (`evaluation.json`), check that the final checkpoint is the one whose
+sha256 the store recorded, and write the provenance record. Nothing here reads the dataset."""
 
 from __future__ import annotations
 
@@ -9,14 +10,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from runtime.backends.base import AttemptStatus
-from runtime.datasets import prepare_splits
-from runtime.metrics import binary_metrics
 from runtime.provenance import build_provenance, read_progress
 from runtime.store import JobRecord, JobStore
-from runtime.training.loop import build_model, load_state
+from runtime.training.checkpoints import verify_checkpoint
+from runtime.training.worker import EVALUATION_FILE
 from schedulers.types import Placement
 
 
@@ -35,15 +34,12 @@ def finish_job(store: JobStore, record: JobRecord, placement: Placement, status:
     if spec.get("model") and status.checkpoint:
         if checkpoint_sha is None:
             raise ValueError(f"checkpoint: {status.checkpoint} was never recorded with its sha256; not evaluated")
-        state = load_state(status.checkpoint, checkpoint_sha)
-        splits = prepare_splits(spec["dataset"], spec["label"], spec["categorical"], spec["validation_fraction"],
-                                spec["test_fraction"], spec["seed"])
-        model = build_model(state["model_name"], len(state["features"]), state["hidden"])
-        model.load_state_dict(state["model"])
-        model.eval()
-        with torch.no_grad():
-            scores = torch.sigmoid(model(torch.from_numpy(splits.x_test))).numpy()
-        test = binary_metrics(splits.y_test, scores, funds_related=spec["funds_related"])
+        verify_checkpoint(status.checkpoint, checkpoint_sha)
+        evaluation = job_dir / f"attempt-{record.attempts}" / EVALUATION_FILE
+        if not evaluation.exists():
+            raise ValueError(f"evaluation: {evaluation} was not written; the final epoch did not evaluate the model")
+        test = json.loads(evaluation.read_text())
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("test_")}
         metrics.update(test)
     progress, nodes = [], []
     for attempt_dir in sorted(job_dir.glob("attempt-*"), key=lambda p: int(p.name.split("-")[1])):

@@ -416,9 +416,20 @@ def create_app(server) -> FastAPI:
     return app
 
 
-def resolve_dataset(path: str, allowed: list[Path], field: str = "dataset", output: bool = False) -> Path:
-    """An absolute path the server may read (or, with `output`, write): inside one of `allowed`
-    (when any are set). HTTPException 4xx naming `field` and the fix otherwise."""
+def resolve_dataset(path: str, allowed: list[Path], field: str = "dataset", output: bool = False) -> Path | str:
+    """An absolute path the server may read (a file, or for `dataset` a directory of files) or,
+    with `output`, write: inside one of `allowed` (when any are set). A URI other than file://
+    (s3://, gs://, ...) is returned as given, for the reader to reach. HTTPException 4xx naming
+    `field` and the fix otherwise."""
+    if "://" in path:
+        scheme, _, rest = path.partition("://")
+        if scheme != "file":
+            if allowed:
+                raise HTTPException(403, f"{field}: {path!r} is a remote URI and this server reads only "
+                                         f"{', '.join(map(str, allowed))}; copy the data there or start the server "
+                                         "without --data-dir")
+            return path
+        path = rest
     file = Path(path)
     if not file.is_absolute():
         raise HTTPException(422, f"{field}: {path!r} is relative; the server cannot know your working directory: "
@@ -432,7 +443,7 @@ def resolve_dataset(path: str, allowed: list[Path], field: str = "dataset", outp
         if not resolved.parent.is_dir() or not os.access(resolved.parent, os.W_OK):
             raise HTTPException(422, f"{field}: {resolved.parent} does not exist or the server cannot write there")
         return resolved
-    if not resolved.is_file():
+    if not (resolved.is_file() or (field == "dataset" and resolved.is_dir())):
         raise HTTPException(422, f"{field}: {resolved} does not exist on the server (or is not a file)")
     if not os.access(resolved, os.R_OK):
         raise HTTPException(403, f"{field}: {resolved} is not readable by the server's user")

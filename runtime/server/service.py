@@ -29,7 +29,7 @@ from runtime.audit.log import AuditLog
 from runtime.backends.ray_local import RayBackend
 from runtime.controller.controller import JobController
 from runtime.controller.lease_keeper import LeaseKeeper
-from runtime.datasets import DatasetError, inspect_table
+from runtime.data import DatasetError, inspect_table
 from runtime.profiles import load_throughput_model
 from runtime.server.api import create_app, resolve_dataset
 from runtime.server.auth import Accounts, Identity, JwtIssuer, ensure_local_admin
@@ -98,8 +98,8 @@ class Admission:
     def _inspect(self, path: Path, label: str, categorical: list[str]) -> dict:
         """The dataset's schema checks and measurements, once per version of the file (a changed
         size or mtime measures it again)."""
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns, label, tuple(categorical))
+        stat = path.stat() if isinstance(path, Path) else None
+        key = (str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None, label, tuple(categorical))
         if key not in self._tables:
             try:
                 self._tables[key] = asdict(inspect_table(path, label, categorical))

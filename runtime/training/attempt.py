@@ -1,10 +1,13 @@
 """One attempt of a job, run by a detached Ray actor so that it outlives the server that launched
 it: a restarted server (or a standby that takes the lease) finds it by name and adopts it.
 
-The actor builds a Ray Train `TorchTrainer` whose workers are pinned to the placement's nodes
-(one label selector on `ray.io/node-id` per worker), with Ray Train's own retries off: failures go
-back to the controller, whose one failure policy decides retry (a new placement) or fail.
-User code (cloudpickled bytes) is loaded here, inside the cluster, never in the server.
+The actor prepares the job's data (split plan and preprocessing, `runtime.data.ray_io.prepare`,
+or reuses those of the checkpoint it resumes from), then builds the Ray Train trainer of the model
+(`TorchTrainer`, `XGBoostTrainer` or `LightGBMTrainer`) with the splits as Ray Datasets, workers
+pinned to the placement's nodes (one label selector on `ray.io/node-id` per worker) and Ray
+Train's own retries off: failures go back to the controller, whose one failure policy decides
+retry (a new placement) or fail. User code (cloudpickled bytes) is loaded here, inside the
+cluster, never in the server.
 """
 
 from __future__ import annotations
@@ -16,15 +19,7 @@ from pathlib import Path
 import ray
 
 from runtime.placement_to_ray import NODE_ID_LABEL
-
-STOP_FILE = "STOP"  # the attempt's stop token: the built-in loop ends at the next epoch boundary
-COLLECTIVE_BACKENDS = {"gpu": "nccl", "npu": "hccl"}
-
-
-def collective_backend(kind: str, emulated: bool) -> str:
-    """The torch.distributed backend for a placement's device kind: NCCL on GPUs, HCCL on Ascend
-    NPUs, gloo on CPUs and on emulated (logical) accelerators, which have no real device."""
-    return "gloo" if emulated else COLLECTIVE_BACKENDS.get(kind, "gloo")
+from runtime.training.worker import STOP_FILE
 
 
 def worker_selectors(placement: dict) -> list[dict]:
@@ -56,6 +51,65 @@ def root_cause(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     last = next((line for line in reversed(text) if line.strip()), "")
     return f"{type(exc).__name__}: {last}" if last else type(exc).__name__
+
+
+def prepared_data(config: dict):
+    """The job's split plan and preprocessing: those of the checkpoint being resumed (the same
+    rows and features on every attempt), else prepared now."""
+    from runtime.data.ray_io import PreparedData, prepare
+    from runtime.training.checkpoints import verify_checkpoint
+
+    if config.get("resume_path") and PreparedData.saved_in(config["resume_path"]):
+        return PreparedData.load(verify_checkpoint(config["resume_path"], config.get("resume_sha256")))
+    return prepare(config["dataset"], config["label"], config["categorical"], config["validation_fraction"],
+                   config["test_fraction"], config["seed"])
+
+
+def build_trainer(spec: dict, config: dict, placement: dict, run_dir: Path):
+    """The Ray Train trainer for the job's model (or its user function), its datasets attached."""
+    import cloudpickle
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
+
+    from runtime.training.recorder import WorkerGroupRecorder
+
+    common = {"scaling_config": scaling_for(placement),
+              "run_config": RunConfig(name=run_dir.name, storage_path=str(run_dir.parent),
+                                      failure_config=FailureConfig(max_failures=0),
+                                      checkpoint_config=CheckpointConfig(num_to_keep=2),
+                                      callbacks=[WorkerGroupRecorder(str(run_dir))])}
+    model = config.get("model")
+    if spec.get("train_fn") or not model:
+        from ray.train.torch import TorchConfig, TorchTrainer
+
+        return TorchTrainer(cloudpickle.loads(spec["train_fn"]), train_loop_config=config,
+                            torch_config=TorchConfig(backend=config.get("collective_backend", "gloo")), **common)
+    from runtime.data.ray_io import split_dataset
+
+    prepared = prepared_data(config)
+    config["prepared_dir"] = str(run_dir / "prepared")
+    prepared.save(run_dir / "prepared")
+    datasets = {name: split_dataset(config["dataset"], prepared, name) for name in ("train", "val", "test")}
+    if model == "xgboost":
+        from ray.train.xgboost import XGBoostTrainer
+
+        from runtime.training.gbdt_loop import xgboost_train_loop
+
+        return XGBoostTrainer(xgboost_train_loop, train_loop_config=config, datasets=datasets,
+                              dataset_config=DataConfig(datasets_to_split=["train", "val"]), **common)
+    if model == "lightgbm":
+        from ray.train.lightgbm import LightGBMTrainer
+
+        from runtime.training.gbdt_loop import lightgbm_train_loop
+
+        return LightGBMTrainer(lightgbm_train_loop, train_loop_config=config, datasets=datasets,
+                               dataset_config=DataConfig(datasets_to_split=["train"]), **common)
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from runtime.training.torch_loop import torch_train_loop
+
+    return TorchTrainer(torch_train_loop, train_loop_config=config, datasets=datasets,
+                        dataset_config=DataConfig(datasets_to_split=["train"]),
+                        torch_config=TorchConfig(backend=config.get("collective_backend", "gloo")), **common)
 
 
 @ray.remote(num_cpus=0, max_restarts=0, max_concurrency=4)
@@ -96,26 +150,12 @@ class AttemptRunner:
             self._phase = "stopped" if stopped else "failed"
 
     def _fit(self, spec: dict, placement: dict) -> None:
-        import cloudpickle
-        from ray.train import CheckpointConfig, FailureConfig, RunConfig
-        from ray.train.torch import TorchConfig, TorchTrainer
-
-        from runtime.training.loop import builtin_train_loop
-        from runtime.training.recorder import WorkerGroupRecorder
-
         run_dir = Path(spec["run_dir"])
         try:
-            train_fn = cloudpickle.loads(spec["train_fn"]) if spec.get("train_fn") else builtin_train_loop
             config = {**spec["loop_config"], "run_dir": str(run_dir), "resume_path": spec.get("resume_path"),
                       "resume_sha256": spec.get("resume_sha256")}
-            trainer = TorchTrainer(
-                train_fn, train_loop_config=config,
-                torch_config=TorchConfig(backend=spec["loop_config"].get("collective_backend", "gloo")),
-                scaling_config=scaling_for(placement),
-                run_config=RunConfig(name=run_dir.name, storage_path=str(run_dir.parent),
-                                     failure_config=FailureConfig(max_failures=0),
-                                     checkpoint_config=CheckpointConfig(num_to_keep=2),
-                                     callbacks=[WorkerGroupRecorder(str(run_dir))]))
+            self._phase = "preparing"
+            trainer = build_trainer(spec, config, placement, run_dir)
             self._phase = "running"
             result = trainer.fit()
         except BaseException as exc:  # noqa: BLE001 - any failure is this attempt's outcome, for the controller

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from cluster.errors import ConfigError
-from runtime.datasets import DatasetError, inspect_table, prepare_splits
+from runtime.data import DatasetError, inspect_table, read_frame
+from runtime.data.ray_io import split_frame
+from runtime.data.splits import plan_for_frame
 from runtime.metrics import binary_metrics
 from runtime.specs import TrainingJob, load_job_yaml
 from tests.conftest import shared_path
@@ -38,7 +40,7 @@ def test_dataset_checks_name_the_column(tmp_path):
     german = shared_path("credit", "german_credit.csv")
     with pytest.raises(DatasetError, match="feature: column 'checking_account_status' is not numeric"):
         inspect_table(german, "bad", [])
-    with pytest.raises(DatasetError, match="label: column 'is_fraud' is not in german_credit.csv"):
+    with pytest.raises(DatasetError, match="label: column 'is_fraud' is not in .*german_credit.csv"):
         inspect_table(german, "is_fraud", [])
     with pytest.raises(DatasetError, match="dataset: .*missing.csv does not exist"):
         inspect_table(tmp_path / "missing.csv", "y", [])
@@ -47,10 +49,42 @@ def test_dataset_checks_name_the_column(tmp_path):
                    "other_installment_plans", "housing", "job", "telephone", "foreign_worker"]
     info = inspect_table(german, "bad", categorical)
     assert info.rows == 1000 and info.sha256 == "3482eb1e74e1e0801fb40482282f770bf4babfa314e24f15f86d2406deb6ae84"
-    splits = prepare_splits(german, "bad", categorical, 0.2, 0.2, seed=0)
-    assert len(splits.x_train) + len(splits.x_val) + len(splits.x_test) == 1000
-    assert abs(splits.y_test.mean() - 0.3) < 0.01  # stratified
-    assert abs(splits.x_train.mean()) < 1e-5
+    assert info.positives == 300 and info.columns[0] == "checking_account_status"
+
+
+def test_splits_are_exactly_stratified_reproducible_and_independent_of_blocks():
+    """Exactly round(n_class * fraction) rows of each class per split; the same rows for the same
+    seed whether the data is read whole or in blocks of any size; another seed, other rows."""
+    frame = read_frame(shared_path("credit", "german_credit.csv"))
+    plan = plan_for_frame(frame, "bad", seed=0, validation_fraction=0.2, test_fraction=0.2)
+    parts = split_frame(frame, plan)
+    assert {k: (len(v), int(v["bad"].sum())) for k, v in parts.items()} == {
+        "train": (600, 180), "val": (200, 60), "test": (200, 60)}
+    whole = plan.assign(frame)
+    blocks = np.concatenate([plan.assign(frame.iloc[i:i + 37]) for i in range(0, len(frame), 37)])
+    assert (whole == blocks).all()
+    shuffled = frame.sample(frac=1.0, random_state=1)
+    assert (plan.assign(shuffled) == whole[shuffled.index.to_numpy()]).all()
+    other = plan_for_frame(frame, "bad", seed=1, validation_fraction=0.2, test_fraction=0.2)
+    assert (other.assign(frame) != whole).sum() > 300
+
+
+def test_datasets_as_directories_and_uris(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"amount": np.arange(10.0), "channel": ["web", "pos"] * 5, "is_fraud": [0, 1] * 5})
+    (tmp_path / "parts").mkdir()
+    frame.iloc[:6].to_parquet(tmp_path / "parts" / "a.parquet")
+    frame.iloc[6:].to_parquet(tmp_path / "parts" / "b.parquet")
+    for source in (tmp_path / "parts", f"file://{tmp_path / 'parts'}"):
+        info = inspect_table(source, "is_fraud", ["channel"])
+        assert (info.rows, info.format, len(info.files), info.positives) == (10, "parquet", 2, 5)
+    frame.to_csv(tmp_path / "parts" / "c.csv", index=False)
+    with pytest.raises(DatasetError, match="mixes CSV and Parquet"):
+        inspect_table(tmp_path / "parts", "is_fraud", ["channel"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no .csv or .parquet file"):
+        inspect_table(tmp_path / "empty", "is_fraud", [])
 
 
 def test_metrics_and_the_jrt0221_bar():

@@ -1,0 +1,122 @@
+"""Training data as Ray Datasets: read lazily in blocks, split by `SplitPlan`, transformed by the
+fitted preprocessing graph, and handed to Ray Train, which gives each worker its shard
+(`ray.train.get_dataset_shard`). The one full pass over the data that preparing needs (each
+row's split hash and label: 9 bytes a row) and the training sample the preprocessing is fitted on
+(at most `max_fit_rows` rows) run as Ray Data tasks inside the cluster, never in the server.
+
+Ray Data's tasks ask for no CPU: a training job may hold every core of its nodes, and its input
+pipeline feeds those same workers (with CPU asks, Ray Data waits forever for a free core).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from runtime.data.preprocess import Preprocessing, fit_preprocessing
+from runtime.data.splits import SplitPlan, plan_from_uniforms, row_uniforms
+from runtime.data.tables import arrow_dataset, is_numeric, locate
+
+NO_CPU = {"num_cpus": 0}
+MAX_FIT_ROWS = 200_000
+PLAN_FILE, PREPROCESSING_FILE, COLUMNS_FILE = "split_plan.json", "preprocessing.onnx", "columns.json"
+
+
+def read_dataset(source: str):
+    """The dataset as a lazy Ray Dataset (CSV or Parquet files, a directory, or a URI)."""
+    import ray.data
+
+    filesystem, files, fmt = locate(source)
+    reader = ray.data.read_parquet if fmt == "parquet" else ray.data.read_csv
+    return reader(files, filesystem=filesystem, ray_remote_args=NO_CPU)
+
+
+@dataclass
+class PreparedData:
+    """What every worker of a job needs to read its rows: the split plan and the preprocessing."""
+
+    plan: SplitPlan
+    preprocessing: Preprocessing
+
+    def save(self, directory: Path) -> None:
+        """Write the three files into `directory` (a checkpoint carries them)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / PLAN_FILE).write_text(json.dumps(self.plan.to_json()))
+        (directory / PREPROCESSING_FILE).write_bytes(self.preprocessing.onnx_bytes)
+        pre = self.preprocessing
+        (directory / COLUMNS_FILE).write_text(json.dumps({"numeric": pre.numeric, "categorical": pre.categorical,
+                                                          "features": pre.feature_names}))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> PreparedData:
+        folder = Path(directory)
+        columns = json.loads((folder / COLUMNS_FILE).read_text())
+        plan = SplitPlan.from_json(json.loads((folder / PLAN_FILE).read_text()))
+        return cls(plan, Preprocessing((folder / PREPROCESSING_FILE).read_bytes(), columns["numeric"],
+                                       columns["categorical"], columns["features"]))
+
+    @staticmethod
+    def saved_in(directory: str | Path) -> bool:
+        return all((Path(directory) / name).exists() for name in (PLAN_FILE, PREPROCESSING_FILE, COLUMNS_FILE))
+
+
+def feature_columns(source: str, label: str, categorical: list[str]) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) feature columns in the dataset's column order."""
+    schema = arrow_dataset(source).schema
+    numeric = [n for n in schema.names if n != label and n not in categorical and is_numeric(schema.field(n).type)]
+    return numeric, [n for n in schema.names if n in categorical]
+
+
+def prepare(source: str, label: str, categorical: list[str], validation_fraction: float, test_fraction: float,
+            seed: int, max_fit_rows: int = MAX_FIT_ROWS) -> PreparedData:
+    """One streaming pass for the split plan, then the preprocessing fitted on (a hash sample of at
+    most `max_fit_rows` of) the training rows only."""
+    numeric, cats = feature_columns(source, label, categorical)
+    columns = [c for c in arrow_dataset(source).schema.names if c != label]
+    dataset = read_dataset(source)
+
+    def hashes(batch: pd.DataFrame) -> dict:
+        batch = batch[batch[label].notna()]
+        return {"u": row_uniforms(batch, columns, seed), "y": batch[label].astype(np.int8).to_numpy()}
+
+    uniforms, labels = [], []
+    for part in dataset.map_batches(hashes, batch_format="pandas", **NO_CPU).iter_batches(batch_format="numpy",
+                                                                                         batch_size=None):
+        uniforms.append(part["u"])
+        labels.append(part["y"])
+    plan = plan_from_uniforms(label, columns, seed, validation_fraction, test_fraction, np.concatenate(uniforms),
+                              np.concatenate(labels))
+    rate = plan.sample_rate(max_fit_rows)
+
+    def training_sample(batch: pd.DataFrame) -> pd.DataFrame:
+        batch = batch[batch[label].notna()]
+        return batch[(plan.assign(batch) == "train") & plan.sampled(batch, rate)]
+
+    sample = dataset.map_batches(training_sample, batch_format="pandas", **NO_CPU).to_pandas()
+    onnx_bytes, names = fit_preprocessing(sample, numeric, cats)
+    return PreparedData(plan, Preprocessing(onnx_bytes, numeric, cats, names))
+
+
+def features_and_labels(batch: pd.DataFrame, prepared: PreparedData, split: str) -> dict:
+    """{"x": (rows, features) float32, "y": (rows,) float32} for the batch's rows in `split`."""
+    label = prepared.plan.label
+    batch = batch[batch[label].notna()]
+    mine = batch[prepared.plan.assign(batch) == split]
+    return {"x": prepared.preprocessing.transform(mine), "y": mine[label].to_numpy(dtype=np.float32)}
+
+
+def split_dataset(source: str, prepared: PreparedData, split: str):
+    """The rows of one split as a lazy Ray Dataset of features and labels."""
+    return read_dataset(source).map_batches(features_and_labels, fn_args=(prepared, split), batch_format="pandas",
+                                            **NO_CPU)
+
+
+def split_frame(frame: pd.DataFrame, plan: SplitPlan) -> dict[str, pd.DataFrame]:
+    """An in-memory frame's rows per split (for small data: compression, tests, reference models)."""
+    frame = frame[frame[plan.label].notna()]
+    assigned = plan.assign(frame)
+    return {split: frame[assigned == split] for split in ("train", "val", "test")}
