@@ -55,9 +55,9 @@ def main() -> None:
     torch.set_num_threads(1)
     from runtime import Client, TrainingJob
     from runtime.artifacts.signing import generate_keypair
+    from runtime.compression.data import load_compression_data
     from runtime.compression.pipeline import compress
-    from runtime.datasets import prepare_splits
-    from runtime.training.loop import build_model
+    from runtime.training.models import build_model
 
     work = Path(tempfile.mkdtemp(prefix="suanli-infer-"))
     private, public = generate_keypair(work / "keys")
@@ -67,11 +67,11 @@ def main() -> None:
             sys.exit(job.logs())
         artifact = client.export(job, work / "teacher", private)
         checkpoint = job.result().checkpoint
-    state = torch.load(Path(checkpoint) / "state.pt", weights_only=False)
+    state = torch.load(Path(checkpoint) / "state.pt", weights_only=True)
     teacher = build_model(state["model_name"], len(state["features"]), state["hidden"]).eval()
     teacher.load_state_dict(state["model"])
     layers = [len(state["features"]), *state["hidden"], 1]
-    splits = prepare_splits(path, args.label, [], 0.2, 0.2, 0)
+    splits = load_compression_data(artifact)  # the artifact's own split and preprocessing
     report = compress(artifact, work / "compressed", private_key=private, public_key=public)
     teacher_b1, teacher_p50, teacher_p99 = eager_rows_per_s(teacher, splits.x_test, 1, 2000)
     teacher_b256, _, _ = eager_rows_per_s(teacher, splits.x_test, 256, 200)

@@ -5,8 +5,15 @@
 - recovery: on an emulated 3-node cluster, seconds from a worker node's loss to the next epoch (the
   controller gets a new placement from the scheduler and launches a new attempt from the last
   checkpoint), and the epochs and steps repeated;
-- quality: test AUC of suanli's logistic regression and MLP against scikit-learn's
-  LogisticRegression on the same split, for each dataset in ../shared/data/credit.
+- quality: test AUC of suanli's logistic regression, MLP, XGBoost and LightGBM beside
+  scikit-learn's LogisticRegression and HistGradientBoostingClassifier fitted on the same training
+  rows and features (the job's own split plan and preprocessing), for each set in
+  ../shared/data/credit;
+- gbdt: XGBoost training throughput (training rows x trees per second of boosting) with 1 and 2
+  workers on generated payment transactions;
+- memory: peak resident memory of each XGBoost worker training on a generated dataset of
+  `--memory-rows` (5 million by default) rows with 2 workers, beside one process that loads and
+  preprocesses the same data whole (what every worker did before data came through Ray Data).
 
 Jobs go through a `suanli server` (the local one for scaling and quality; one joined to the
 emulated cluster for recovery). The control plane's own overhead is in control_plane.py.
@@ -49,13 +56,14 @@ def _job(client, **kw):
 
 
 def scaling_and_quality(rows: int) -> tuple[dict, dict]:
-    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
     from runtime import Client
+    from runtime.data import read_frame
+    from runtime.data.ray_io import PreparedData, split_frame
     from runtime.datagen import write_transactions
-    from runtime.datasets import prepare_splits
     from runtime.server.local import stop_local_server
 
     state = Path(tempfile.mkdtemp(prefix="suanli-bench-"))
@@ -75,6 +83,17 @@ def scaling_and_quality(rows: int) -> tuple[dict, dict]:
             trained = sum(e["steps"] for e in epochs) * 512 * workers
             scaling[f"samples_per_s_{workers}_workers"] = round(trained / seconds)
         scaling["ratio_2_over_1"] = round(scaling["samples_per_s_2_workers"] / scaling["samples_per_s_1_workers"], 2)
+        for workers in (1, 2):
+            job = _job(client, name=f"gbdt-{workers}", model="xgboost", dataset=str(data), label="is_fraud",
+                       categorical=["channel", "device"], workers=workers, device="cpu", trees=200, epochs=4,
+                       early_stopping_rounds=10_000)
+            result = job.result()
+            epochs = result.provenance["modelling"]["epochs"]
+            train_rows = round(rows * 0.6)
+            scaling[f"gbdt_row_trees_per_s_{workers}_workers"] = round(
+                train_rows * sum(e["steps"] for e in epochs) / sum(e["epoch_seconds"] for e in epochs))
+        scaling["gbdt_ratio_2_over_1"] = round(scaling["gbdt_row_trees_per_s_2_workers"]
+                                               / scaling["gbdt_row_trees_per_s_1_workers"], 2)
         quality = {}
         for name, (label, categorical) in CREDIT.items():
             path = SHARED_DATA / "credit" / name
@@ -82,19 +101,65 @@ def scaling_and_quality(rows: int) -> tuple[dict, dict]:
                 quality[name] = "skipped: ../shared/data/credit is absent"
                 continue
             row = {}
-            for model in ("logistic", "mlp"):
+            for model in ("logistic", "mlp", "xgboost", "lightgbm"):
+                extra = {"epochs": 30, "batch_size": 64, "hidden": [64, 32]} if model in ("logistic", "mlp") else {}
                 job = _job(client, name=f"q-{model}-{name.split('_')[0]}", model=model, dataset=str(path),
-                           label=label, categorical=categorical, workers=1, device="cpu", epochs=30,
-                           batch_size=64, hidden=[64, 32])
+                           label=label, categorical=categorical, workers=1, device="cpu", **extra)
                 row[f"suanli_{model}_auc"] = round(job.result().metrics["auc"], 4)
-            splits = prepare_splits(path, label, categorical, 0.2, 0.2, seed=0)
-            baseline = LogisticRegression(max_iter=5000).fit(np.vstack([splits.x_train, splits.x_val]),
-                                                              np.concatenate([splits.y_train, splits.y_val]))
-            row["sklearn_logistic_auc"] = round(float(roc_auc_score(splits.y_test,
-                                                                     baseline.predict_proba(splits.x_test)[:, 1])), 4)
+                checkpoint = job.result().checkpoint
+            prepared = PreparedData.load(checkpoint)  # the split and preprocessing the jobs used
+            parts = split_frame(read_frame(path), prepared.plan)
+            x = {k: prepared.preprocessing.transform(v) for k, v in parts.items()}
+            y = {k: v[label].to_numpy() for k, v in parts.items()}
+            for key, reference in (("sklearn_logistic_auc", LogisticRegression(max_iter=5000)),
+                                   ("sklearn_histgb_auc", HistGradientBoostingClassifier(random_state=0))):
+                reference.fit(x["train"], y["train"])
+                row[key] = round(float(roc_auc_score(y["test"], reference.predict_proba(x["test"])[:, 1])), 4)
             quality[name] = row
     stop_local_server(state / "store")
     return scaling, quality
+
+
+WHOLE_LOAD = """
+import json, resource, sys
+from runtime.data import read_frame
+from runtime.data.ray_io import PreparedData
+frame = read_frame(sys.argv[1])
+x = PreparedData.load(sys.argv[2]).preprocessing.transform(frame)
+print(json.dumps({"rows": len(frame), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def memory(rows: int) -> dict:
+    """Peak RSS per XGBoost worker (2 workers) on `rows` generated rows vs one whole load."""
+    import json
+    import subprocess
+
+    from runtime import Client
+    from runtime.datagen import generate_transactions
+    from runtime.server.local import stop_local_server
+
+    state = Path(tempfile.mkdtemp(prefix="suanli-memory-"))
+    data = state / "tx.parquet"
+    generate_transactions(rows=rows, seed=1).to_parquet(data, row_group_size=250_000)
+    try:
+        with Client(state_dir=state / "store") as client:
+            job = _job(client, name="memory", model="xgboost", dataset=str(data), label="is_fraud",
+                       categorical=["channel", "device"], workers=2, device="cpu", trees=40, epochs=2,
+                       early_stopping_rounds=10_000)
+            result = job.result()
+            attempt = Path(result.provenance_path).parent / f"attempt-{job.info()['attempts']}"
+            workers = [json.loads(line) for line in (attempt / "memory.jsonl").read_text().splitlines()]
+            whole = json.loads(subprocess.run([sys.executable, "-c", WHOLE_LOAD, str(data), result.checkpoint],
+                                              capture_output=True, text=True, check=True,
+                                              cwd=Path(__file__).resolve().parent.parent).stdout)
+    finally:
+        stop_local_server(state / "store")
+    per_worker = max(w["peak_rss_mb"] for w in workers)
+    return {"rows": rows, "bytes_on_disk": data.stat().st_size, "workers": 2,
+            "peak_rss_mb_per_worker": sorted(w["peak_rss_mb"] for w in workers),
+            "peak_rss_mb_whole_load": round(whole["peak_rss_mb"], 1),
+            "worker_over_whole": round(per_worker / whole["peak_rss_mb"], 2), "test_auc": round(result.metrics["auc"], 4)}
 
 
 def recovery() -> dict:
@@ -138,16 +203,21 @@ def recovery() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--memory-rows", type=int, default=5_000_000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     scaling, quality = scaling_and_quality(args.rows)
+    mem = memory(args.memory_rows)
     rec = recovery()
-    result = {"scaling": scaling, "recovery": rec, "quality": quality}
-    auc = "; ".join(f"{k.split('_')[0]}: suanli MLP {v['suanli_mlp_auc']}, LR {v['suanli_logistic_auc']} vs "
-                    f"sklearn {v['sklearn_logistic_auc']}" for k, v in quality.items() if isinstance(v, dict))
-    markdown = (f"| training | 2 workers / 1 worker samples/s {scaling['ratio_2_over_1']}x | "
+    result = {"scaling": scaling, "recovery": rec, "quality": quality, "memory": mem}
+    auc = "; ".join(f"{k.split('_')[0]}: LR {v['suanli_logistic_auc']}, MLP {v['suanli_mlp_auc']}, XGBoost "
+                    f"{v['suanli_xgboost_auc']}, LightGBM {v['suanli_lightgbm_auc']} vs sklearn LR "
+                    f"{v['sklearn_logistic_auc']}, HistGB {v['sklearn_histgb_auc']}"
+                    for k, v in quality.items() if isinstance(v, dict))
+    markdown = (f"| training | 2/1 workers: MLP {scaling['ratio_2_over_1']}x, XGBoost {scaling['gbdt_ratio_2_over_1']}x | "
                 f"recovery {rec['seconds_to_next_epoch']} s to next epoch, {rec['epochs_repeated']} epoch(s) repeated | "
-                f"AUC {auc} |")
+                f"{mem['rows']:,} rows: peak {max(mem['peak_rss_mb_per_worker']):.0f} MB per worker vs "
+                f"{mem['peak_rss_mb_whole_load']:.0f} MB whole | AUC {auc} |")
     emit("training", result, markdown, args.json)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from rich.table import Table
 
 from runtime.cli.capacity import capacity_table
@@ -85,15 +84,15 @@ def demo() -> None:
         console.print(metrics_table(job.id, result.metrics))
         console.print(f"provenance: {result.provenance_path} (workers on their placed nodes: "
                       f"{result.provenance['modelling']['environment']['workers_on_placed_nodes']})")
-        serve(client, job, state_dir)
+        serve(client, job, state_dir, dataset, label)
         client.close()
     finally:
         ray.shutdown()
         stop_local_server(state_dir, stop_ray=True)
 
 
-def serve(client, job, state_dir: Path) -> None:
-    """Export, sign, compress (distil, quantize), verify, deploy two replicas and predict."""
+def serve(client, job, state_dir: Path, dataset: Path, label: str) -> None:
+    """Export, sign, compress (distil, quantize), verify, deploy two replicas and predict raw rows."""
     from runtime.artifacts.signing import generate_keypair, verify_directory
 
     private, public = generate_keypair(state_dir / "keys")
@@ -115,12 +114,11 @@ def serve(client, job, state_dir: Path) -> None:
     endpoint = client.deploy(report["chosen_path"], replicas=2, latency="realtime", public_key=str(public),
                              thresholds={"block": 0.9, "hold": 0.7, "warn": 0.5})
     try:
-        import json
+        from runtime.data import read_frame
 
-        features = json.loads((Path(report["chosen_path"]) / "preprocessing.json").read_text())
-        rows = np.asarray(features["mean"])[None, :].repeat(3, axis=0)
-        rows[1] += 3 * np.asarray(features["scale"])
-        rows[2] -= 3 * np.asarray(features["scale"])
+        frame = read_frame(dataset)
+        picked = [frame[frame[label] == 1].iloc[0], frame[frame[label] == 0].iloc[0], frame[frame[label] == 0].iloc[1]]
+        rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.drop(labels=[label]).items()} for r in picked]
         scores = endpoint.predict(rows)
         decisions = endpoint.decide(rows)
         for i, (p, d) in enumerate(zip(scores, decisions, strict=True)):

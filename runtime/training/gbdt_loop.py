@@ -73,6 +73,7 @@ def _final(run: WorkerRun, blocks: _Blocks, epoch: int, val: dict, save_model, p
     """Checkpoint the final (best-round) model, evaluate it on the test split, report."""
     import ray.train
 
+    run.record_memory()
     checkpoint = None
     metrics = {"epoch": epoch, "trees": trees, "world_size": run.world, **val}
     if run.rank == 0:

@@ -95,6 +95,8 @@ def torch_train_loop(config: dict) -> None:
             if last:
                 run.evaluate(lambda x: _scores(model, x, device))
             run.log_epoch(metrics, checkpoint is not None)
+        if last:
+            run.record_memory()
         ray.train.report(metrics, checkpoint=checkpoint)
         if config.get("seconds_per_epoch"):  # slows the loop down for recovery tests and demos
             time.sleep(config["seconds_per_epoch"])

@@ -80,6 +80,14 @@ class WorkerRun:
         write_meta(directory, epoch, self.config["model"], **extra)
         return ray.train.Checkpoint.from_directory(str(directory))
 
+    def record_memory(self) -> None:
+        """Append this worker's peak resident memory to memory.jsonl (every rank, at the end)."""
+        import resource
+
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        with (self.run_dir / "memory.jsonl").open("a") as f:
+            f.write(json.dumps({"rank": self.rank, "peak_rss_mb": round(peak_mb, 1)}) + "\n")
+
     def log_epoch(self, metrics: dict, checkpointed: bool) -> None:
         with (self.run_dir / PROGRESS_FILE).open("a") as f:
             f.write(json.dumps({**metrics, "time": time.time(), "checkpointed": checkpointed}) + "\n")

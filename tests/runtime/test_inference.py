@@ -8,13 +8,13 @@ import cluster
 from runtime.artifacts.artifact import load_artifact
 from runtime.artifacts.signing import SignatureError
 from runtime.inference.endpoint import check_thresholds, deploy
-from tests.runtime.test_artifacts import keys, make_artifact, raw_rows, trained  # noqa: F401 - fixtures
+from tests.runtime.test_artifacts import keys, make_artifact, trained  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.ray
 
 
 def test_realtime_replicas_start_at_the_edge_of_their_site(demo_cluster, tmp_path, trained, keys):  # noqa: F811
-    _, splits, _ = trained
+    _, test, _ = trained
     directory = make_artifact(tmp_path, trained, keys)
     endpoint = deploy(directory, replicas=2, latency="realtime", site="branch-sh", public_key=str(keys[1]),
                       thresholds={"block": 0.9, "hold": 0.7, "warn": 0.5})
@@ -23,7 +23,7 @@ def test_realtime_replicas_start_at_the_edge_of_their_site(demo_cluster, tmp_pat
         where = [nodes[i["node_id"]] for i in endpoint.info()]
         assert where[0].tier == "edge" and where[0].site == "branch-sh"  # the edge node has one core: one replica
         assert where[1].tier == "center"  # the second goes to the centre
-        rows = raw_rows(splits, splits.x_test[:20])
+        rows = test.drop(columns=["class"]).head(20).to_dict("records")  # raw rows, as a caller sends them
         expected = load_artifact(directory, keys[1]).predict(rows)
         np.testing.assert_allclose(endpoint.predict(rows), expected, atol=1e-6)
         np.testing.assert_allclose(endpoint.predict(rows), expected, atol=1e-6)  # the other replica agrees
