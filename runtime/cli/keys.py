@@ -58,7 +58,10 @@ def verify(
 def compress(
     artifact: Path = typer.Argument(..., help="Signed artifact directory."),
     out: Path = typer.Option(..., "--out", help="Directory for the candidate artifacts."),
-    methods: str = typer.Option("distillation,quantize_dynamic,quantize_static,pruning", "--methods"),
+    methods: str = typer.Option("", "--methods", help="Comma-separated: distillation, quantize_dynamic, "
+                                "quantize_static, pruning, tree_truncation (default: those that fit the model)."),
+    kind: str = typer.Option("cpu", "--kind", help="Device kind the model will be served on (cpu, gpu, npu): "
+                             "candidates are timed with its ONNX Runtime providers."),
     key: Path | None = typer.Option(None, "--key", help="Private key (default: $SUANLI_SIGNING_KEY)."),
     public_key: Path | None = typer.Option(None, "--public-key", help="Public key (default: $SUANLI_PUBLIC_KEY)."),
 ) -> None:
@@ -69,7 +72,8 @@ def compress(
     from runtime.compression.pipeline import compress as run
 
     try:
-        report = run(artifact, out, [m.strip() for m in methods.split(",") if m.strip()], key, public_key)
+        report = run(artifact, out, [m.strip() for m in methods.split(",") if m.strip()] or None, key, public_key,
+                     kind=kind)
     except (SignatureError, ValueError) as exc:
         raise fail(str(exc)) from None
     table = Table(title=f"compression of {artifact.name} (chosen: {report['chosen']})")
@@ -80,4 +84,6 @@ def compress(
         table.add_row(name, f"{m['auc']:.4f}", f"{m['size_bytes'] / 1024:.1f}", f"{m['batch1_p50_ms']:.3f}",
                       f"{m['batch1_rows_per_s']:,.0f}", f"{m['batch256_rows_per_s']:,.0f}")
     console.print(table)
+    for method, why in report["skipped"].items():
+        console.print(f"skipped {method}: {why}")
     console.print(f"chosen artifact: {report['chosen_path']}")

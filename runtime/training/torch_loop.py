@@ -19,6 +19,42 @@ from runtime.training.models import build_model
 from runtime.training.worker import WorkerRun, validation_metrics
 
 SHUFFLE_BUFFER_ROWS = 10_000
+CACHE_ROWS = 2_000_000  # a shard (or the validation split) up to this many rows is kept after its first pass
+
+
+class EpochBatches:
+    """A worker's training batches, epoch after epoch: streamed from its Ray Data shard (a bounded
+    local shuffle buffer) the first time; a shard of at most CACHE_ROWS rows is kept in memory then
+    and reshuffled each epoch (small data would otherwise pay a Ray Data pipeline start per epoch),
+    a larger one is streamed again."""
+
+    def __init__(self, shard, batch_size: int, device, seed: int):
+        self.shard, self.batch_size, self.device, self.seed = shard, batch_size, device, seed
+        self.cached = None
+
+    def epoch(self, epoch: int):
+        import torch
+
+        if self.cached is not None:
+            x, y = self.cached
+            order = torch.from_numpy(np.random.default_rng(self.seed + epoch).permutation(len(x)))
+            for i in range(0, len(x), self.batch_size):
+                index = order[i:i + self.batch_size]
+                yield x[index].to(self.device), y[index].to(self.device)
+            return
+        kept, rows = [], 0
+        for batch in self.shard.iter_torch_batches(batch_size=self.batch_size, dtypes=torch.float32,
+                                                   local_shuffle_buffer_size=SHUFFLE_BUFFER_ROWS,
+                                                   local_shuffle_seed=self.seed + epoch):
+            if kept is not None:
+                rows += len(batch["y"])
+                if rows <= CACHE_ROWS:
+                    kept.append((batch["x"], batch["y"]))
+                else:
+                    kept = None
+            yield batch["x"].to(self.device), batch["y"].to(self.device)
+        if kept:
+            self.cached = (torch.cat([x for x, _ in kept]), torch.cat([y for _, y in kept]))
 
 
 def _stop_requested(run: WorkerRun, device) -> bool:
@@ -63,18 +99,17 @@ def torch_train_loop(config: dict) -> None:
         optimiser.load_state_dict(state["optimiser"])
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(run.positive_weight, device=device))
     run.record_worker(str(device), start_epoch)
-    shard = ray.train.get_dataset_shard("train")
+    batches = EpochBatches(ray.train.get_dataset_shard("train"), config["batch_size"], device, config["seed"])
+    validation = None
     for epoch in range(start_epoch, config["epochs"]):
         if _stop_requested(run, device):
             return  # the run ends cleanly: Ray Train releases the workers and their placement group
         started = time.time()
         ddp.train()
         total, steps = 0.0, 0
-        for batch in shard.iter_torch_batches(batch_size=config["batch_size"], dtypes=torch.float32, device=str(device),
-                                              local_shuffle_buffer_size=SHUFFLE_BUFFER_ROWS,
-                                              local_shuffle_seed=config["seed"] + epoch):
+        for xb, yb in batches.epoch(epoch):
             optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(ddp(batch["x"]), batch["y"])
+            loss = loss_fn(ddp(xb), yb)
             loss.backward()
             optimiser.step()
             total += float(loss)
@@ -84,7 +119,9 @@ def torch_train_loop(config: dict) -> None:
         checkpoint = None
         last = epoch == config["epochs"] - 1
         if run.rank == 0:
-            x_val, y_val = run.shard("val")
+            x_val, y_val = validation or run.shard("val")
+            if len(y_val) <= CACHE_ROWS:
+                validation = (x_val, y_val)
             metrics.update(validation_metrics(y_val, _scores(model, x_val, device)))
             if (epoch + 1) % config["checkpoint_every"] == 0 or last:
                 directory = run.new_checkpoint()
