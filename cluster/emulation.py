@@ -172,6 +172,13 @@ class EmulatedCluster:
                 return
         raise KeyError(f"node_id: no emulated node {ray_node_id}")
 
+    def add_node_like(self, index: int) -> str:
+        """Start a new node built like the spec's node `index` (a lost machine coming back); its
+        Ray node id."""
+        node = self._cluster.add_node(**ray_node_args(self.spec, index, self.spec.expanded()[index]))
+        self._cluster.wait_for_nodes()
+        return node.node_id
+
     def shutdown(self) -> None:
         """Disconnect the driver and stop every node."""
         import ray

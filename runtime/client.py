@@ -192,11 +192,13 @@ class Client:
         self._http.close()
 
     # ---- HTTP --------------------------------------------------------------------------------
-    def request(self, method: str, path: str, body: dict | None = None, text: bool = False):
+    def request(self, method: str, path: str, body: dict | None = None, text: bool = False,
+                timeout: float | None = None):
         """One API call: the JSON (or text) answer; ApiError (SpecError 4xx, JobNotFound 404) with
         the server's one line, ServerUnavailable when it cannot be reached."""
         try:
-            response = self._http.request(method, path, json=body)
+            response = self._http.request(method, path, json=body,
+                                          timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
         except httpx.TransportError as exc:
             raise ServerUnavailable(f"server: cannot reach {self.url} ({type(exc).__name__}: {exc}); is "
                                     "'suanli server' running there? (SUANLI_SERVER names the server)") from None
@@ -205,7 +207,8 @@ class Client:
                 message = response.json().get("detail", response.text)
             except ValueError:
                 message = response.text
-            error = {404: JobNotFound}.get(response.status_code, SpecError if response.status_code < 500 else ApiError)
+            not_found = JobNotFound if path.startswith("/jobs") else SpecError
+            error = {404: not_found}.get(response.status_code, SpecError if response.status_code < 500 else ApiError)
             raise error(response.status_code, str(message))
         return response.text if text else response.json()
 
@@ -301,17 +304,20 @@ class Client:
         return self._verified(lambda: compress(artifact, out_root, methods, private_key, public_key, auc_tolerance,
                                                kind=kind), artifact=artifact)
 
-    def deploy(self, artifact: str | Path, replicas: int = 2, latency: str = "realtime", site: str | None = None,
-               public_key: str | None = None, thresholds: dict | None = None):
-        """Serve a signed artifact from replicas placed by the scheduler on the server's Ray cluster
-        (this process joins that cluster as a driver; it starts none)."""
-        import cluster
-        from runtime.inference.endpoint import deploy
+    def deploy(self, registry: str | Path, model: str, version: int | str = "production", sites=(),
+               public_key: str | Path | None = None, **settings):
+        """Deploy a registry version on the server's Ray Serve: an edge deployment at each of
+        `sites`, one in the centre, the edge-first router as the HTTP entry. `settings` are those of
+        `runtime.serving.deploy.ServeSettings` (thresholds, replicas, queue bounds, batching,
+        deadline). Returns an Endpoint (URLs, `.client(site)`, `.score(rows, site)`, `.handle()`).
+        A withdrawn or unknown version is refused (SpecError 403/404) and nothing is deployed."""
+        from runtime.serving.client import Endpoint
 
-        self.report("artifact-deployed", artifact=artifact, replicas=replicas, site=site, latency=latency)
-        cluster.connect(cluster.load_config().model_copy(update={"ray_address": self.server_info["ray_address"]}))
-        return self._verified(lambda: deploy(artifact, replicas=replicas, latency=latency, site=site,
-                                             public_key=public_key, thresholds=thresholds), artifact=artifact)
+        body = {"registry": str(Path(registry).resolve()), "model": model, "version": version,
+                "public_key": str(Path(public_key).resolve()) if public_key else None,
+                "settings": {"sites": list(sites), **settings}}
+        data = self.request("POST", "/deployments", body, timeout=600)  # replicas start and load first
+        return Endpoint(data["app"], data["model"], data["url"], data["sites"])
 
     def registry(self, root: str | Path, public_key: str | Path | None = None):
         """The model registry in `root`, with every change and refused artifact in the audit log."""

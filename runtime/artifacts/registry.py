@@ -137,6 +137,10 @@ class Registry:
                 self.on_event("verify-failed", name, found.version, str(exc))
             raise
 
+    def record_deploy(self, name: str, version: int, actor: str, detail: str) -> None:
+        """Record that `actor` deployed a version (and where) in the registry's history."""
+        self._event(actor, "deploy", name, version, detail)
+
     def promote(self, name: str, version: int, actor: str) -> ModelVersion:
         """Make `version` the production one; the previous production version is archived (kept)."""
         target = self.version(name, version)

@@ -92,7 +92,7 @@ def demo() -> None:
 
 
 def serve(client, job, state_dir: Path, dataset: Path, label: str) -> None:
-    """Export, sign, compress (distil, quantize), verify, deploy two replicas and predict raw rows."""
+    """Export, sign, compress, verify, register, deploy on Ray Serve and score raw rows over HTTP."""
     from runtime.artifacts.signing import generate_keypair, verify_directory
 
     private, public = generate_keypair(state_dir / "keys")
@@ -111,18 +111,21 @@ def serve(client, job, state_dir: Path, dataset: Path, label: str) -> None:
     console.print(table)
     verify_directory(report["chosen_path"], public)
     console.print(f"verified {report['chosen_path']}")
-    endpoint = client.deploy(report["chosen_path"], replicas=2, latency="realtime", public_key=str(public),
-                             thresholds={"block": 0.9, "hold": 0.7, "warn": 0.5})
-    try:
-        from runtime.data import read_frame
+    registry = client.registry(state_dir / "registry", public_key=public)
+    version = registry.register(report["chosen_path"], "fraud", actor="demo")
+    registry.promote("fraud", version.version, actor="demo")
+    with console.status("deploying fraud:v1 on Ray Serve (centre replica, edge-first router)..."):
+        endpoint = client.deploy(registry.root, "fraud", public_key=public,
+                                 thresholds={"block": 0.9, "hold": 0.7, "warn": 0.5})
+    console.print(f"serving {endpoint.model} at {endpoint.centre_url}")
+    from runtime.data import read_frame
 
-        frame = read_frame(dataset)
-        picked = [frame[frame[label] == 1].iloc[0], frame[frame[label] == 0].iloc[0], frame[frame[label] == 0].iloc[1]]
-        rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.drop(labels=[label]).items()} for r in picked]
-        scores = endpoint.predict(rows)
-        decisions = endpoint.decide(rows)
-        for i, (p, d) in enumerate(zip(scores, decisions, strict=True)):
-            console.print(f"transaction {i}: fraud probability {p:.4f} -> {d}")
-        console.print(f"served by {len(endpoint.replicas)} replicas: {[i['provider'] for i in endpoint.info()]}")
-    finally:
-        endpoint.shutdown()
+    frame = read_frame(dataset)
+    picked = [frame[frame[label] == 1].iloc[0], frame[frame[label] == 0].iloc[0], frame[frame[label] == 0].iloc[1]]
+    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.drop(labels=[label]).items()} for r in picked]
+    with endpoint.client() as scoring:
+        for i, row in enumerate(rows):
+            answer = scoring.score(row, request_id=f"demo-{i}")
+            console.print(f"transaction {answer.request_id} (label {int(picked[i][label])}): fraud probability "
+                          f"{answer.scores[0]:.4f} -> {answer.decisions[0]} ({answer.model}, {answer.served_by['tier']} "
+                          f"replica, {answer.served_by['provider']})")

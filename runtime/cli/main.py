@@ -10,6 +10,7 @@ from runtime.cli.capacity import capacity
 from runtime.cli.demo import demo
 from runtime.cli.jobs import cancel, events, features, jobs, logs, submit
 from runtime.cli.keys import compress, keys_app, sign, verify
+from runtime.cli.serve import serve_app
 from runtime.cli.server import server, server_stop
 from runtime.cli.simulate import simulate_command
 from runtime.cli.users import quota_app, token_app, users_app
@@ -26,6 +27,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(quota_app, name="quota")
+app.add_typer(serve_app, name="serve")
 app.command()(demo)
 app.command("simulate")(simulate_command)
 

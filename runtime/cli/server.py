@@ -24,6 +24,7 @@ def server(
     lease_renew: float = typer.Option(2.0, "--lease-renew", help="Seconds between lease renewals."),
     profile: Path | None = typer.Option(None, "--profile", help="A `suanli bench --save-profile` file: measured "
                                         "throughputs for the scheduler."),
+    serve_port: int = typer.Option(8000, "--serve-port", help="Port of Ray Serve's HTTP entry for deployed models."),
     data_dir: list[Path] = typer.Option([], "--data-dir", help="Only datasets under these directories may be read "
                                         "(repeatable; default: any file the server's user can read)."),
     runs_dir: Path | None = typer.Option(None, "--runs-dir", help="Where attempts write checkpoints and progress "
@@ -51,7 +52,7 @@ def server(
         options = ServerOptions(
             state_dir=state_dir or cluster.load_config().state_path, host=host, port=port, store_url=store_url,
             ray_address=ray_address, emulate=emulate, policy=policy, lease_ttl_s=lease_ttl,
-            lease_renew_s=lease_renew, profile=profile, data_dirs=[d.expanduser().resolve() for d in data_dir],
+            lease_renew_s=lease_renew, profile=profile, serve_port=serve_port, data_dirs=[d.expanduser().resolve() for d in data_dir],
             metrics_public=metrics_public, runs_dir=runs_dir, jwt=jwt)
         instance = Server(options)
         instance.start()

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from runtime.server import API_VERSION
 from runtime.server.auth import PERMISSIONS
+from runtime.serving.deploy import ServeSettings
 from runtime.specs import FeatureJob, JobState, TrainingJob
 from runtime.store import JobRecord
 
@@ -102,8 +103,20 @@ ARTIFACT_EVENTS = {
     "artifact-signed": "artifacts:register", "artifact-compressed": "artifacts:compress",
     "artifact-registered": "artifacts:register", "artifact-promoted": "artifacts:promote",
     "artifact-rolled-back": "artifacts:promote", "artifact-withdrawn": "artifacts:withdraw",
-    "artifact-deployed": "artifacts:register", "artifact-verify-failed": None,
+    "artifact-deployed": "models:deploy", "artifact-verify-failed": None,
 }
+
+
+class DeployRequest(BaseModel):
+    """A registry version to serve: its registry (a directory on the server), name and version
+    (number or stage), the public key its signature must verify with, and the serving settings."""
+
+    model_config = {"extra": "forbid"}
+    registry: str
+    model: str
+    version: int | Literal["production", "staging"] = "production"
+    public_key: str | None = None
+    settings: ServeSettings = Field(default_factory=ServeSettings)
 
 
 class ArtifactEvent(BaseModel):
@@ -405,6 +418,58 @@ def create_app(server) -> FastAPI:
         level = "error" if body.type.endswith("failed") else "notice"
         record = server.audit.append(body.type, identity.name, body.detail, level=level, component="sdk")
         return {"seq": record["seq"]}
+
+    @app.post("/deployments", status_code=201)
+    def deploy_model(body: DeployRequest, identity: Identity = allow("models:deploy")) -> dict:
+        """Deploy a registry version on Ray Serve (edge deployments per site, one in the centre,
+        the edge-first router as HTTP entry); 404 unknown, 403 withdrawn, 422 bad settings."""
+        from runtime.artifacts.registry import Registry
+        from runtime.serving.deploy import deploy_version
+
+        root = resolve_dataset(body.registry, server.options.data_dirs, field="registry", output=True)
+        if not (Path(root) / "registry.db").is_file():
+            raise HTTPException(404, f"registry: {root} holds no registry (registry.db); register a model first")
+        registry = Registry(root, body.public_key)
+        try:
+            deployed = deploy_version(registry, body.model, body.version, identity.name, body.settings,
+                                      server.options.serve_port)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc).strip("'\"")) from None
+        except PermissionError as exc:
+            raise HTTPException(403, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        finally:
+            registry.close()
+        server.audit.append("artifact-deployed", identity.name, {**deployed, "sites": ",".join(deployed["sites"])},
+                            component="server")
+        return deployed
+
+    def deployments() -> list[dict]:
+        from ray import serve
+
+        try:
+            status = serve.status()
+        except Exception:  # noqa: BLE001 - Serve not started: nothing deployed
+            return []
+        return [{"app": name, "status": str(app.status.value if hasattr(app.status, "value") else app.status),
+                 "message": app.message, "deployments": {d: str(getattr(o.status, "value", o.status))
+                                                         for d, o in app.deployments.items()}}
+                for name, app in status.applications.items()]
+
+    @app.get("/deployments")
+    def list_deployments(identity: Identity = allow("models:deploy")) -> list[dict]:
+        return deployments()
+
+    @app.delete("/deployments/{name}")
+    def delete_deployment(name: str, identity: Identity = allow("models:deploy")) -> dict:
+        from runtime.serving.deploy import undeploy
+
+        if name not in {d["app"] for d in deployments()}:
+            raise HTTPException(404, f"deployment: no application {name!r}")
+        undeploy(name)
+        server.audit.append("artifact-undeployed", identity.name, {"app": name}, component="server")
+        return {"app": name, "deleted": True}
 
     @app.get("/audit/verify")
     def audit_verify(identity: Identity = allow("audit:read")) -> dict:

@@ -30,13 +30,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"jobs:submit", "jobs:read:all", "jobs:cancel:all", "capacity:read", "metrics:read",
                         "users:manage", "audit:read", "artifacts:compress", "artifacts:register",
                         "artifacts:promote", "artifacts:withdraw", "clusters:manage", "endpoints:score",
-                        "datasets:read"}),
+                        "datasets:read", "models:deploy"}),
     "data-engineer": frozenset({"datasets:read", "jobs:read:tenant", "capacity:read"}),
     "algorithm-engineer": frozenset({"jobs:submit", "jobs:read:own", "jobs:cancel:own", "artifacts:compress",
                                      "artifacts:register", "capacity:read"}),
     "business-analyst": frozenset({"metrics:read", "endpoints:score"}),
     "operator": frozenset({"capacity:read", "clusters:manage", "artifacts:promote", "artifacts:withdraw",
-                           "jobs:read:all", "metrics:read"}),
+                           "jobs:read:all", "metrics:read", "models:deploy"}),
     "auditor": frozenset({"audit:read", "jobs:read:all", "metrics:read"}),
 }
 DEFAULT_TTL_S = 24 * 3600.0

@@ -66,6 +66,7 @@ class ServerOptions:
     runs_dir: Path | None = None  # checkpoints and run files (default state_dir/runs); Ray's workers write here
     jwt: JwtIssuer | None = None
     audit_verify_s: float = 600.0
+    serve_port: int = 8000  # Ray Serve's HTTP entry for deployed models (loopback, head node)
 
 
 def os_user() -> str:

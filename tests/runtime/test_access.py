@@ -32,6 +32,8 @@ ROUTES = {
     ("GET", "/audit/tail"): "audit:read", ("GET", "/audit/verify"): "audit:read",
     ("POST", "/audit/events"): "any",  # the event's own permission is checked in the handler (below)
     ("GET", "/quotas"): "capacity:read", ("PUT", "/quotas/{scope}/{name}"): "users:manage",
+    ("POST", "/deployments"): "models:deploy", ("GET", "/deployments"): "models:deploy",
+    ("DELETE", "/deployments/{name}"): "models:deploy",
 }
 
 

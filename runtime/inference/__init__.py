@@ -1,1 +1,0 @@
-"""Serving signed models: ONNX Runtime sessions in Ray actors placed by the scheduler."""

@@ -1,0 +1,120 @@
+"""The scoring client a payment system embeds: given its site's edge address and the centre's, it
+sends each request (with a request id and a deadline) to the edge, and on no answer within the
+deadline, a connection error or a 5xx, sends the same request, same id, to the centre. Answers are
+idempotent, so a request answered twice is answered the same way. 4xx answers (bad rows) are
+raised at once, naming the row and field; 503 from both is raised as Overloaded with its
+Retry-After."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import httpx
+
+
+class Overloaded(RuntimeError):
+    """Both the edge and the centre refused the request for now; retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ScoringError(ValueError):
+    """The request itself is wrong (a 4xx): the message names the row and field."""
+
+
+@dataclass
+class Scores:
+    request_id: str
+    model: str
+    scores: list
+    decisions: list | None
+    served_by: dict
+    via: str  # "edge" or "centre": which address answered
+    fallback: str | None
+
+
+class ScoringClient:
+    """See the module docstring. `edge_url` and `centre_url` are score URLs (for a suanli
+    deployment: `<app>/sites/<site>/score` and `<app>/score`)."""
+
+    def __init__(self, edge_url: str | None, centre_url: str, deadline_s: float = 0.25, centre_timeout_s: float = 5.0):
+        self.edge_url, self.centre_url = edge_url, centre_url
+        self.deadline_s, self.centre_timeout_s = deadline_s, centre_timeout_s
+        self._http = httpx.Client(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ScoringClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _post(self, url: str, body: dict, timeout: float) -> httpx.Response:
+        return self._http.post(url, json=body, timeout=timeout)
+
+    def score(self, rows, request_id: str | None = None) -> Scores:
+        """Score `rows` (a dict or a list of dicts keyed by column)."""
+        body = {"rows": [rows] if isinstance(rows, dict) else rows, "request_id": request_id or str(uuid.uuid4())}
+        fallback = None
+        if self.edge_url:
+            try:
+                answer = self._post(self.edge_url, body, self.deadline_s)
+                if answer.status_code < 500:
+                    return self._parse(answer, "edge")
+                fallback = f"edge answered {answer.status_code}"
+            except httpx.TransportError as exc:  # timeouts included
+                fallback = f"edge: {type(exc).__name__}"
+        answer = self._post(self.centre_url, body, self.centre_timeout_s)
+        result = self._parse(answer, "centre")
+        result.fallback = result.fallback or fallback
+        return result
+
+    @staticmethod
+    def _parse(answer: httpx.Response, via: str) -> Scores:
+        if answer.status_code == 503:
+            raise Overloaded(answer.text, float(answer.headers.get("retry-after", "1")))
+        data = answer.json()
+        if 400 <= answer.status_code < 500:
+            raise ScoringError(data.get("error") or data.get("detail") or answer.text)
+        answer.raise_for_status()
+        return Scores(data["request_id"], data["model"], data["scores"], data.get("decisions"), data["served_by"], via,
+                      data.get("fallback"))
+
+
+@dataclass
+class Endpoint:
+    """A deployed model version: its HTTP entry and how to score through it."""
+
+    app: str
+    model: str
+    url: str
+    sites: list
+
+    def site_url(self, site: str) -> str:
+        """Scores at `site`'s edge (the centre when the edge fails)."""
+        return f"{self.url}/sites/{site}/score"
+
+    @property
+    def centre_url(self) -> str:
+        return f"{self.url}/score"
+
+    def client(self, site: str | None = None, deadline_s: float = 0.25) -> ScoringClient:
+        """A ScoringClient for `site` (edge first) or, with no site, the centre."""
+        return ScoringClient(self.site_url(site) if site else None, self.centre_url, deadline_s=deadline_s)
+
+    def score(self, rows, site: str | None = None, request_id: str | None = None) -> Scores:
+        """One request through a short-lived ScoringClient."""
+        with self.client(site) as scoring:
+            return scoring.score(rows, request_id)
+
+    def handle(self):
+        """Ray Serve's Python handle of the router (the caller must be connected to the cluster):
+        `handle.score_at_site.remote(site, body)`."""
+        from ray import serve
+
+        return serve.get_app_handle(self.app)

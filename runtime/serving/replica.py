@@ -1,0 +1,100 @@
+"""One scoring replica: a Ray Serve deployment class that reads an artifact's files once, verifies
+the signature over exactly those bytes, and builds its ONNX Runtime session from the same bytes
+(no file is reopened after verification, so a file swapped on disk afterwards is never served).
+Requests from several callers are scored together (`@serve.batch`); each answer carries the
+request id, the model version and where it was computed."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from ray import serve
+
+from runtime.artifacts.artifact import InputError, execution_providers, to_frame
+from runtime.artifacts.signing import SIGNATURE_FILE, verify_directory
+from runtime.data.preprocess import raw_inputs
+from runtime.serving.decisions import decide
+
+
+def read_verified(directory: str | Path, public_key: str | None) -> dict[str, bytes]:
+    """Every file of the artifact as bytes, read once, after verifying the signature over those
+    bytes (written to a private directory and verified there). SignatureError otherwise."""
+    source = Path(directory)
+    files = {p.relative_to(source).as_posix(): p.read_bytes() for p in sorted(source.rglob("*")) if p.is_file()}
+    if SIGNATURE_FILE not in files:
+        raise ValueError(f"artifact: {source} has no {SIGNATURE_FILE}; only signed artifacts are served")
+    private = Path(tempfile.mkdtemp(prefix="suanli-verify-"))
+    try:
+        for name, payload in files.items():
+            target = private / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(payload)
+        verify_directory(private, public_key)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return files
+
+
+class ScoringReplica:
+    """See the module docstring. `score(payload)` takes {"request_id", "rows"} and answers
+    {"request_id", "model", "scores", "decisions", "served_by"} or {"request_id", "error",
+    "status": 422} naming the row and field."""
+
+    def __init__(self, artifact_dir: str, public_key: str | None, kind: str, model_id: str, site: str, tier: str,
+                 thresholds: dict | None, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.002):
+        import onnxruntime as ort
+        import ray
+
+        files = read_verified(artifact_dir, public_key)
+        described = json.loads(files["preprocessing.json"])
+        self.numeric, self.categorical = described["numeric"], described["categorical"]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(files["model.onnx"], options, providers=execution_providers(kind))
+        self.model_id, self.thresholds = model_id, thresholds
+        self.where = {"site": site, "tier": tier, "node_id": ray.get_runtime_context().get_node_id(),
+                      "provider": self.session.get_providers()[0]}
+        self._score_frames.set_max_batch_size(max_batch_size)
+        self._score_frames.set_batch_wait_timeout_s(batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _score_frames(self, frames: list[pd.DataFrame]) -> list[np.ndarray]:
+        merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        numbers = merged.copy()
+        for column in self.numeric:
+            numbers[column] = pd.to_numeric(numbers[column], errors="coerce")
+        scores = self.session.run(["probability"], raw_inputs(numbers, self.numeric, self.categorical))[0]
+        bounds = np.cumsum([0] + [len(f) for f in frames])
+        return [scores[bounds[i]:bounds[i + 1]] for i in range(len(frames))]
+
+    async def score(self, payload: dict) -> dict:
+        request_id = str(payload.get("request_id") or "")
+        started = time.perf_counter()
+        try:
+            rows = payload.get("rows")
+            if rows is None or (isinstance(rows, list) and not rows):
+                raise InputError("rows: give at least one row (a dict keyed by column, or a list of them)")
+            frame = to_frame(rows, self.numeric, self.categorical)
+        except InputError as exc:
+            return {"request_id": request_id, "model": self.model_id, "status": 422, "error": str(exc)}
+        scores = await self._score_frames(frame)
+        values = [float(s) for s in scores]
+        answer = {"request_id": request_id, "model": self.model_id,
+                  "scores": [v if math.isfinite(v) else None for v in values],  # JSON has no NaN
+                  "served_by": self.where, "compute_ms": round((time.perf_counter() - started) * 1e3, 3)}
+        if self.thresholds:
+            answer["decisions"] = [decide(v, self.thresholds) for v in values]
+        return answer
+
+    def check_health(self) -> None:
+        """Serve's health check: the session answers."""
+        if self.session is None:
+            raise RuntimeError("no ONNX Runtime session")
