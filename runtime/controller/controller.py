@@ -59,6 +59,7 @@ class _Tracked:
     stop_asked_at: float | None = None
     forced: bool = False
     checkpoints_seen: set[str] = field(default_factory=set)
+    checkpoints_suspect: set[str] = field(default_factory=set)  # files differ from meta.json (being copied?)
     progress_size: int = -1  # bytes of this attempt's progress.jsonl when last read
 
 
@@ -265,16 +266,20 @@ class JobController:
 
     def _record_checkpoints(self, record: JobRecord, tracked: _Tracked, token: int) -> None:
         """Record each checkpoint the attempt persisted, once, with the sha256 its writer
-        computed; one whose bytes differ from that is left out (and logged)."""
+        computed. One whose files do not (yet) match it is looked at again next step (Ray Train
+        may still be copying it into place) and left out, logged once, while they differ."""
         for meta in sorted(self._attempt_dir(record.id, tracked.attempt).glob(f"checkpoint_*/{CHECKPOINT_META}")):
             path = str(meta.parent)
             if path in tracked.checkpoints_seen:
                 continue
-            tracked.checkpoints_seen.add(path)
             info = json.loads(meta.read_text())
             if checkpoint_digest(meta.parent) != info["sha256"]:
-                self.store.log(record.id, f"checkpoint {path} does not match the sha256 its writer recorded; ignored")
+                if path not in tracked.checkpoints_suspect:
+                    tracked.checkpoints_suspect.add(path)
+                    self.store.log(record.id, f"checkpoint {path} does not match the sha256 its writer recorded "
+                                              "(yet); not recorded while it differs")
                 continue
+            tracked.checkpoints_seen.add(path)
             self.store.record_checkpoint(record.id, tracked.attempt, int(info["epoch"]), path, info["sha256"], token)
 
     def _record_progress(self, record: JobRecord, tracked: _Tracked, token: int) -> None:

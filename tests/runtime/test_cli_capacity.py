@@ -3,6 +3,7 @@ cluster, no server), and `demo` (a local server started on first use, stopped at
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -52,7 +53,10 @@ def test_demo_runs_through_a_local_server_and_trains_with_two_workers():
     assert "real" in out.stdout and "EMULATED" not in out.stdout
     assert "SUCCEEDED: test AUC" in out.stdout and "AUC >= 0.75" in out.stdout
     assert "signed artifact" in out.stdout and "verified" in out.stdout and "-> " in out.stdout
-    assert "student-int8-dynamic" in out.stdout and "served by 2 replicas" in out.stdout
+    assert "student-int8-dynamic" in out.stdout and "serving fraud:v1 at http://127.0.0.1:" in out.stdout
+    decisions = re.findall(r"transaction demo-\d \(label \d\): fraud probability [0-9.]+ -> (block|hold|warn|pass) "
+                           r"\(fraud:v1, center replica", out.stdout)
+    assert len(decisions) == 3  # three raw rows scored over HTTP through Ray Serve
 
 
 def test_bad_emulation_file_fails_in_one_line_and_starts_nothing(tmp_path):
