@@ -26,13 +26,45 @@ MAX_FIT_ROWS = 200_000
 PLAN_FILE, PREPROCESSING_FILE, COLUMNS_FILE = "split_plan.json", "preprocessing.onnx", "columns.json"
 
 
+READ_BATCH_ROWS = 65_536
+
+
+def _read_pieces(pieces: pd.DataFrame, filesystem, fmt: str):
+    """Blocks of at most READ_BATCH_ROWS rows from each piece (a Parquet row group, or a whole
+    CSV file read as a stream)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    for path, row_group in zip(pieces["path"], pieces["row_group"], strict=True):
+        if fmt == "parquet":
+            with filesystem.open_input_file(path) as f:
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS, row_groups=[int(row_group)]):
+                    yield batch.to_pandas()
+        else:
+            with filesystem.open_input_stream(path, compression="detect") as f:
+                reader = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=8 << 20))
+                for batch in reader:
+                    yield batch.to_pandas()
+
+
 def read_dataset(source: str):
-    """The dataset as a lazy Ray Dataset (CSV or Parquet files, a directory, or a URI)."""
+    """The dataset as a lazy Ray Dataset (CSV or Parquet files, a directory, or a URI): one piece per
+    Parquet row group or CSV file, read in blocks by tasks that ask for no CPU (Ray Data's own
+    readers list files in a task that needs a whole core, which a job holding every core of its
+    nodes never frees)."""
+    import pyarrow.parquet as pq
     import ray.data
 
     filesystem, files, fmt = locate(source)
-    reader = ray.data.read_parquet if fmt == "parquet" else ray.data.read_csv
-    return reader(files, filesystem=filesystem, ray_remote_args=NO_CPU)
+    pieces = []
+    for path in files:
+        if fmt == "parquet":
+            with filesystem.open_input_file(path) as f:
+                pieces += [{"path": path, "row_group": i} for i in range(pq.ParquetFile(f).num_row_groups)]
+        else:
+            pieces.append({"path": path, "row_group": -1})
+    return ray.data.from_items(pieces).map_batches(_read_pieces, fn_args=(filesystem, fmt), batch_size=1,
+                                                   batch_format="pandas", **NO_CPU)
 
 
 @dataclass
