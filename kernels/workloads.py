@@ -1,5 +1,6 @@
 """Workload benchmarks: what a device is worth for suanli's own jobs (a training step of the
-fraud MLP and of logistic regression, an inference batch, the sliding-window feature kernel)."""
+fraud MLP and of logistic regression, XGBoost boosting rounds, an inference batch, the
+sliding-window feature kernel)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,21 @@ def feature_kernel(device="cpu", events: int = 200_000, seed: int = 0) -> Measur
     synchronize(dev)
     return Measurement("feature_kernel", str(dev), events / (time.perf_counter() - start), "events/s",
                        f"{events} events, 3 windows")
+
+
+def train_step_gbdt(device="cpu", rows: int = 100_000, features: int = 30, rounds: int = 10) -> Measurement:
+    """Row-rounds/s of XGBoost's hist boosting (depth 3) on `rows` x `features` generated rows:
+    `device="cuda"` on a GPU (XGBoost's own CUDA path), the CPU otherwise. One warm-up round first."""
+    import xgboost
+
+    target = str(device) if str(device).startswith("cuda") else "cpu"
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, features), dtype=np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] * x[:, 2] + rng.standard_normal(rows) > 1.0).astype(np.float32)
+    train = xgboost.QuantileDMatrix(x, label=y)
+    params = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": 3, "device": target, "verbosity": 0}
+    xgboost.train(params, train, 1)
+    start = time.perf_counter()
+    xgboost.train(params, train, rounds)
+    return Measurement("train_step_gbdt", target, rows * rounds / (time.perf_counter() - start), "row-rounds/s",
+                       f"XGBoost hist, depth 3, {rows} rows x {features}")

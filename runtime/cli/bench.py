@@ -27,8 +27,12 @@ from kernels import microbench, workloads
 from runtime.cli.common import console, print_json
 
 # which measured benchmark tells the scheduler each algorithm class's speed
-PROFILE_SOURCES = {"mlp": "train_step_mlp", "linear": "train_step_linear", "features": "feature_kernel"}
-UNITS_PER_MEASURED = {"features": 3.0}  # the feature kernel is measured in events/s over 3 windows
+PROFILE_SOURCES = {"mlp": "train_step_mlp", "linear": "train_step_linear", "features": "feature_kernel",
+                   "gbdt": "train_step_gbdt"}
+# Work units of the scheduler per measured unit: the feature kernel is measured in events/s over 3
+# windows; GBDT in row-rounds/s, and a GBDT job's unit of work is rows x epochs, an epoch being a
+# block of 100 rounds by default (500 trees in 5 blocks).
+UNITS_PER_MEASURED = {"features": 3.0, "gbdt": 1 / 100}
 
 
 def devices_present() -> list[dict]:
@@ -55,6 +59,8 @@ def plan(device: dict, quick: bool) -> list[tuple[str, object]]:
     jobs += [
         ("train step (MLP)", lambda: workloads.train_step(d, steps=steps)),
         ("train step (linear)", lambda: workloads.train_step_linear(d, steps=steps)),
+        ("train step (GBDT)", lambda: workloads.train_step_gbdt(d, rows=20_000 if quick else 200_000,
+                                                                 rounds=3 if quick else 10)),
         ("inference batch", lambda: workloads.inference_batch(d, repeats=steps)),
         ("feature kernel", lambda: workloads.feature_kernel(d, events=events)),
     ]

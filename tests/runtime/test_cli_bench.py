@@ -33,6 +33,11 @@ def test_bench_quick_writes_report_page_and_profile(tmp_path):
     measured = next(r["value"] for r in report["results"] if r["name"] == "feature_kernel" and r["kind"] == "cpu")
     assert features["units_per_s"] == pytest.approx(measured * 3 / report["cpu_threads"])  # events x 3 windows, per core
     assert model.rate("features", "cpu", features["model"]) == features["units_per_s"]
+    gbdt = next(e for e in json.loads((tmp_path / "p.json").read_text())["throughputs"]
+                if e["algorithm"] == "gbdt" and e["kind"] == "cpu")
+    boosted = next(r["value"] for r in report["results"] if r["name"] == "train_step_gbdt" and r["kind"] == "cpu")
+    assert gbdt["units_per_s"] == pytest.approx(boosted / 100 / report["cpu_threads"])  # row-epochs of 100 rounds
+    assert model.rate("gbdt", "cpu", gbdt["model"]) == gbdt["units_per_s"]
 
 
 def test_a_profile_saying_a_gpu_is_slow_moves_the_job_to_the_cpu(tmp_path):
