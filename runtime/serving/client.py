@@ -1,6 +1,7 @@
 """The scoring client a payment system embeds: given its site's edge address and the centre's, it
 sends each request (with a request id and a deadline) to the edge, and on no answer within the
-deadline, a connection error or a 5xx, sends the same request, same id, to the centre. Answers are
+deadline, a connection error or a 5xx, sends the same request, same id, to the centre (again, up to
+`centre_retries` times, when the centre does not answer in `centre_timeout_s`). Answers are
 idempotent, so a request answered twice is answered the same way. 4xx answers (bad rows) are
 raised at once, naming the row and field; 503 from both is raised as Overloaded with its
 Retry-After."""
@@ -40,9 +41,10 @@ class ScoringClient:
     """See the module docstring. `edge_url` and `centre_url` are score URLs (for a suanli
     deployment: `<app>/sites/<site>/score` and `<app>/score`)."""
 
-    def __init__(self, edge_url: str | None, centre_url: str, deadline_s: float = 0.25, centre_timeout_s: float = 5.0):
+    def __init__(self, edge_url: str | None, centre_url: str, deadline_s: float = 0.25, centre_timeout_s: float = 5.0,
+                 centre_retries: int = 2):
         self.edge_url, self.centre_url = edge_url, centre_url
-        self.deadline_s, self.centre_timeout_s = deadline_s, centre_timeout_s
+        self.deadline_s, self.centre_timeout_s, self.centre_retries = deadline_s, centre_timeout_s, centre_retries
         self._http = httpx.Client(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
 
     def close(self) -> None:
@@ -69,7 +71,13 @@ class ScoringClient:
                 fallback = f"edge answered {answer.status_code}"
             except httpx.TransportError as exc:  # timeouts included
                 fallback = f"edge: {type(exc).__name__}"
-        answer = self._post(self.centre_url, body, self.centre_timeout_s)
+        for attempt in range(self.centre_retries + 1):  # the same request id: a repeat is answered the same way
+            try:
+                answer = self._post(self.centre_url, body, self.centre_timeout_s)
+                break
+            except httpx.TransportError:
+                if attempt == self.centre_retries:
+                    raise
         result = self._parse(answer, "centre")
         result.fallback = result.fallback or fallback
         return result

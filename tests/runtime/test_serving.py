@@ -140,7 +140,8 @@ def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, t
     answers, errors, stop = [], [], threading.Event()
 
     def load():
-        with ScoringClient(endpoint.site_url("branch-sh"), endpoint.centre_url, deadline_s=0.3) as scoring:
+        with ScoringClient(endpoint.site_url("branch-sh"), endpoint.centre_url, deadline_s=0.3,
+                           centre_timeout_s=10) as scoring:
             n = 0
             while not stop.is_set():
                 n += 1
