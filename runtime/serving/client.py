@@ -14,6 +14,18 @@ from dataclasses import dataclass
 import httpx
 
 
+def _ours(answer: httpx.Response) -> bool:
+    """Whether a response is the scoring application's answer (a JSON body below 500), not a proxy's
+    or a dying node's (5xx, or a plain-text 404/408 while a route is being rebuilt)."""
+    if answer.status_code >= 500:
+        return False
+    try:
+        answer.json()
+    except ValueError:
+        return False
+    return True
+
+
 class Overloaded(RuntimeError):
     """Both the edge and the centre refused the request for now; retry after `retry_after_s`."""
 
@@ -66,7 +78,7 @@ class ScoringClient:
         if self.edge_url:
             try:
                 answer = self._post(self.edge_url, body, self.deadline_s)
-                if answer.status_code < 500:
+                if _ours(answer):
                     return self._parse(answer, "edge")
                 fallback = f"edge answered {answer.status_code}"
             except httpx.TransportError as exc:  # timeouts included
@@ -74,7 +86,8 @@ class ScoringClient:
         for attempt in range(self.centre_retries + 1):  # the same request id: a repeat is answered the same way
             try:
                 answer = self._post(self.centre_url, body, self.centre_timeout_s)
-                break
+                if _ours(answer) or answer.status_code == 503 or attempt == self.centre_retries:
+                    break
             except httpx.TransportError:
                 if attempt == self.centre_retries:
                     raise
@@ -86,7 +99,10 @@ class ScoringClient:
     def _parse(answer: httpx.Response, via: str) -> Scores:
         if answer.status_code == 503:
             raise Overloaded(answer.text, float(answer.headers.get("retry-after", "1")))
-        data = answer.json()
+        try:
+            data = answer.json()
+        except ValueError:
+            raise ScoringError(f"HTTP {answer.status_code}: {answer.text[:200]}") from None
         if 400 <= answer.status_code < 500:
             raise ScoringError(data.get("error") or data.get("detail") or answer.text)
         answer.raise_for_status()
