@@ -54,18 +54,11 @@ def make_artifact(work: Path):
     from runtime.artifacts.artifact import build_artifact
     from runtime.artifacts.signing import generate_keypair
     from runtime.data import read_frame
-    from runtime.data.preprocess import Preprocessing, fit_preprocessing
-    from runtime.data.ray_io import PreparedData, split_frame
-    from runtime.data.splits import plan_for_frame
+    from runtime.data.ray_io import prepare_frame
     from runtime.training.checkpoints import write_meta
     from runtime.training.models import build_model
 
-    frame = read_frame(SHARED_DATA / "credit" / "australian_credit.csv")
-    plan = plan_for_frame(frame, "class", 0, 0.2, 0.2)
-    parts = split_frame(frame, plan)
-    numeric = [c for c in frame.columns if c != "class"]
-    onnx_bytes, names = fit_preprocessing(parts["train"], numeric, [])
-    prepared = PreparedData(plan, Preprocessing(onnx_bytes, numeric, [], names))
+    prepared, parts = prepare_frame(read_frame(SHARED_DATA / "credit" / "australian_credit.csv"), "class", [])
     x = torch.from_numpy(prepared.preprocessing.transform(parts["train"]))
     y = torch.from_numpy(parts["train"]["class"].to_numpy(dtype=np.float32))
     torch.manual_seed(0)

@@ -178,15 +178,8 @@ class LoadedModel:
         from runtime.data.preprocess import raw_inputs
 
         frame = to_frame(rows, self.numeric, self.categorical)
-        feeds = raw_inputs(_numbers_as_float(frame, self.numeric), self.numeric, self.categorical)
+        feeds = raw_inputs(frame, self.numeric, self.categorical)
         return self.session.run(["probability"], feeds)[0]
-
-
-def _numbers_as_float(frame: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
-    out = frame.copy()
-    for column in numeric:
-        out[column] = pd.to_numeric(out[column], errors="coerce")
-    return out
 
 
 def execution_providers(kind: str) -> list[str]:

@@ -33,10 +33,12 @@ def category_text(values: pd.Series) -> np.ndarray:
 
 
 def raw_inputs(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict[str, np.ndarray]:
-    """The ONNX feeds for raw rows: one (rows, 1) array per column."""
+    """The ONNX feeds for raw rows: one (rows, 1) array per column (numbers given as text or
+    booleans are converted; what is not a number becomes NaN, i.e. missing)."""
     feeds = {}
     for column in numeric:
-        feeds[column] = frame[column].astype("float64").to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 1)
+        values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        feeds[column] = values.to_numpy(dtype=np.float32, na_value=np.nan).reshape(-1, 1)
     for column in categorical:
         feeds[column] = category_text(frame[column]).reshape(-1, 1)
     return feeds

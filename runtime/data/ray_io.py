@@ -96,9 +96,8 @@ class PreparedData:
         return all((Path(directory) / name).exists() for name in (PLAN_FILE, PREPROCESSING_FILE, COLUMNS_FILE))
 
 
-def feature_columns(source: str, label: str, categorical: list[str]) -> tuple[list[str], list[str]]:
-    """(numeric, categorical) feature columns in the dataset's column order."""
-    schema = arrow_dataset(source).schema
+def feature_columns(schema, label: str, categorical: list[str]) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) feature columns of a pyarrow schema, in its column order."""
     numeric = [n for n in schema.names if n != label and n not in categorical and is_numeric(schema.field(n).type)]
     return numeric, [n for n in schema.names if n in categorical]
 
@@ -107,8 +106,9 @@ def prepare(source: str, label: str, categorical: list[str], validation_fraction
             seed: int, max_fit_rows: int = MAX_FIT_ROWS) -> PreparedData:
     """One streaming pass for the split plan, then the preprocessing fitted on (a hash sample of at
     most `max_fit_rows` of) the training rows only."""
-    numeric, cats = feature_columns(source, label, categorical)
-    columns = [c for c in arrow_dataset(source).schema.names if c != label]
+    schema = arrow_dataset(source).schema
+    numeric, cats = feature_columns(schema, label, categorical)
+    columns = [c for c in schema.names if c != label]
     dataset = read_dataset(source)
 
     def hashes(batch: pd.DataFrame) -> dict:
@@ -145,6 +145,19 @@ def split_dataset(source: str, prepared: PreparedData, split: str):
     """The rows of one split as a lazy Ray Dataset of features and labels."""
     return read_dataset(source).map_batches(features_and_labels, fn_args=(prepared, split), batch_format="pandas",
                                             **NO_CPU)
+
+
+def prepare_frame(frame: pd.DataFrame, label: str, categorical: list[str], validation_fraction: float = 0.2,
+                  test_fraction: float = 0.2, seed: int = 0) -> tuple[PreparedData, dict[str, pd.DataFrame]]:
+    """`prepare` for data held in memory (tests, benchmarks, reference models): the plan, the
+    preprocessing fitted on all training rows, and the rows per split."""
+    from runtime.data.splits import plan_for_frame
+
+    plan = plan_for_frame(frame, label, seed, validation_fraction, test_fraction)
+    parts = split_frame(frame, plan)
+    numeric = [c for c in frame.columns if c != label and c not in categorical]
+    onnx_bytes, names = fit_preprocessing(parts["train"], numeric, list(categorical))
+    return PreparedData(plan, Preprocessing(onnx_bytes, numeric, list(categorical), names)), parts
 
 
 def split_frame(frame: pd.DataFrame, plan: SplitPlan) -> dict[str, pd.DataFrame]:

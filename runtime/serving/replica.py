@@ -68,10 +68,7 @@ class ScoringReplica:
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _score_frames(self, frames: list[pd.DataFrame]) -> list[np.ndarray]:
         merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        numbers = merged.copy()
-        for column in self.numeric:
-            numbers[column] = pd.to_numeric(numbers[column], errors="coerce")
-        scores = self.session.run(["probability"], raw_inputs(numbers, self.numeric, self.categorical))[0]
+        scores = self.session.run(["probability"], raw_inputs(merged, self.numeric, self.categorical))[0]
         bounds = np.cumsum([0] + [len(f) for f in frames])
         return [scores[bounds[i]:bounds[i + 1]] for i in range(len(frames))]
 

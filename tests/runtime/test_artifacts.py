@@ -12,7 +12,7 @@ from runtime.artifacts.registry import Registry
 from runtime.artifacts.signing import SignatureError, generate_keypair
 from runtime.data import read_frame
 from runtime.data.preprocess import Preprocessing, fit_preprocessing
-from runtime.data.ray_io import PreparedData, split_frame
+from runtime.data.ray_io import prepare_frame, split_frame
 from runtime.data.splits import plan_for_frame
 from runtime.metrics import binary_metrics
 from runtime.training.checkpoints import checkpoint_digest, write_meta
@@ -31,12 +31,7 @@ def keys(tmp_path_factory):
 
 def prepared_splits(path, label, categorical):
     """The split plan, preprocessing fitted on the training rows, and raw frames per split."""
-    frame = read_frame(path)
-    plan = plan_for_frame(frame, label, seed=0, validation_fraction=0.2, test_fraction=0.2)
-    parts = split_frame(frame, plan)
-    numeric = [c for c in frame.columns if c != label and c not in categorical]
-    onnx_bytes, names = fit_preprocessing(parts["train"], numeric, categorical)
-    return PreparedData(plan, Preprocessing(onnx_bytes, numeric, categorical, names)), parts
+    return prepare_frame(read_frame(path), label, categorical)
 
 
 @pytest.fixture(scope="module")

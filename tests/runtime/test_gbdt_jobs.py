@@ -10,20 +10,14 @@ import ray
 
 from tests.conftest import REPO, shared_path
 from tests.runtime.test_artifacts import GERMAN_CATEGORICAL, prepared_splits
-from tests.runtime.test_control_plane import Servers, wait_for
+from tests.runtime.test_control_plane import Servers, three_nodes, wait_for  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
-def cluster3():
-    from cluster.emulation import EmulatedCluster, parse_emulation
-
-    spec = parse_emulation({"name": "gbdt", "nodes": [{"tier": "center", "site": "dc1", "count": 3, "cpu": 1,
-                                                       "memory_gb": 3}]})
-    emulated = EmulatedCluster(spec)
-    yield emulated
-    emulated.shutdown()
+def cluster3(three_nodes):  # noqa: F811 - the control-plane tests' 3-node cluster, started for this module
+    return three_nodes
 
 
 @pytest.fixture(scope="module")
