@@ -11,6 +11,11 @@ figure beside its peer from the same run:
   (Serve's own ceiling here); `ratio` = ours / bare.
 - overload: twice our sustainable rate for 10 s with a 1 s client deadline: the share answered,
   answered 503 (with Retry-After) and answered later than the deadline (goal 0).
+- accuracy: the held-back rows scored one request at a time over HTTP; online AUC beside the
+  offline AUC of the same artifact, and single-request latency.
+
+The load comes from `--load-processes` separate processes (benchmarks/_load.py) with wall-clock
+timestamps, so the generator does not compete with the cluster for one interpreter.
 
     python benchmarks/serving.py --json
 """
@@ -18,12 +23,10 @@ figure beside its peer from the same run:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,6 +35,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import numpy as np  # noqa: E402
 
 from benchmarks._common import REPO, SHARED_DATA, emit  # noqa: E402
+from benchmarks._load import LoadPlan, OpenLoop, open_loop  # noqa: E402
 
 PORT = 18765
 
@@ -78,123 +82,54 @@ def make_artifact(work: Path):
     return artifact, public, test.drop(columns=["class"]).to_dict("records"), test["class"].to_numpy()
 
 
-async def open_loop(send, rate: float, seconds: float, on_tick=None) -> list[dict]:
-    """Send `rate` requests/s for `seconds` s without waiting for answers; every outcome recorded."""
-    started = time.perf_counter()
-    tasks, outcomes = [], []
-
-    async def one(i: int, at: float):
-        record = {"i": i, "sent": at}
-        try:
-            record.update(await send(i))
-        except Exception as exc:  # noqa: BLE001 - a lost request is a result
-            record["error"] = f"{type(exc).__name__}: {exc}"[:200]
-        record["latency"] = time.perf_counter() - started - at
-        outcomes.append(record)
-
-    n = int(rate * seconds)
-    for i in range(n):
-        at = i / rate
-        delay = started + at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if on_tick:
-            on_tick(at)
-        tasks.append(asyncio.create_task(one(i, at)))
-    await asyncio.gather(*tasks)
-    return outcomes
-
-
-def edge_loss_run(cluster, edge_url: str | None, centre_url: str | None, rows, rate: float, seconds: float,
-                  deadline_s: float) -> dict:
-    """One open-loop run with the edge node killed at 1/3 and a new one started at 2/3."""
-    import threading
-
-    import httpx
+def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate: float, seconds: float,
+                  deadline_s: float, processes: int) -> dict:
+    """One open-loop run (from `processes` load processes) with the edge node killed at 1/3 of
+    the run and a new edge node started at 2/3."""
     import ray
 
-    events: dict = {}
-
-    def kill():
-        edge = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Labels"].get("tier") == "edge")
-        events["killed"] = time.perf_counter()
-        cluster.remove_node(edge)
-        progress(f"edge node {edge[:12]} killed")
-
-    def restore():
-        events["restore_started"] = time.perf_counter()
-        cluster.add_node_like(3)
-        progress("a new edge node joined")
-
-    async def main():
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-        async with httpx.AsyncClient(limits=limits) as http:
-            async def send(i):
-                body = {"rows": [rows[i % len(rows)]], "request_id": f"{uuid.uuid4()}"}
-                if edge_url:
-                    try:
-                        r = await http.post(edge_url, json=body, timeout=deadline_s)
-                        if r.status_code < 500:
-                            return {"status": r.status_code, "tier": r.json().get("served_by", {}).get("tier"),
-                                    "at": time.perf_counter()}
-                    except httpx.TransportError:
-                        pass
-                    if centre_url is None:
-                        raise RuntimeError("edge failed and there is no fallback")
-                r = await http.post(centre_url, json=body, timeout=10)
-                if r.status_code >= 500:
-                    raise RuntimeError(f"HTTP {r.status_code}")
-                return {"status": r.status_code, "tier": r.json().get("served_by", {}).get("tier"), "at": time.perf_counter()}
-
-            return await open_loop(send, rate, seconds)
-
-    began = time.perf_counter()
-    result: dict = {}
-    load = threading.Thread(target=lambda: result.update(outcomes=asyncio.run(main())))
-    load.start()  # the load runs in a thread: Ray adds a node only from the main thread
-    time.sleep(max(0.0, began + seconds / 3 - time.perf_counter()))
-    kill()
-    time.sleep(max(0.0, began + 2 * seconds / 3 - time.perf_counter()))
-    restore()
-    load.join()
-    outcomes = result["outcomes"]
-    killed = events["killed"] - began
+    plan = LoadPlan(first_url, rows, rate, seconds, deadline_s if fallback_url else 5.0, fallback_url)
+    load = OpenLoop(plan, processes)
+    began = load.start_wall
+    time.sleep(max(0.0, began + seconds / 3 - time.time()))
+    edge = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Labels"].get("tier") == "edge")
+    killed_wall = time.time()
+    cluster.remove_node(edge)
+    progress(f"edge node {edge[:12]} killed")
+    time.sleep(max(0.0, began + 2 * seconds / 3 - time.time()))
+    cluster.add_node_like(3)
+    progress("a new edge node joined")
+    outcomes = load.result()
+    killed = killed_wall - began
     answered = [o for o in outcomes if "error" not in o]
-    centre_after = [o["at"] - began for o in answered if o["tier"] == "center" and o["at"] - began > killed]
-    back = [o["at"] - began for o in answered if o["tier"] == "edge" and o["at"] - began > 2 * seconds / 3]
+    centre_after = [o["answered"] - began for o in answered if o["tier"] == "center" and o["answered"] - began > killed]
+    back = [o["answered"] - began for o in answered if o["tier"] == "edge" and o["answered"] - began > 2 * seconds / 3]
     back_at = min(back) if back else float("inf")
     phase = {"before": [], "during": [], "after": []}
     for o in answered:
-        t = o["sent"]
+        t = o["sent"] - began
         phase["before" if t < killed else "during" if t < back_at else "after"].append(o["latency"])
-    return {"rate": rate, "seconds": seconds, "sent": len(outcomes), "answered": len(answered),
-            "lost": len(outcomes) - len(answered), "killed_at_s": round(killed, 2),
+    return {"rate": rate, "seconds": seconds, "load_processes": processes, "sent": len(outcomes),
+            "answered": len(answered), "lost": len(outcomes) - len(answered),
+            "answered_by_centre": sum(1 for o in answered if o["tier"] == "center"),
+            "killed_at_s": round(killed, 2),
             "reroute_s": round(min(centre_after) - killed, 3) if centre_after else None,
             "edge_back_at_s": None if back_at == float("inf") else round(back_at, 2),
             "latency": {k: percentiles(v) for k, v in phase.items()},
             "errors": sorted({o["error"] for o in outcomes if "error" in o})[:5]}
 
 
-def rate_sweep(url: str, body: dict, steps: list[float], seconds: float) -> dict:
-    """p99 at each rate; the highest rate with p99 <= 10 ms."""
-    import httpx
-
+def rate_sweep(url: str, rows: list, steps: list[float], seconds: float, processes: int) -> dict:
+    """p99 at each rate (one-row requests); the highest rate with p99 <= 10 ms and none failed."""
     results = {}
-
-    async def run(rate):
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=500)) as http:
-            async def send(_):
-                r = await http.post(url, json=body, timeout=10)
-                return {"status": r.status_code}
-            return await open_loop(send, rate, seconds)
-
     best = 0.0
     for rate in steps:
-        outcomes = asyncio.run(run(rate))
+        outcomes = open_loop(LoadPlan(url, rows, rate, seconds, 10.0), processes)
         ok = [o["latency"] for o in outcomes if o.get("status") == 200]
         stats = percentiles(ok)
         stats["failed"] = len(outcomes) - len(ok)
         results[str(rate)] = stats
+        progress(f"  {rate:.0f} req/s: p99 {stats.get('p99_ms')} ms, {stats['failed']} failed")
         if stats.get("p99_ms", 1e9) <= 10 and stats["failed"] == 0:
             best = rate
         elif best:
@@ -202,26 +137,44 @@ def rate_sweep(url: str, body: dict, steps: list[float], seconds: float) -> dict
     return {"best_rate": best, "steps": results}
 
 
-def overload(url: str, body: dict, rate: float, seconds: float, deadline_s: float) -> dict:
-    import httpx
-
-    async def run():
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=2000)) as http:
-            async def send(_):
-                r = await http.post(url, json=body, timeout=deadline_s)
-                return {"status": r.status_code, "retry_after": r.headers.get("retry-after")}
-            return await open_loop(send, rate, seconds)
-
-    outcomes = asyncio.run(run())
+def overload(url: str, rows: list, rate: float, seconds: float, deadline_s: float, processes: int) -> dict:
+    """`rate` req/s against a deployment with small queues: how many are refused at once (503 with
+    Retry-After), answered, or answered after the deadline."""
+    outcomes = open_loop(LoadPlan(url, rows, rate, seconds, deadline_s), processes)
     n = len(outcomes)
     ok = [o for o in outcomes if o.get("status") == 200]
     rejected = [o for o in outcomes if o.get("status") == 503]
     late = [o for o in outcomes if "error" in o or o["latency"] > deadline_s]
     return {"rate": rate, "seconds": seconds, "deadline_s": deadline_s, "sent": n, "answered_ok": len(ok),
             "answered_503": len(rejected), "answered_503_with_retry_after": sum(1 for o in rejected if o["retry_after"]),
-            "late_or_timed_out": len(late), "share_503": round(len(rejected) / n, 3), "share_late": round(len(late) / n, 4),
+            "late_or_timed_out": len(late), "share_ok": round(len(ok) / n, 3), "share_503": round(len(rejected) / n, 3),
+            "share_late": round(len(late) / n, 4),
             "p99_ms_ok": percentiles([o["latency"] for o in ok]).get("p99_ms"),
             "p99_ms_503": percentiles([o["latency"] for o in rejected]).get("p99_ms")}
+
+
+def served_accuracy(url: str, artifact: Path, public: Path, rows: list, labels: np.ndarray) -> dict:
+    """Held-back rows scored one request each over HTTP, one at a time: the online AUC beside the
+    offline AUC of the same artifact loaded in this process, and single-prediction latency."""
+    import httpx
+    from sklearn.metrics import roc_auc_score
+
+    from runtime.artifacts.artifact import load_artifact
+
+    offline = load_artifact(artifact, public).predict(rows)
+    online, latencies = [], []
+    with httpx.Client(timeout=10) as http:
+        for row in rows:
+            began = time.perf_counter()
+            answer = http.post(url, json={"rows": [row]})
+            latencies.append(time.perf_counter() - began)
+            answer.raise_for_status()
+            online.append(answer.json()["scores"][0])
+    online_auc, offline_auc = roc_auc_score(labels, online), roc_auc_score(labels, offline)
+    return {"rows": len(rows), "online_auc": round(float(online_auc), 4), "offline_auc": round(float(offline_auc), 4),
+            "auc_gap": round(abs(float(online_auc - offline_auc)), 4),
+            "max_score_difference": float(np.max(np.abs(np.array(online) - np.asarray(offline).ravel()))),
+            "single_request_latency": percentiles(latencies)}
 
 
 def main() -> None:
@@ -230,6 +183,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=36)
     parser.add_argument("--deadline-ms", type=float, default=150)
     parser.add_argument("--steps", default="50,100,150,200,300,400,500,700")
+    parser.add_argument("--load-processes", type=int, default=2, help="processes sending the load")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from ray import serve
@@ -240,18 +194,22 @@ def main() -> None:
     from runtime.serving.replica import ScoringReplica
 
     work = Path(tempfile.mkdtemp(prefix="suanli-serving-"))
-    artifact, public, rows, _ = make_artifact(work)
+    artifact, public, rows, labels = make_artifact(work)
     registry = Registry(work / "registry", public_key=public)
     registry.register(artifact, "fraud", actor="bench")
+    processes = args.load_processes
     with EmulatedCluster(load_emulation(REPO / "examples" / "emulated-demo.yaml")) as cluster:
         start_serve(PORT)
         settings = ServeSettings(sites=["branch-sh"], edge_deadline_ms=args.deadline_ms,
                                  thresholds={"block": 0.9, "hold": 0.7, "warn": 0.5})
         progress("deploying fraud:v1 (edge at branch-sh, centre)")
         deployed = deploy_version(registry, "fraud", 1, "bench", settings, PORT)
-        progress(f"edge loss under {args.rate:.0f} req/s for {args.seconds:.0f} s (ours)")
         edge_url, centre_url = f"{deployed['url']}/sites/branch-sh/score", f"{deployed['url']}/score"
-        ours = edge_loss_run(cluster, edge_url, centre_url, rows, args.rate, args.seconds, 0.3)
+        progress("accuracy and single-request latency through HTTP")
+        accuracy = served_accuracy(edge_url, artifact, public, rows, labels)
+        progress(f"edge loss under {args.rate:.0f} req/s for {args.seconds:.0f} s (ours)")
+        ours = edge_loss_run(cluster, edge_url, centre_url, rows, args.rate, args.seconds, 0.3, processes)
+        progress(f"ours: {ours['lost']} of {ours['sent']} lost, reroute {ours['reroute_s']} s")
 
         @serve.deployment(name="plain", max_ongoing_requests=32, ray_actor_options={
             "num_cpus": 0, "resources": {"site:branch-sh": 0.001, "tier:edge": 0.001}})
@@ -264,7 +222,9 @@ def main() -> None:
         serve.run(PlainEdge.bind(str(artifact), str(public), "cpu", "fraud:v1", "branch-sh", "edge", None),
                   name="plain", route_prefix="/plain")
         progress("edge loss (plain Serve, no fallback)")
-        plain = edge_loss_run(cluster, f"http://127.0.0.1:{PORT}/plain", None, rows, args.rate, args.seconds, 5.0)
+        plain = edge_loss_run(cluster, f"http://127.0.0.1:{PORT}/plain", None, rows, args.rate, args.seconds, 5.0,
+                              processes)
+        progress(f"plain Serve: {plain['lost']} of {plain['sent']} lost")
         serve.delete("plain")
 
         @serve.deployment(name="constant", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0,
@@ -275,20 +235,21 @@ def main() -> None:
                 return {"scores": [0.5]}
 
         serve.run(Constant.bind(), name="constant", route_prefix="/constant")
-        body = {"rows": [rows[0]]}
         steps = [float(s) for s in args.steps.split(",")]
-        progress("throughput sweep (ours, then bare Serve)")
-        ours_sweep = rate_sweep(centre_url, body, steps, 5)
-        bare_sweep = rate_sweep(f"http://127.0.0.1:{PORT}/constant", body, steps, 5)
+        progress("throughput sweep (ours)")
+        ours_sweep = rate_sweep(centre_url, rows, steps, 5, processes)
+        progress("throughput sweep (bare Serve returning a constant)")
+        bare_sweep = rate_sweep(f"http://127.0.0.1:{PORT}/constant", rows, steps, 5, processes)
         throughput = {"ours": ours_sweep, "bare_serve_constant": bare_sweep,
                       "ratio": round(ours_sweep["best_rate"] / bare_sweep["best_rate"], 2) if bare_sweep["best_rate"] else None}
         tight = deploy_version(registry, "fraud", 1, "bench", ServeSettings(max_ongoing_requests=4, max_queued_requests=8,
                                                                             max_batch_size=4), PORT)
-        progress("overload at twice the sustainable rate")
-        over = overload(f"{tight['url']}/score", body, 2 * max(ours_sweep["best_rate"], 50), 10, 1.0)
+        sustainable = max(ours_sweep["best_rate"], 50)
+        progress(f"overload at twice the sustainable rate ({2 * sustainable:.0f} req/s)")
+        over = overload(f"{tight['url']}/score", rows, 2 * sustainable, 10, 1.0, processes)
         serve.shutdown()
     result = {"edge_loss": ours, "plain_serve": plain, "throughput": throughput, "overload": over,
-              "route": route_prefix("fraud", 1),
+              "accuracy": accuracy, "route": route_prefix("fraud", 1), "cpus": os.cpu_count(),
               "anchors": {"ray_serve_health_check": "every 10 s, 30 s timeout (defaults)",
                           "envoy_outlier_detection": "10 s sweep", "faillite_mttr_ms": 175}}
     markdown = (f"| serving | edge node killed under {args.rate:.0f} req/s for {args.seconds:.0f} s: ours {ours['lost']} lost of "
@@ -296,7 +257,9 @@ def main() -> None:
                 f"{ours['latency']['before'].get('p99_ms')}/{ours['latency']['during'].get('p99_ms')}/"
                 f"{ours['latency']['after'].get('p99_ms')} ms; plain Serve {plain['lost']} lost | one-row p99 <= 10 ms up "
                 f"to {ours_sweep['best_rate']:.0f} req/s vs bare Serve {bare_sweep['best_rate']:.0f} "
-                f"({throughput['ratio']}x) | overload 2x: {over['share_503']:.0%} 503, {over['share_late']:.1%} late |")
+                f"({throughput['ratio']}x) | overload 2x: {over['share_503']:.0%} 503, {over['share_late']:.1%} late | "
+                f"online AUC {accuracy['online_auc']} vs offline {accuracy['offline_auc']}, one request p50 "
+                f"{accuracy['single_request_latency']['p50_ms']} ms |")
     emit("serving", result, markdown, args.json)
 
 

@@ -262,6 +262,26 @@ class Client:
         """The capacity report of the server's cluster(s)."""
         return self._get("/capacity")
 
+    # ---- clusters (federation) -------------------------------------------------------------
+    def add_cluster(self, name: str, address: str, site: str | None = None, tier: str = "center",
+                    storage: str | None = None, token_file: str | Path | None = None,
+                    links: dict[str, dict[str, float]] | None = None) -> dict:
+        """Register a Ray cluster by its job-submission address (http://host:8265); SpecError
+        naming the field when the entry is invalid. `token_file` holds its Ray auth token (a path
+        the server reads); `links` maps other sites to {"bandwidth_bps", "latency_ms"}."""
+        return self._post("/clusters", {"name": name, "address": address, "site": site, "tier": tier,
+                                        "storage": storage, "token_file": str(Path(token_file).resolve()) if token_file
+                                        else None, "links": links or {}})
+
+    def clusters(self) -> list[dict]:
+        """The server's own cluster and every registered one, with health (healthy, lost,
+        unknown), missed probes and nodes."""
+        return self._get("/clusters")
+
+    def remove_cluster(self, name: str) -> None:
+        """Forget a registered cluster (refused while attempts run on it)."""
+        self.request("DELETE", f"/clusters/{name}")
+
     # ---- artifacts (run in this process, on files the server wrote) ---------------------------
     # Each is reported to the server's audit log first (which also checks the caller's role);
     # a verification failure is reported as it happens.

@@ -92,6 +92,9 @@ class TrainingJob(BaseModel):
     validation AUC has not improved for `early_stopping_rounds` rounds, and report (and
     checkpoint) in `epochs` blocks of rounds. `learning_rate` defaults to 1e-3 for the torch models
     and 0.05 for the tree models.
+
+    `clusters` and `sites`, when given, restrict where the job may run (registered cluster names,
+    `local` for the server's own cluster; site names); a job whose clusters are all lost waits.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -124,7 +127,17 @@ class TrainingJob(BaseModel):
     checkpoint_every: int = Field(default=1, ge=1)
     funds_related: bool = True
     data_site: str | None = None
+    clusters: list[str] = Field(default_factory=list, max_length=64)
+    sites: list[str] = Field(default_factory=list, max_length=256)
     config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("clusters", "sites")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(f"{name!r}: each must be 1-63 lowercase letters, digits or '-'")
+        return sorted(set(value))
 
     @field_validator("config")
     @classmethod

@@ -69,8 +69,8 @@ class CapacityIndex:
         return self._position.get((node_id, kind, model))
 
     def candidates(self, job: JobRequest) -> np.ndarray:
-        """Indices of the pools whose devices the job may use (kind, model and cluster)."""
-        key = (job.allowed_kinds, job.device_model, job.cluster)
+        """Indices of the pools whose devices the job may use (kind, model, cluster and site)."""
+        key = (job.allowed_kinds, job.device_model, job.clusters, job.sites)
         found = self._candidates.get(key)
         if found is None:
             found = np.array(
@@ -78,7 +78,8 @@ class CapacityIndex:
                     i for i, p in enumerate(self.pools)
                     if p.kind in job.allowed_kinds
                     and (job.device_model is None or p.model == job.device_model)
-                    and (job.cluster is None or p.cluster == job.cluster)
+                    and (not job.clusters or p.cluster in job.clusters)
+                    and (not job.sites or p.site in job.sites)
                 ],
                 dtype=int,
             )

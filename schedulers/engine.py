@@ -212,7 +212,7 @@ class _Round:
         cand = self.index.candidates(job)
         if not job.throughputs:
             return cand
-        key = (job.throughputs, job.allowed_kinds, job.device_model, job.cluster)
+        key = (job.throughputs, job.allowed_kinds, job.device_model, job.clusters, job.sites)
         found = self._runnable_cache.get(key)
         if found is None:
             found = self._runnable_cache[key] = cand[self._rates(job, cand) > 0]
@@ -223,7 +223,7 @@ class _Round:
         feasible = []
         never: dict[tuple, str | None] = {}
         for job in queue:
-            shape = (job.allowed_kinds, job.device_model, job.cluster, job.devices_per_worker,
+            shape = (job.allowed_kinds, job.device_model, job.clusters, job.sites, job.devices_per_worker,
                      job.devices_needed if job.gang else 0)
             if shape not in never:
                 never[shape] = can_ever_fit(job, self.index)
@@ -329,7 +329,7 @@ class _Round:
 
     def _profile(self, job: JobRequest) -> _Profile:
         """The per-pool vectors that depend only on what the job is, cached for the round."""
-        key = (job.allowed_kinds, job.device_model, job.cluster, job.algorithm, job.data_site, job.throughputs)
+        key = (job.allowed_kinds, job.device_model, job.clusters, job.sites, job.algorithm, job.data_site, job.throughputs)
         found = self._profiles.get(key)
         if found is None:
             cand = self._runnable_pools(job)
@@ -466,7 +466,7 @@ class _Round:
     # ---- waiting -----------------------------------------------------------------------
     def _earliest_start(self, job: JobRequest) -> tuple[float, int] | None:
         """(estimated start time, pool) when running jobs' ends free enough devices for `job`."""
-        key = (job.allowed_kinds, job.device_model, job.cluster, job.devices_needed)
+        key = (job.allowed_kinds, job.device_model, job.clusters, job.sites, job.devices_needed)
         if key in self._start_cache:
             return self._start_cache[key]
         best = None
@@ -503,7 +503,7 @@ class _Round:
         found = self._earliest_start(job)
         start = found[0] if found else None
         if why is None:
-            key = (job.allowed_kinds, job.device_model, job.cluster, job.devices_needed, start)
+            key = (job.allowed_kinds, job.device_model, job.clusters, job.sites, job.devices_needed, start)
             why = self._reason_cache.get(key)
             if why is None or self.index.version != self._reason_version:
                 if self.index.version != self._reason_version:

@@ -138,7 +138,8 @@ class JobRequest:
     pins an accelerator model ("A100"); `allowed_kinds` lists the device kinds the job can use.
     `attained_service_s` is device-seconds already received (for least-attained-service
     policies); `submitted_at` is the caller's clock. `user` is who submitted it (for per-user
-    quotas). `throughputs`, when given, are measured
+    quotas). `clusters` and `sites`, when not empty, restrict the job to nodes of those clusters
+    (by name) and sites. `throughputs`, when given, are measured
     (device model, work units/s for the whole job at its size) pairs that replace the
     throughput model for this job (a trace's throughput matrix, for instance): the job runs only
     on the models listed with a rate above zero.
@@ -160,7 +161,8 @@ class JobRequest:
     preemptible: bool = True
     submitted_at: float = 0.0
     attained_service_s: float = 0.0
-    cluster: str | None = None
+    clusters: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
     throughputs: tuple[tuple[str, float], ...] | None = None
     user: str | None = None
 

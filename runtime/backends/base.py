@@ -30,6 +30,7 @@ class LaunchSpec:
     train_fn: bytes | None = None
     resume_path: str | None = None
     resume_sha256: str | None = None
+    cluster: str = "local"  # the cluster it runs on (the placement's)
 
 
 @dataclass(frozen=True)

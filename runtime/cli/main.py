@@ -7,6 +7,7 @@ import typer
 from runtime.cli.audit import audit_app
 from runtime.cli.bench import bench
 from runtime.cli.capacity import capacity
+from runtime.cli.clusters import clusters_app
 from runtime.cli.demo import demo
 from runtime.cli.jobs import cancel, events, features, jobs, logs, submit
 from runtime.cli.keys import compress, keys_app, sign, verify
@@ -28,6 +29,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(quota_app, name="quota")
 app.add_typer(serve_app, name="serve")
+app.add_typer(clusters_app, name="clusters")
 app.command()(demo)
 app.command("simulate")(simulate_command)
 

@@ -10,6 +10,13 @@ One `step()`, only while the lease is held (every write carries its fencing toke
 3. honour cancellations (STOPPING until the attempt has released its devices);
 4. snapshot the cluster and schedule: REJECTED, preemptions (STOPPING, then QUEUED once the old
    attempt ended), and launches (QUEUED -> STARTING with a new attempt).
+
+Several clusters (a `Federation`): the snapshot holds the nodes of the server's own cluster and of
+every healthy registered one; an attempt on a cluster declared lost is fenced (its attempt ended
+as "fenced" before anything else: its checkpoints are refused from then on, and its run is told
+to stop) and its job requeued, not counted as a failure, to resume from its last recorded
+checkpoint wherever the scheduler places it; the stale run is stopped once the cluster answers
+again. Jobs that can only run on lost clusters wait (never rejected) with a reason naming them.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from pathlib import Path
 
 import cluster
 from runtime.backends.base import AttemptStatus, ClusterBackend, LaunchSpec
+from runtime.backends.federated import FederatedBackend
 from runtime.controller.failure_policy import FailurePolicy
 from runtime.controller.finish import finish_job
 from runtime.controller.lease_keeper import LeaseKeeper
@@ -33,7 +41,7 @@ from runtime.training.checkpoints import CHECKPOINT_META, checkpoint_digest
 from runtime.training.devices import collective_backend, compute_kind
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
 from schedulers.policies import make_policy
-from schedulers.types import ClusterState, Placement, WorkerAssignment
+from schedulers.types import ClusterState, Placement, Waiting, WorkerAssignment
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +76,10 @@ class JobController:
 
     def __init__(self, store: JobStore, backend: ClusterBackend, lease: LeaseKeeper, runs_dir: str | Path,
                  policy: str = "hetero", config: SchedulerConfig | None = None, poll_s: float = 0.5,
-                 stop_grace_s: float = 30.0, snapshot=None):
+                 stop_grace_s: float = 30.0, snapshot=None, federation=None):
         self.store = store
-        self.backend = backend
+        self.backend = backend if isinstance(backend, FederatedBackend) else FederatedBackend(backend)
+        self.federation = federation
         self.lease = lease
         self.runs_dir = Path(runs_dir).resolve()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -89,6 +98,7 @@ class JobController:
         self._last_reason: dict[str, str] = {}
         self._last_round: tuple = ()
         self._last_round_at = 0.0
+        self._stale_checked_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -131,6 +141,7 @@ class JobController:
             self._adopt(token)
             self._token = token
         self._follow(token)
+        self._stop_stale_runs(token)
         self._cancel_requested(token)
         self._schedule(token)
         self.last_step_at = time.time()
@@ -156,6 +167,10 @@ class JobController:
     def _follow(self, token: int) -> None:
         for job_id, tracked in list(self.tracked.items()):
             record = self.store.get(job_id)
+            lost_since = self.backend.lost_since(tracked.placement.cluster)
+            if lost_since is not None:
+                self._fence(record, tracked, lost_since, token)
+                continue
             status = self.backend.poll(tracked.handle)
             self._record_checkpoints(record, tracked, token)
             if status.workers and record.state == JobState.STARTING:
@@ -220,6 +235,51 @@ class JobController:
         else:
             self.store.transition(record.id, JobState.FAILED, detail=decision.reason, fence=token,
                                   error=decision.reason, failures=record.failures + 1, attempt=tracked.attempt)
+
+    def _fence(self, record: JobRecord, tracked: _Tracked, lost_since: float, token: int) -> None:
+        """The attempt's cluster was lost: end the attempt as fenced (a fenced write, first), mark
+        its directory so the run stops and reports nothing, and requeue the job (no retry used)."""
+        cluster_name = tracked.placement.cluster
+        at = time.strftime("%H:%M:%S", time.localtime(lost_since))
+        self.store.update_attempt(record.id, tracked.attempt, token, state="ended", outcome="fenced",
+                                  error=f"cluster {cluster_name} lost {at}", ended=time.time())
+        self.backend.fence(tracked.handle)
+        self.tracked.pop(record.id, None)
+        latest = self.store.checkpoints(record.id)
+        resume = f"from epoch {latest[-1]['epoch']}" if latest else "from the start (no checkpoint yet)"
+        reason = f"cluster {cluster_name} lost {at}; attempt {tracked.attempt} fenced"
+        if record.state in (JobState.STARTING, JobState.RUNNING):
+            self.store.transition(record.id, JobState.STOPPING, detail=reason, fence=token, attempt=tracked.attempt)
+        if record.cancel_requested:
+            self.store.transition(record.id, JobState.CANCELLED, fence=token, attempt=tracked.attempt,
+                                  detail=f"{reason}; cancelled as requested")
+        else:
+            self.store.transition(record.id, JobState.QUEUED, fence=token, attempt=tracked.attempt,
+                                  detail=f"{reason}; resumes {resume} on another cluster")
+
+    def _stop_stale_runs(self, token: int) -> None:
+        """Stop the Ray job of each fenced attempt whose cluster answers again (every 2 s)."""
+        if self.federation is None or time.time() - self._stale_checked_at < 2.0:
+            return
+        self._stale_checked_at = time.time()
+        for attempt in self.store.fenced_attempts():
+            cluster_name = attempt.handle.get("cluster") if attempt.handle else None
+            if cluster_name is None or self.federation.health(cluster_name) != "healthy":
+                continue
+            self.backend.stop(attempt.handle, force=True)
+            self.store.update_attempt(attempt.job_id, attempt.number, token, outcome="fenced-stopped")
+            self.store.note(attempt.job_id, f"cluster {cluster_name} answers again; the stale run of attempt "
+                                            f"{attempt.number} was stopped", fence=token, attempt=attempt.number)
+
+    def held_devices(self) -> dict[str, dict[str, float]]:
+        """{node id: {device kind: devices}} held by the attempts this controller follows."""
+        held: dict[str, dict[str, float]] = {}
+        for tracked in list(self.tracked.values()):
+            p = tracked.placement
+            for a in p.assignments:
+                kinds = held.setdefault(a.node_id, {})
+                kinds[a.kind] = kinds.get(a.kind, 0.0) + a.workers * a.devices_per_worker
+        return held
 
     def _succeed(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus, token: int) -> None:
         if record.spec.get("_kind") == "features":
@@ -319,6 +379,8 @@ class JobController:
     def _schedule(self, token: int) -> None:
         queued = self.store.list(states=(JobState.QUEUED,), cancel_requested=False)
         state = self.take_snapshot()
+        if self.federation is not None:
+            state = self.federation.merged_state(state, self.held_devices())
         self.last_state = state
         if not queued:
             return
@@ -340,7 +402,13 @@ class JobController:
         self._last_round, self._last_round_at = fingerprint, time.time()
         config = replace(self.config, limits=limits)
         decisions = schedule(list(requests.values()), state, time.time(), self.policy, running, config)
+        lost = self.backend.lost_clusters()
+        waiting = list(decisions.waiting)
         for rejection in decisions.rejected:
+            if lost:  # the lost clusters' devices may be what it needs: it waits for them
+                waiting.append(Waiting(rejection.job_id, f"waits: {rejection.reason.removeprefix('rejected: ')} "
+                                                         f"while cluster(s) {', '.join(sorted(lost))} are lost"))
+                continue
             self.store.transition(rejection.job_id, JobState.REJECTED, actor="scheduler", detail=rejection.reason,
                                   error=rejection.reason, expect=(JobState.QUEUED,), fence=token)
         for job_id in decisions.preemptions:
@@ -351,12 +419,22 @@ class JobController:
                                                         "checkpoint once a placement frees up",
                                                  expect=(JobState.STARTING, JobState.RUNNING)):
                 self._ask_stop(record, tracked)
-        changed = [(w.job_id, w.reason) for w in decisions.waiting if self._last_reason.get(w.job_id) != w.reason]
+        waiting = [self._pinned_to_lost(w, lost, requests[w.job_id]) for w in waiting]
+        changed = [(w.job_id, w.reason) for w in waiting if self._last_reason.get(w.job_id) != w.reason]
         self._last_reason.update(changed)
         self.store.log_many(changed)  # one transaction: the API's writes do not queue behind a round
         labels = {n.id: n for n in state.nodes}
         for placement in decisions.placements:
             self._launch(self.store.get(placement.job_id), placement, labels, token)
+
+    @staticmethod
+    def _pinned_to_lost(waiting: Waiting, lost: dict[str, float], request) -> Waiting:
+        """A job restricted to clusters that are all lost says so."""
+        if request.clusters and all(c in lost for c in request.clusters):
+            since = ", ".join(f"{c} lost {time.strftime('%H:%M:%S', time.localtime(lost[c]))}"
+                              for c in request.clusters)
+            return Waiting(waiting.job_id, f"waits: the job may run only on {', '.join(request.clusters)}; {since}")
+        return waiting
 
     def _launch(self, record: JobRecord, placement: Placement, nodes: dict, token: int) -> None:
         checkpoints = [c for c in self.store.checkpoints(record.id) if Path(c["path"], CHECKPOINT_META).exists()]
@@ -367,7 +445,7 @@ class JobController:
         spec = record.spec
         if spec.get("_kind") == "features":
             launch = LaunchSpec(job_id=record.id, attempt=number, run_dir=str(run_dir), kind="features",
-                                loop_config={k: spec[k] for k in FEATURE_KEYS})
+                                loop_config={k: spec[k] for k in FEATURE_KEYS}, cluster=placement.cluster)
         else:
             loop_config = {k: spec.get(k) for k in LOOP_KEYS}
             loop_config.update(spec.get("config") or {})
@@ -375,17 +453,22 @@ class JobController:
             loop_config["device_kind"] = compute_kind(placement.kind, emulated)
             launch = LaunchSpec(job_id=record.id, attempt=number, run_dir=str(run_dir), loop_config=loop_config,
                                 train_fn=record.train_fn, resume_path=resume["path"] if resume else None,
-                                resume_sha256=resume["sha256"] if resume else None)
+                                resume_sha256=resume["sha256"] if resume else None, cluster=placement.cluster)
         where = nodes.get(placement.assignments[0].node_id)
-        site = f" at {where.site} ({where.tier})" if where else ""
+        site = f" on cluster {placement.cluster}" + (f" at {where.site} ({where.tier})" if where else "")
         data = spec.get("data_site")
         detail = (f"placed on {placement.kind}({placement.model}) x{sum(a.workers for a in placement.assignments)}"
                   f"{site}, node(s) {', '.join(sorted({a.node_id[:12] for a in placement.assignments}))}: predicted "
                   f"completion {placement.predicted_completion_s:.3g} s (transfer {placement.transfer_s:.3g} s + "
                   f"compute {placement.compute_s:.3g} s)" + (f"; data at {data}" if data else "")
                   + (f"; resuming from epoch {resume['epoch']}" if resume else ""))
-        handle = self.backend.handle_for(launch)  # stored before launching: a successor can always find it
-        if self.store.start_attempt(record.id, asdict(placement), self.backend.name, token, detail, handle) != number:
+        previous = self.store.attempt(record.id, record.attempts) if record.attempts else None
+        if previous is not None and previous.outcome in ("fenced", "fenced-stopped"):
+            detail = f"{previous.error}; resumed on cluster {placement.cluster} " + (
+                f"from epoch {resume['epoch']}" if resume else "from the start") + f" ({detail})"
+        handle = self.backend.handle_for(launch, placement.cluster)  # stored before launching: a successor finds it
+        if self.store.start_attempt(record.id, asdict(placement), self.backend.name_for(placement.cluster), token,
+                                    detail, handle) != number:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
         try:

@@ -46,7 +46,8 @@ def job_request(record, throughput: ThroughputModel, state: ClusterState | None 
         algorithm=algorithm, work=float(rows * units_left), data_bytes=int(dataset.get("bytes", 0)),
         data_site=spec.get("data_site"), latency=spec["latency"], allowed_kinds=kinds,
         device_model=spec["_device_model"], preemptible=spec["preemptible"], submitted_at=record.created,
-        attained_service_s=float(progress.get("device_seconds", 0.0)), throughputs=throughputs, user=record.user)
+        attained_service_s=float(progress.get("device_seconds", 0.0)), throughputs=throughputs, user=record.user,
+        clusters=tuple(spec.get("clusters") or ()), sites=tuple(spec.get("sites") or ()))
 
 
 def progress_from_epochs(lines: list[dict], placement: dict) -> dict:

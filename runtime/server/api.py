@@ -119,6 +119,20 @@ class DeployRequest(BaseModel):
     settings: ServeSettings = Field(default_factory=ServeSettings)
 
 
+class NewCluster(BaseModel):
+    """A Ray cluster to register: its job-submission address, where it is, the storage path at
+    which its nodes see the server's runs directory, and a file holding its Ray auth token."""
+
+    model_config = {"extra": "forbid"}
+    name: str
+    address: str
+    site: str | None = None
+    tier: Literal["center", "edge"] = "center"
+    storage: str | None = None
+    token_file: str | None = None
+    links: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
 class ArtifactEvent(BaseModel):
     model_config = {"extra": "forbid"}
     type: str = Field(pattern="^(" + "|".join(ARTIFACT_EVENTS) + ")$")
@@ -318,6 +332,34 @@ def create_app(server) -> FastAPI:
         state = server.current_snapshot()
         return {**capacity_report(state), "taken_at": state.taken_at, "age_s": round(time.time() - state.taken_at, 3),
                 "quotas": quota_report(server.store)}
+
+    # ---- clusters (federation) ---------------------------------------------------------------
+    @app.post("/clusters", status_code=201)
+    def add_cluster(body: NewCluster, identity: Identity = allow("clusters:manage")) -> dict:
+        """Register a Ray cluster (422 naming the field when the entry is invalid or the name taken);
+        it is probed from now on and scheduled onto once healthy."""
+        try:
+            entry = server.add_cluster(body.model_dump(), identity.name)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"name": entry.name, "address": entry.address, "site": entry.site, "tier": entry.tier}
+
+    @app.get("/clusters")
+    def list_clusters(identity: Identity = allow("capacity:read")) -> list[dict]:
+        """Every registered cluster with its health (healthy, lost, unknown), missed probes, last
+        answer and node count; the server's own cluster first."""
+        return server.clusters_status()
+
+    @app.delete("/clusters/{name}")
+    def remove_cluster(name: str, identity: Identity = allow("clusters:manage")) -> dict:
+        """Forget a cluster (409 while attempts run on it)."""
+        try:
+            removed = server.remove_cluster(name, identity.name)
+        except RuntimeError as exc:
+            raise HTTPException(409, str(exc)) from None
+        if not removed:
+            raise HTTPException(404, f"cluster: no registered cluster {name!r}")
+        return {"name": name, "removed": True}
 
     # ---- quotas ------------------------------------------------------------------------------
     @app.get("/quotas")

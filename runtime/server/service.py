@@ -24,8 +24,10 @@ from fastapi import HTTPException
 from prometheus_client import Counter, Gauge
 
 import cluster
+from cluster.federation import Federation, check_entry
 from cluster.metrics import CapacityMetrics
 from runtime.audit.log import AuditLog
+from runtime.backends.federated import FederatedBackend
 from runtime.backends.ray_local import RayBackend
 from runtime.controller.controller import JobController
 from runtime.controller.lease_keeper import LeaseKeeper
@@ -35,6 +37,7 @@ from runtime.server.api import create_app, resolve_dataset
 from runtime.server.auth import Accounts, Identity, JwtIssuer, ensure_local_admin
 from runtime.specs import FeatureJob, TrainingJob
 from runtime.store import LeaseStore, open_store
+from runtime.store.clusters import ClusterStore
 from schedulers.engine import SchedulerConfig, check_submission
 from schedulers.types import ClusterState, JobRequest
 
@@ -94,6 +97,11 @@ class Admission:
                 spec["_dataset"] = self._inspect(path, job.label, job.categorical)
         kinds, model = job.device_kinds()
         spec.update(_device_kinds=list(kinds), _device_model=model, _algorithm=job.algorithm)
+        known = {c["name"] for c in self.server.clusters_status()}
+        unknown = sorted(set(job.clusters) - known)
+        if unknown:
+            raise HTTPException(422, f"spec.clusters: {unknown[0]!r} is not a cluster of this server (known: "
+                                     f"{', '.join(sorted(known))}); register it with suanli clusters add")
         return spec
 
     def _inspect(self, path: Path, label: str, categorical: list[str]) -> dict:
@@ -167,6 +175,9 @@ class Server:
         self.emulated = None
         self.ray_address = ""
         self.controller: JobController | None = None
+        self.clusters = ClusterStore(self.store)
+        self.federation = Federation(self.clusters.list, on_change=self._cluster_changed)
+        self.backends: FederatedBackend | None = None
         self._snapshot_lock = threading.Lock()
         self._uvicorn = None
 
@@ -220,6 +231,11 @@ class Server:
                 log.error("audit log verification raised: %s", exc)
             time.sleep(self.options.audit_verify_s)
 
+    @property
+    def runs_dir(self) -> Path:
+        """Checkpoints and run files: every cluster's workers must reach this directory."""
+        return (self.options.runs_dir or self.state_dir / "runs").resolve()
+
     # ---- Ray -----------------------------------------------------------------------------
     def connect_ray(self) -> None:
         cluster.prepare_loopback()
@@ -245,8 +261,56 @@ class Server:
         with self._snapshot_lock:
             latest = self.controller.last_state if self.controller else None
             if latest is None or time.time() - latest.taken_at > SNAPSHOT_MAX_AGE_S:
-                latest = cluster.snapshot(include_local_telemetry=False)
+                held = self.controller.held_devices() if self.controller else {}
+                latest = self.federation.merged_state(cluster.snapshot(include_local_telemetry=False), held)
             return latest
+
+    # ---- the federation's registry ---------------------------------------------------------
+    def add_cluster(self, fields: dict, actor: str):
+        """Register a cluster (ValueError naming the field); audited."""
+        storage = fields.get("storage")
+        if storage and not Path(storage).is_absolute():
+            raise ValueError(f"storage: {storage!r} must be the absolute path at which the cluster's nodes see "
+                             f"this server's runs directory ({self.runs_dir}); object-store URIs are not supported")
+        entry = check_entry(fields["name"], fields["address"], fields.get("site"), fields.get("tier", "center"),
+                            storage, fields.get("token_file"), fields.get("links"))
+        own = {n.cluster for n in self.current_snapshot().nodes if n.cluster not in {e.name for e in self.clusters.list()}}
+        if entry.name in own:
+            raise ValueError(f"name: {entry.name!r} is the server's own cluster; choose another name")
+        entry = self.clusters.add(entry, actor)
+        if self.backends:
+            self.backends.forget(entry.name)
+        self.audit.append("cluster-added", actor, {"name": entry.name, "address": entry.address, "site": entry.site,
+                                                   "tier": entry.tier}, level="notice")
+        return entry
+
+    def remove_cluster(self, name: str, actor: str) -> bool:
+        """Forget a cluster; RuntimeError while attempts are open on it."""
+        busy = [a.job_id for a in self.store.open_attempts() if (a.handle or {}).get("cluster") == name]
+        if busy:
+            raise RuntimeError(f"cluster {name} runs attempts of {', '.join(busy)}; cancel them or wait")
+        removed = self.clusters.remove(name)
+        if removed:
+            if self.backends:
+                self.backends.forget(name)
+            self.audit.append("cluster-removed", actor, {"name": name}, level="notice")
+        return removed
+
+    def clusters_status(self) -> list[dict]:
+        """The server's own cluster and every registered one, with health."""
+        own = {"name": cluster.load_config().cluster_name, "address": self.ray_address, "site": None, "tier": None, "health": "healthy",
+               "missed_probes": 0, "lost_since": None, "own": True}
+        status = {s["name"]: s for s in self.federation.status()}
+        for entry in self.clusters.list():  # registered since the last probe round: unknown until probed
+            status.setdefault(entry.name, {"name": entry.name, "address": entry.address, "site": entry.site,
+                                           "tier": entry.tier, "health": "unknown", "missed_probes": 0,
+                                           "lost_since": None, "nodes": 0})
+        return [own] + [status[name] for name in sorted(status)]
+
+    def _cluster_changed(self, name: str, health: str, at: float) -> None:
+        log.warning("cluster %s is %s (since %s)", name, health, time.strftime("%H:%M:%S", time.localtime(at)))
+        self.audit.append(f"cluster-{health}", "federation", {"name": name, "since": at},
+                          level="warning" if health == "lost" else "notice")
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -264,8 +328,11 @@ class Server:
         self.connect_ray()
         config = SchedulerConfig(throughput=load_throughput_model(self.options.profile),
                                  min_run_before_preempt_s=120.0)
-        self.controller = JobController(self.store, RayBackend(), self.lease, self.options.runs_dir or self.state_dir / "runs",
-                                        policy=self.options.policy, config=config)
+        self.backends = FederatedBackend(RayBackend(), self.federation, self.runs_dir, self.clusters.list)
+        self.controller = JobController(self.store, self.backends, self.lease, self.runs_dir,
+                                        policy=self.options.policy, config=config, federation=self.federation)
+        self.federation.probe_all()  # health known before the first scheduling round
+        self.federation.start()
         self.lease.start()
         self.controller.start()
         threading.Thread(target=self._watch, name="suanli-watch", daemon=True).start()
@@ -319,6 +386,7 @@ class Server:
                 record.unlink(missing_ok=True)
 
     def shutdown(self) -> None:
+        self.federation.stop()
         if self.controller:
             self.controller.stop()
         self.lease.stop(release=True)

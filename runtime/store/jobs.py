@@ -244,6 +244,14 @@ class JobStore:
             self._log(conn, job_id, f"{state.value}{': ' + detail if detail else ''}")
         return True
 
+    def note(self, job_id: str, detail: str, fence: int | None, attempt: int | None = None,
+             actor: str = "controller") -> None:
+        """An event that changes no state (kind NOTE): something the job's story should tell."""
+        with self._write() as conn:
+            self._check_fence(conn, fence)
+            self._event(conn, job_id, "NOTE", actor, detail, attempt, fence)
+            self._log(conn, job_id, f"NOTE: {detail}")
+
     def set_progress(self, job_id: str, progress: dict, fence: int | None) -> None:
         """Record what the controller measured of a running job (epochs done, seconds per epoch)."""
         with self.engine.begin() as conn:
@@ -354,11 +362,23 @@ class JobStore:
             rows = conn.execute(select(attempts).where(attempts.c.state != "ended").order_by(attempts.c.started))
             return [self._attempt(r) for r in rows.mappings()]
 
+    def fenced_attempts(self) -> list[AttemptRecord]:
+        """Attempts fenced off when their cluster was lost whose stale run has not been stopped
+        yet (outcome "fenced"; "fenced-stopped" once it was)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(attempts).where(attempts.c.outcome == "fenced").order_by(attempts.c.started))
+            return [self._attempt(r) for r in rows.mappings()]
+
     # ---- checkpoints -----------------------------------------------------------------------
     def record_checkpoint(self, job_id: str, attempt: int, epoch: int, path: str, sha256: str, fence: int) -> bool:
-        """Record a checkpoint's path and sha256 once (False when it was already recorded)."""
+        """Record a checkpoint's path and sha256 once (False when it was already recorded, or
+        when its attempt was fenced off: a stale run's checkpoints are never resumed from)."""
         with self.engine.begin() as conn:
             self._check_fence(conn, fence)
+            outcome = conn.execute(select(attempts.c.outcome).where(attempts.c.job_id == job_id,
+                                                                    attempts.c.number == attempt)).scalar()
+            if outcome in ("fenced", "fenced-stopped"):
+                return False
             known = conn.execute(select(checkpoints.c.id).where(checkpoints.c.job_id == job_id,
                                                                 checkpoints.c.path == path)).first()
             if known:

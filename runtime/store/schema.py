@@ -126,3 +126,16 @@ quotas = Table(
     Column("updated", Float, nullable=False),
     Column("updated_by", String(64), nullable=False),
 )
+
+clusters = Table(
+    "clusters", metadata,  # the federation's registry (added to older stores on open)
+    Column("name", String(40), primary_key=True),
+    Column("address", Text, nullable=False),  # Ray's job-submission (dashboard) address
+    Column("site", String(64), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("storage", Text, nullable=False),
+    Column("token_file", Text),  # a file holding the cluster's Ray auth token (never the token itself)
+    Column("links", Text, nullable=False),  # {site: {"bandwidth_bps", "latency_ms"}}
+    Column("added_at", Float, nullable=False),
+    Column("added_by", String(64), nullable=False),
+)

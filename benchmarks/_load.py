@@ -1,0 +1,112 @@
+"""Open-loop HTTP load from separate processes, so that the load generator does not share a Python
+interpreter (and its one core) with the cluster it measures.
+
+`open_loop(plan, processes)` sends `plan.rate` requests/s for `plan.seconds` s, spread over
+`processes` spawned processes (request i goes from process i mod processes), never waiting for an
+answer before sending the next. Every request's outcome is returned with wall-clock times
+(`time.time()`), so the caller can line them up with what it did meanwhile (killing a node).
+
+A request goes to `plan.first_url` with `plan.first_timeout_s`; when `plan.fallback_url` is set,
+a transport error, a timeout or a 5xx there sends the same body (same request id) to the fallback,
+as the scoring client does. An outcome without "error" was answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    first_url: str
+    rows: list
+    rate: float
+    seconds: float
+    first_timeout_s: float
+    fallback_url: str | None = None
+    fallback_timeout_s: float = 10.0
+    start_wall: float = 0.0
+    process_index: int = 0
+    processes: int = 1
+
+
+async def _post(session, url: str, body: dict, timeout_s: float) -> dict:
+    import aiohttp
+
+    async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+        status = response.status
+        retry_after = response.headers.get("Retry-After")
+        try:
+            answer = await response.json(content_type=None)
+        except ValueError:
+            answer = None
+    if status >= 500 and status != 503:
+        raise RuntimeError(f"HTTP {status}")
+    tier = answer.get("served_by", {}).get("tier") if isinstance(answer, dict) else None
+    return {"status": status, "tier": tier, "retry_after": retry_after}
+
+
+async def _run(plan: LoadPlan) -> list[dict]:
+    import aiohttp
+
+    outcomes: list[dict] = []
+    connector = aiohttp.TCPConnector(limit=2000)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one(i: int, at_wall: float) -> None:
+            body = {"rows": [plan.rows[i % len(plan.rows)]], "request_id": str(uuid.uuid4())}
+            record = {"i": i, "sent": at_wall}
+            try:
+                try:
+                    record.update(await _post(session, plan.first_url, body, plan.first_timeout_s))
+                    if plan.fallback_url and record["status"] == 503:
+                        raise RuntimeError("first answered 503")
+                except Exception:
+                    if not plan.fallback_url:
+                        raise
+                    record.update(await _post(session, plan.fallback_url, body, plan.fallback_timeout_s), via="fallback")
+            except Exception as exc:  # noqa: BLE001 - a lost request is a result
+                record["error"] = f"{type(exc).__name__}: {exc}"[:200]
+            record["answered"] = time.time()
+            record["latency"] = record["answered"] - at_wall
+            outcomes.append(record)
+
+        tasks = []
+        n = int(plan.rate * plan.seconds)
+        for i in range(plan.process_index, n, plan.processes):
+            at_wall = plan.start_wall + i / plan.rate
+            delay = at_wall - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, at_wall)))
+        await asyncio.gather(*tasks)
+    return outcomes
+
+
+def _process(plan: LoadPlan) -> list[dict]:
+    return asyncio.run(_run(plan))
+
+
+class OpenLoop:
+    """Processes started now (a spawn costs ~1 s), the load starting at `start_wall`; `result()`
+    waits for every request's outcome."""
+
+    def __init__(self, plan: LoadPlan, processes: int = 2, lead_s: float = 3.0):
+        self.start_wall = time.time() + lead_s
+        self.pool = ProcessPoolExecutor(processes, mp_context=get_context("spawn"))
+        self.futures = [self.pool.submit(_process, replace(plan, start_wall=self.start_wall, process_index=k,
+                                                           processes=processes)) for k in range(processes)]
+
+    def result(self) -> list[dict]:
+        outcomes = [o for future in self.futures for o in future.result()]
+        self.pool.shutdown()
+        return sorted(outcomes, key=lambda o: o["i"])
+
+
+def open_loop(plan: LoadPlan, processes: int = 2) -> list[dict]:
+    """Run the plan now and return every outcome."""
+    return OpenLoop(plan, processes).result()

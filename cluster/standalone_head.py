@@ -1,0 +1,118 @@
+"""A standalone Ray cluster on this machine, as its own head processes: its own port set, temp dir
+and auth token, and the dashboard on (Ray's job-submission API lives there). Several can run side
+by side; this is how the federation's tests, benchmark and demo stand in for clusters on other
+machines. Stopping or faulting one touches only its own processes (found by its temp dir).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cluster.errors import ConfigError
+from cluster.labels import node_labels_and_resources
+from cluster.local_head import _answers, _free_ports, head_pids
+from cluster.ray_cluster import LOOPBACK
+
+START_TIMEOUT_S = 120.0
+
+
+@dataclass
+class StandaloneHead:
+    """A running head: `address` is its job-submission (dashboard) URL."""
+
+    name: str
+    site: str
+    tier: str
+    temp_dir: str
+    token_file: Path
+    address: str
+    gcs_address: str
+
+    def pids(self) -> list[int]:
+        return head_pids(self.temp_dir)
+
+    def signal(self, sig: int) -> int:
+        """Send `sig` to every process of this head (SIGKILL: the cluster is gone; SIGSTOP /
+        SIGCONT: a stall); how many received it."""
+        count = 0
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+                count += 1
+            except ProcessLookupError:
+                continue
+        return count
+
+    def stop(self) -> None:
+        """End every process of this head (SIGCONT first, in case it was stalled) and remove its
+        temp dir."""
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        deadline = time.time() + 10
+        while self.pids() and time.time() < deadline:
+            time.sleep(0.2)
+        self.signal(signal.SIGKILL)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def start_head(name: str, root: str | Path, site: str | None = None, tier: str = "center", num_cpus: int = 2,
+               worker_ports: tuple[int, int] | None = None) -> StandaloneHead:
+    """Start a head named `name` (its nodes labelled cluster=name, site, tier) with token auth;
+    its temp dir and token file under `root`. Waits until its job-submission API answers."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    temp_dir = str(root / f"ray-{name}")
+    token = secrets.token_hex(16)
+    token_file = root / f"{name}.token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    gcs, dashboard, node_manager, object_manager, agent, agent_grpc, metrics, env_agent = _free_ports(8)
+    low, high = worker_ports or (node_manager + 1, node_manager + 200)
+    labels, resources = node_labels_and_resources(cluster=name, tier=tier, site=site or name, accelerators={},
+                                                  emulated=False, name=f"{name}-head")
+    ray = str(Path(sys.executable).with_name("ray"))
+    command = [ray, "start", "--head", f"--node-ip-address={LOOPBACK}", f"--port={gcs}", "--include-dashboard=true",
+               f"--dashboard-host={LOOPBACK}", f"--dashboard-port={dashboard}", f"--node-manager-port={node_manager}",
+               f"--object-manager-port={object_manager}", f"--min-worker-port={low}", f"--max-worker-port={high}",
+               f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+               f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={env_agent}", f"--temp-dir={temp_dir}",
+               "--disable-usage-stats", f"--num-cpus={num_cpus}", f"--resources={json.dumps(resources)}",
+               "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items())]
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S,
+                          start_new_session=True)
+    if done.returncode != 0:
+        raise ConfigError(f"ray start ({name}): exit {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}")
+    head = StandaloneHead(name, site or name, tier, temp_dir, token_file, f"http://{LOOPBACK}:{dashboard}",
+                          f"{LOOPBACK}:{gcs}")
+    deadline = time.time() + START_TIMEOUT_S
+    while not _job_api_answers(head):
+        if time.time() > deadline:
+            head.stop()
+            raise ConfigError(f"ray start ({name}): its job-submission API at {head.address} did not answer "
+                              f"within {START_TIMEOUT_S:g} s")
+        time.sleep(0.5)
+    return head
+
+
+def _job_api_answers(head: StandaloneHead) -> bool:
+    import httpx
+
+    if not _answers(head.address.removeprefix("http://")):
+        return False
+    try:
+        answer = httpx.get(f"{head.address}/api/v0/nodes", headers={"Authorization": f"Bearer "
+                                                                     f"{head.token_file.read_text()}"}, timeout=2)
+        return answer.status_code == 200 and bool(answer.json()["data"]["result"]["result"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False

@@ -1,0 +1,159 @@
+"""The remote backend: runs attempts on a registered Ray cluster through Ray's job-submission API
+(`JobSubmissionClient`), one Ray job per attempt.
+
+The submission id is the job id and attempt (`<job>.attempt-<n>`), and Ray refuses a second
+submission with the same id: a retried or repeated launch never starts a second run. The Ray job's
+entrypoint (`python -m runtime.backends.remote_entry`) reads the attempt's launch file from the
+shared runs directory, runs the same `AttemptRunner` as the local backend inside that cluster and
+writes the attempt's status beside its checkpoints; the controller reads files from the shared
+directory and asks Ray only for the job's state.
+
+Storage: the server's runs directory must be reachable from the cluster's nodes (a shared
+filesystem); the registry's `storage` is the path at which they see it (the same path when empty).
+
+Fencing: `fence(handle)` writes FENCED and STOP into the attempt's directory, so a run that comes
+back after its cluster was given up stops at its next epoch boundary and reports nothing; the
+controller also stops its Ray job once the cluster answers again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import httpx
+
+from cluster.federation import ClusterEntry
+from runtime.backends.base import AttemptStatus, LaunchSpec
+from runtime.training.recorder import read_worker_group
+from runtime.training.worker import STOP_FILE
+from schedulers.types import Placement
+
+LAUNCH_FILE = "launch.json"
+STATUS_FILE = "status.json"
+FENCED_FILE = "FENCED"
+STATUS_TIMEOUT_S = 2.0
+log = logging.getLogger(__name__)
+
+
+def submission_id(job_id: str, attempt: int) -> str:
+    return f"{job_id}.attempt-{attempt}"
+
+
+class RemoteRayBackend:
+    """Carries out placements on one registered cluster. `health()` says whether the federation
+    currently sees the cluster (a lost cluster's attempts are reported lost without asking it)."""
+
+    def __init__(self, entry: ClusterEntry, runs_dir: str | Path, health=lambda: "healthy"):
+        self.entry = entry
+        self.name = f"ray-remote:{entry.name}"
+        self.runs_dir = Path(runs_dir).resolve()
+        self.health = health
+        self._client = None
+
+    # ---- paths ---------------------------------------------------------------------------
+    def cluster_path(self, path: str | None) -> str | None:
+        """`path` (under the server's runs directory) as the cluster's nodes see it."""
+        if path is None or not self.entry.storage:
+            return path
+        relative = Path(path).resolve().relative_to(self.runs_dir)
+        return str(Path(self.entry.storage) / relative)
+
+    def client(self):
+        from ray.job_submission import JobSubmissionClient
+
+        if self._client is None:
+            self._client = JobSubmissionClient(self.entry.address, headers=self.entry.headers())
+        return self._client
+
+    # ---- the interface -------------------------------------------------------------------
+    def handle_for(self, spec: LaunchSpec) -> dict:
+        return {"cluster": self.entry.name, "submission_id": submission_id(spec.job_id, spec.attempt),
+                "run_dir": spec.run_dir}
+
+    def launch(self, placement: Placement, spec: LaunchSpec) -> None:
+        run_dir = Path(spec.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remote = {**asdict(spec), "run_dir": self.cluster_path(spec.run_dir),
+                  "resume_path": self.cluster_path(spec.resume_path),
+                  "train_fn": base64.b64encode(spec.train_fn).decode() if spec.train_fn else None}
+        tmp = run_dir / (LAUNCH_FILE + ".tmp")
+        tmp.write_text(json.dumps({"spec": remote, "placement": asdict(placement)}))
+        tmp.replace(run_dir / LAUNCH_FILE)
+        sid = submission_id(spec.job_id, spec.attempt)
+        try:
+            self.client().submit_job(entrypoint=f"{sys.executable} -m runtime.backends.remote_entry "
+                                                f"{self.cluster_path(str(run_dir / LAUNCH_FILE))}",
+                                     submission_id=sid, metadata={"suanli_job": spec.job_id,
+                                                                  "suanli_attempt": str(spec.attempt)})
+        except RuntimeError:
+            if self._ray_job(sid) is None:  # refused for another reason than the id being taken
+                raise
+            log.info("%s was already submitted to %s: not submitted again", sid, self.entry.name)
+
+    def _ray_job(self, sid: str) -> dict | None:
+        """Ray's record of the job (None when the cluster does not know it); raises when the
+        cluster does not answer within STATUS_TIMEOUT_S."""
+        answer = httpx.get(f"{self.entry.address}/api/jobs/{sid}", headers=self.entry.headers(),
+                           timeout=STATUS_TIMEOUT_S)
+        if answer.status_code == 404:
+            return None
+        answer.raise_for_status()
+        return answer.json()
+
+    def poll(self, handle: dict) -> AttemptStatus:
+        run_dir = Path(handle["run_dir"])
+        workers = tuple((read_worker_group(run_dir) or {}).get("workers", ()))
+        if self.health() == "lost":
+            return AttemptStatus("lost", error=f"cluster {self.entry.name} was lost", workers=workers)
+        written = _read_json(run_dir / STATUS_FILE)
+        if written and written["phase"] in ("succeeded", "failed", "stopped"):
+            return AttemptStatus(written["phase"], error=written.get("error"), traceback=written.get("traceback"),
+                                 checkpoint=written.get("checkpoint"), metrics=written.get("metrics") or {},
+                                 workers=workers)
+        try:
+            job = self._ray_job(handle["submission_id"])
+        except httpx.HTTPError:
+            return AttemptStatus("running" if written else "starting", workers=workers)  # slow is not lost
+        if job is None:
+            return AttemptStatus("lost", error=f"cluster {self.entry.name} has no Ray job "
+                                               f"{handle['submission_id']}", workers=workers)
+        if job["status"] in ("FAILED", "STOPPED", "SUCCEEDED"):
+            written = _read_json(run_dir / STATUS_FILE)  # it may have ended between the two reads
+            if written and written["phase"] in ("succeeded", "failed", "stopped"):
+                return self.poll(handle)
+            return AttemptStatus("failed" if job["status"] != "STOPPED" else "stopped", workers=workers,
+                                 error=f"the Ray job {handle['submission_id']} on {self.entry.name} ended "
+                                       f"{job['status']}: {(job.get('message') or '').strip()[:300]}")
+        return AttemptStatus("running" if written and written["phase"] == "running" else "starting", workers=workers)
+
+    def stop(self, handle: dict, force: bool = False) -> None:
+        run_dir = Path(handle["run_dir"])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / STOP_FILE).touch()
+        if force and self.health() != "lost":
+            try:
+                self.client().stop_job(handle["submission_id"])
+            except Exception as exc:  # noqa: BLE001 - a job already gone is stopped
+                log.info("stop_job %s on %s: %s", handle["submission_id"], self.entry.name, exc)
+
+    def fence(self, handle: dict) -> None:
+        """Mark the attempt fenced in its directory: its run stops and reports nothing."""
+        run_dir = Path(handle["run_dir"])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / FENCED_FILE).touch()
+        (run_dir / STOP_FILE).touch()
+
+    def release(self, handle: dict) -> None:
+        """Nothing to free: the Ray job ended with its driver, and Ray keeps its record."""
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,210 @@
+"""Several Ray clusters behind one server, as an operator meets them: two standalone Ray clusters
+on this machine (own ports, temp dirs and auth tokens, dashboards on), registered with
+`suanli clusters add`, a server with its own embedded cluster scheduling onto them through Ray's
+job-submission API.
+
+- registration: bad input names the field; a wrong token shows as a probe error; health and
+  capacity cover every cluster;
+- a head SIGKILLed mid-training: the job resumes on the other cluster from its checkpoint and ends
+  SUCCEEDED once, no retry used, and its events tell the story;
+- a 3 s stall of a head moves nothing; a stall past the threshold fences the attempt, the job
+  resumes elsewhere, and when the head comes back its stale run is stopped and reports nothing.
+"""
+
+import json
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import REPO, shared_path
+
+pytestmark = pytest.mark.ray
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def kill_drivers(runs_dir: Path) -> None:
+    """Job drivers (remote_entry) of this test's attempts left after their head died."""
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(str(runs_dir) in part for part in proc.info["cmdline"] or ()):
+                proc.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+
+
+@pytest.fixture(scope="module")
+def fed():
+    from cluster.local_head import stop_local_head
+    from cluster.standalone_head import start_head
+    from runtime import Client
+    from runtime.server.local import start_server
+
+    root = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))  # short: Ray's socket paths live under it
+    heads = {"fa": start_head("fa", root, site="bj"), "fb": start_head("fb", root, site="sh")}
+    state = root / "state"
+    proc, url = start_server(state, "--data-dir", str(REPO.parent / "shared"), "--lease-ttl", "4", "--lease-renew", "1")
+    client = Client(address=url, state_dir=state)
+    env = {"SUANLI_SERVER": url, "SUANLI_CONFIG": "", "SUANLI_TOKEN": (state / "admin.token").read_text().strip()}
+    yield {"heads": heads, "client": client, "url": url, "state": state, "root": root, "env": env}
+    client.close()
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except Exception:  # noqa: BLE001
+        proc.kill()
+    for head in heads.values():
+        head.stop()
+    kill_drivers(state / "runs")
+    stop_local_head(state)
+
+
+def cli(fed, *args):
+    from runtime.cli.main import app
+
+    return CliRunner().invoke(app, list(args), env=fed["env"])
+
+
+def health(fed):
+    return {c["name"]: c for c in fed["client"].clusters()}
+
+
+def register(fed, head):
+    out = cli(fed, "clusters", "add", head.name, "--address", head.address, "--site", head.site,
+              "--token-file", str(head.token_file), "--link", "sh=50e6@30" if head.site == "bj" else "bj=50e6@30")
+    assert out.exit_code == 0, out.stdout + out.stderr
+    wait_for(lambda: health(fed)[head.name]["health"] == "healthy", 20, f"{head.name} healthy")
+
+
+def job_spec(name, epochs=8):
+    from runtime import TrainingJob
+
+    return TrainingJob(name=name, dataset=str(shared_path("credit", "australian_credit.csv")), label="class",
+                       workers=1, device="cpu", epochs=epochs, hidden=[16], config={"seconds_per_epoch": 2},
+                       max_failures=0, clusters=["fa", "fb"])
+
+
+def test_registration_health_and_capacity(fed):
+    heads = fed["heads"]
+    bad = cli(fed, "clusters", "add", "x", "--address", "10.0.0.5:8265")
+    assert bad.exit_code == 2 and "address: '10.0.0.5:8265' must be Ray's job-submission" in bad.stderr
+    bad = cli(fed, "clusters", "add", "Bad_Name", "--address", "http://127.0.0.1:1")
+    assert bad.exit_code == 2 and "name: 'Bad_Name'" in bad.stderr
+    bad = cli(fed, "clusters", "add", "x", "--address", "http://127.0.0.1:1", "--token-file", "/nowhere/token")
+    assert bad.exit_code == 2 and "token_file: /nowhere/token is not a readable file" in bad.stderr
+    wrong = fed["root"] / "wrong.token"
+    wrong.write_text("not-the-token")
+    out = cli(fed, "clusters", "add", "wrong", "--address", heads["fa"].address, "--token-file", str(wrong))
+    assert out.exit_code == 0
+    refused = wait_for(lambda: health(fed)["wrong"]["missed_probes"] >= 1 and health(fed)["wrong"], 15, "a probe")
+    assert "refused the token" in refused["last_error"] and refused["health"] != "healthy"
+    assert cli(fed, "clusters", "remove", "wrong").exit_code == 0
+
+    register(fed, heads["fa"])
+    register(fed, heads["fb"])
+    again = cli(fed, "clusters", "add", "fa", "--address", heads["fa"].address)
+    assert again.exit_code == 2 and "already registered" in again.stderr
+    listed = json.loads(cli(fed, "clusters", "list", "--json").stdout)
+    assert [c["name"] for c in listed][1:] == ["fa", "fb"] and listed[0]["own"]
+    assert all(c["health"] == "healthy" and c["nodes"] == 1 for c in listed[1:])
+    rows = fed["client"].capacity()["rows"]
+    assert {"fa", "fb"} <= {r["cluster"] for r in rows}
+
+
+def test_head_killed_mid_training_resumes_on_the_other_cluster_once(fed):
+    client, heads = fed["client"], fed["heads"]
+    if health(fed).get("fa", {}).get("health") != "healthy":
+        register(fed, heads["fa"])
+        register(fed, heads["fb"])
+    job = client.submit(job_spec("fed-kill"))
+    wait_for(lambda: (job.info()["progress"] or {}).get("epochs_done", 0) >= 2, 240, "two epochs")
+    first = job.info()["placement"]["cluster"]
+    other = "fb" if first == "fa" else "fa"
+    checkpoints_before = client.request("GET", f"/jobs/{job.id}/checkpoints")
+    killed_at = time.time()
+    assert heads[first].signal(signal.SIGKILL) > 0
+    lost = wait_for(lambda: health(fed)[first]["health"] == "lost" and time.time(), 20, f"{first} lost")
+    assert lost - killed_at <= 12  # probes every 2 s, lost after 3 missed
+    assert job.wait(timeout=300).value == "SUCCEEDED"
+    story = [e["detail"] for e in job.events()]
+    assert sum(1 for e in job.events() if e["kind"] == "SUCCEEDED") == 1
+    fenced = [d for d in story if d.startswith(f"cluster {first} lost") and "attempt 1 fenced" in d]
+    resumed = next(d for d in story if f"resumed on cluster {other} from epoch" in d)
+    assert any("resumes from epoch" in d for d in fenced) and resumed.startswith(f"cluster {first} lost")
+    print("\n".join(f"{e['kind']}: {e['detail']}" for e in job.events()))
+    info = job.info()
+    assert info["failures"] == 0 and info["placement"]["cluster"] == other
+    epochs = job.result().provenance["modelling"]["epochs"]
+    resumed_from = max(e["resumed_from_epoch"] for e in epochs)
+    assert epochs[-1]["epoch"] == 7
+    # steps repeated <= one checkpoint interval: it resumed from the newest checkpoint recorded
+    assert checkpoints_before and resumed_from >= max(c["epoch"] for c in checkpoints_before)
+    attempts = {a["number"]: a for a in client.request("GET", f"/jobs/{job.id}/placement")["attempts"]}
+    assert attempts[1]["outcome"] == "fenced" and attempts[2]["outcome"] == "succeeded"
+
+    # the lost cluster is replaced by a new head under the same name (a new address)
+    from cluster.standalone_head import start_head
+
+    heads[first].stop()
+    kill_drivers(fed["state"] / "runs")
+    heads[first] = start_head(first, fed["root"], site=heads[first].site)
+    assert cli(fed, "clusters", "remove", first).exit_code == 0
+    register(fed, heads[first])
+
+
+def test_short_stall_moves_nothing_and_a_long_one_fences_and_stops_the_stale_run(fed):
+    client, heads = fed["client"], fed["heads"]
+    job = client.submit(job_spec("fed-stall", epochs=10))
+    wait_for(lambda: (job.info()["progress"] or {}).get("epochs_done", 0) >= 1, 240, "the first epoch")
+    first = job.info()["placement"]["cluster"]
+    head = heads[first]
+
+    head.signal(signal.SIGSTOP)
+    time.sleep(3)
+    head.signal(signal.SIGCONT)
+    time.sleep(4)
+    assert health(fed)[first]["health"] == "healthy"
+    assert not any("fenced" in e["detail"] for e in job.events()) and job.info()["attempts"] == 1
+
+    head.signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: any("fenced" in e["detail"] for e in job.events()), 30, "the attempt fenced")
+        fenced_at = time.time()
+        wait_for(lambda: job.info()["attempts"] == 2 and job.info()["state"] in ("STARTING", "RUNNING"), 60,
+                 "a second attempt elsewhere")
+    finally:
+        head.signal(signal.SIGCONT)
+    wait_for(lambda: any("stale run of attempt 1 was stopped" in e["detail"] for e in job.events()), 60,
+             "the stale run stopped")
+    assert job.wait(timeout=300).value == "SUCCEEDED"
+    assert sum(1 for e in job.events() if e["kind"] == "SUCCEEDED") == 1
+    attempts = {a["number"]: a for a in client.request("GET", f"/jobs/{job.id}/placement")["attempts"]}
+    assert attempts[1]["outcome"] == "fenced-stopped" and attempts[2]["outcome"] == "succeeded"
+    stale_dir = Path(attempts[1]["handle"]["run_dir"])
+    status = stale_dir / "status.json"
+    assert not status.exists() or status.stat().st_mtime <= fenced_at
+    assert (stale_dir / "FENCED").exists()
+    # no checkpoint of the stale attempt was recorded after it was fenced
+    recorded = client.request("GET", f"/jobs/{job.id}/checkpoints")
+    assert all(c["at"] <= fenced_at for c in recorded if c["attempt"] == 1)
+    submission = attempts[1]["handle"]["submission_id"]
+
+    def stale_job_status():
+        return httpx.get(f"{head.address}/api/jobs/{submission}", timeout=5,
+                         headers={"Authorization": f"Bearer {head.token_file.read_text()}"}).json()["status"]
+
+    assert wait_for(lambda: stale_job_status() in ("STOPPED", "SUCCEEDED", "FAILED"), 60, "the stale Ray job ended")
