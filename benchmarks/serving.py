@@ -132,8 +132,8 @@ def rate_sweep(url: str, rows: list, steps: list[float], seconds: float, process
         progress(f"  {rate:.0f} req/s: p99 {stats.get('p99_ms')} ms, {stats['failed']} failed")
         if stats.get("p99_ms", 1e9) <= 10 and stats["failed"] == 0:
             best = rate
-        elif best:
-            break
+        elif best or stats["failed"]:
+            break  # past the ceiling: higher rates only queue more
     return {"best_rate": best, "steps": results}
 
 
@@ -207,6 +207,8 @@ def main() -> None:
         edge_url, centre_url = f"{deployed['url']}/sites/branch-sh/score", f"{deployed['url']}/score"
         progress("accuracy and single-request latency through HTTP")
         accuracy = served_accuracy(edge_url, artifact, public, rows, labels)
+        progress(f"online AUC {accuracy['online_auc']} vs offline {accuracy['offline_auc']}; one request "
+                 f"{accuracy['single_request_latency']}")
         progress(f"edge loss under {args.rate:.0f} req/s for {args.seconds:.0f} s (ours)")
         ours = edge_loss_run(cluster, edge_url, centre_url, rows, args.rate, args.seconds, 0.3, processes)
         progress(f"ours: {ours['lost']} of {ours['sent']} lost, reroute {ours['reroute_s']} s")

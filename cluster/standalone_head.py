@@ -38,13 +38,23 @@ class StandaloneHead:
     gcs_address: str
 
     def pids(self) -> list[int]:
-        return head_pids(self.temp_dir)
+        """Its processes: those naming its temp dir, and their descendants (Ray's agents retitle
+        themselves "ray::DashboardAgent", dropping the temp dir from their command line)."""
+        import psutil
 
-    def signal(self, sig: int) -> int:
+        found = set(head_pids(self.temp_dir))
+        for pid in list(found):
+            try:
+                found.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+            except psutil.NoSuchProcess:
+                continue
+        return sorted(found)
+
+    def signal(self, sig: int, pids: list[int] | None = None) -> int:
         """Send `sig` to every process of this head (SIGKILL: the cluster is gone; SIGSTOP /
         SIGCONT: a stall); how many received it."""
         count = 0
-        for pid in self.pids():
+        for pid in self.pids() if pids is None else pids:
             try:
                 os.kill(pid, sig)
                 count += 1
@@ -55,13 +65,23 @@ class StandaloneHead:
     def stop(self) -> None:
         """End every process of this head (SIGCONT first, in case it was stalled) and remove its
         temp dir."""
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
+        pids = self.pids()  # once: agents whose raylet ended are found by no later search
+        self.signal(signal.SIGCONT, pids)
+        self.signal(signal.SIGTERM, pids)
         deadline = time.time() + 10
-        while self.pids() and time.time() < deadline:
+        while any(_alive(pid) for pid in pids) and time.time() < deadline:
             time.sleep(0.2)
-        self.signal(signal.SIGKILL)
+        self.signal(signal.SIGKILL, pids)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def start_head(name: str, root: str | Path, site: str | None = None, tier: str = "center", num_cpus: int = 2,
