@@ -75,6 +75,29 @@ class StandaloneHead:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
+_BLOCKS_TAKEN: set[int] = set()
+
+
+def _worker_port_block(size: int = 200) -> tuple[int, int]:
+    """A block of worker ports below the kernel's ephemeral range (where the other ports come
+    from), all free now and not given to another head of this process."""
+    import random
+    import socket
+
+    blocks = [b for b in range(20000, 32000, size) if b not in _BLOCKS_TAKEN]
+    random.shuffle(blocks)
+    for base in blocks:
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as s:
+                    s.bind((LOOPBACK, port))
+        except OSError:
+            continue
+        _BLOCKS_TAKEN.add(base)
+        return base, base + size - 1
+    raise ConfigError("ray start: no free block of worker ports between 20000 and 32000")
+
+
 def _alive(pid: int) -> bool:
     import psutil
 
@@ -96,7 +119,7 @@ def start_head(name: str, root: str | Path, site: str | None = None, tier: str =
     token_file.write_text(token)
     token_file.chmod(0o600)
     gcs, dashboard, node_manager, object_manager, agent, agent_grpc, metrics, env_agent = _free_ports(8)
-    low, high = worker_ports or (node_manager + 1, node_manager + 200)
+    low, high = worker_ports or _worker_port_block()
     labels, resources = node_labels_and_resources(cluster=name, tier=tier, site=site or name, accelerators={},
                                                   emulated=False, name=f"{name}-head")
     ray = str(Path(sys.executable).with_name("ray"))
