@@ -95,17 +95,20 @@ def ensure_local_head(state_dir: Path, config: SuanliConfig) -> str:
 
 
 def head_pids(temp_dir: str) -> list[int]:
-    """The pids of the processes of the head whose temp dir is `temp_dir`."""
+    """The pids of the processes of the head whose temp dir is `temp_dir`: those naming it on
+    their command line and their descendants (Ray's agents retitle themselves "ray::DashboardAgent",
+    dropping the temp dir from their command line)."""
     import psutil
 
-    found = []
+    found: set[int] = set()
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             if any(temp_dir in part for part in proc.info["cmdline"] or ()):
-                found.append(proc.info["pid"])
+                found.add(proc.info["pid"])
+                found.update(child.pid for child in proc.children(recursive=True))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return found
+    return sorted(found)
 
 
 def stop_local_head(state_dir: Path) -> int:

@@ -38,17 +38,8 @@ class StandaloneHead:
     gcs_address: str
 
     def pids(self) -> list[int]:
-        """Its processes: those naming its temp dir, and their descendants (Ray's agents retitle
-        themselves "ray::DashboardAgent", dropping the temp dir from their command line)."""
-        import psutil
-
-        found = set(head_pids(self.temp_dir))
-        for pid in list(found):
-            try:
-                found.update(child.pid for child in psutil.Process(pid).children(recursive=True))
-            except psutil.NoSuchProcess:
-                continue
-        return sorted(found)
+        """Its processes (those naming its temp dir, and their descendants)."""
+        return head_pids(self.temp_dir)
 
     def signal(self, sig: int, pids: list[int] | None = None) -> int:
         """Send `sig` to every process of this head (SIGKILL: the cluster is gone; SIGSTOP /
