@@ -34,6 +34,8 @@ ROUTES = {
     ("GET", "/quotas"): "capacity:read", ("PUT", "/quotas/{scope}/{name}"): "users:manage",
     ("POST", "/deployments"): "models:deploy", ("GET", "/deployments"): "models:deploy",
     ("DELETE", "/deployments/{name}"): "models:deploy",
+    ("POST", "/clusters"): "clusters:manage", ("GET", "/clusters"): "capacity:read",
+    ("DELETE", "/clusters/{name}"): "clusters:manage",
 }
 
 
