@@ -17,7 +17,9 @@ The killed cluster is replaced by a new head under the same name before the next
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -106,20 +108,19 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    from cluster.local_head import stop_local_head
+    from cluster.local_head import head_pids
     from cluster.standalone_head import start_head
     from runtime import Client
-    from runtime.server.local import start_server
+    from runtime.server.local import start_server, stop_local_server
 
     root = Path(tempfile.mkdtemp(prefix="sfb-", dir="/tmp"))
     heads = {}
-    proc = None
     trials = []
     try:
         progress("starting two Ray clusters and a server")
         heads = {"fa": start_head("fa", root, site="bj"), "fb": start_head("fb", root, site="sh")}
         state = root / "state"
-        proc, url = start_server(state, "--data-dir", str(REPO.parent / "shared"))
+        _, url = start_server(state, "--data-dir", str(REPO.parent / "shared"))
         client = Client(address=url, state_dir=state)
 
         def register(head):
@@ -139,15 +140,12 @@ def main() -> None:
             client.remove_cluster(first)
             register(heads[first])
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except Exception:  # noqa: BLE001
-                proc.kill()
+        stop_local_server(root / "state")  # the server by pid, then its own embedded head
         for head in heads.values():
             head.stop()
-        stop_local_head(root / "state")
+        for pid in head_pids(str(root / "state" / "runs")):  # drivers left by the killed heads
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     detection = [t["detection_s"] for t in trials]
     resumed = [t["resumed_elsewhere_s"] for t in trials]
     result = {"trials": len(trials), "detection_s": percentile_summary(detection),

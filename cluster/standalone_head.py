@@ -140,13 +140,13 @@ def start_head(name: str, root: str | Path, site: str | None = None, tier: str =
 
 
 def _job_api_answers(head: StandaloneHead) -> bool:
-    import httpx
+    """The head's dashboard lists its node (the same probe the federation makes)."""
+    from cluster.federation import ClusterEntry, probe_nodes
 
     if not _answers(head.address.removeprefix("http://")):
         return False
     try:
-        answer = httpx.get(f"{head.address}/api/v0/nodes", headers={"Authorization": f"Bearer "
-                                                                     f"{head.token_file.read_text()}"}, timeout=2)
-        return answer.status_code == 200 and bool(answer.json()["data"]["result"]["result"])
-    except (httpx.HTTPError, ValueError, KeyError):
+        return bool(probe_nodes(ClusterEntry(head.name, head.address, head.site, head.tier,
+                                             token_file=str(head.token_file))))
+    except Exception:  # noqa: BLE001 - not answering yet
         return False

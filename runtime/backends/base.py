@@ -16,6 +16,12 @@ Phase = Literal["starting", "running", "succeeded", "failed", "stopped", "lost"]
 ENDED_PHASES = frozenset({"succeeded", "failed", "stopped", "lost"})
 
 
+def attempt_name(job_id: str, attempt: int) -> str:
+    """An attempt's name in its cluster (the local runner actor's name, the remote Ray job's
+    submission id): unique per attempt, so a repeated launch finds the first one."""
+    return f"{job_id}.attempt-{attempt}"
+
+
 @dataclass(frozen=True)
 class LaunchSpec:
     """What an attempt runs: a training job's loop config or its user function (cloudpickled

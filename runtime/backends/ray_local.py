@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 import ray
 
-from runtime.backends.base import AttemptStatus, LaunchSpec
+from runtime.backends.base import AttemptStatus, LaunchSpec, attempt_name
 from runtime.placement_to_ray import NODE_ID_LABEL
 from runtime.training.attempt import AttemptRunner
 from runtime.training.recorder import read_worker_group
@@ -22,10 +22,6 @@ from schedulers.types import Placement
 NAMESPACE = "suanli-attempts"
 POLL_TIMEOUT_S = 5.0
 log = logging.getLogger(__name__)
-
-
-def actor_name(job_id: str, attempt: int) -> str:
-    return f"{job_id}.attempt-{attempt}"
 
 
 class RayBackend:
@@ -37,10 +33,10 @@ class RayBackend:
         self._launched: dict[str, object] = {}  # runners this process created, before GCS lists their names
 
     def handle_for(self, spec: LaunchSpec) -> dict:
-        return {"actor": actor_name(spec.job_id, spec.attempt), "namespace": NAMESPACE, "run_dir": spec.run_dir}
+        return {"actor": attempt_name(spec.job_id, spec.attempt), "namespace": NAMESPACE, "run_dir": spec.run_dir}
 
     def launch(self, placement: Placement, spec: LaunchSpec) -> None:
-        name = actor_name(spec.job_id, spec.attempt)
+        name = attempt_name(spec.job_id, spec.attempt)
         here = ray.get_runtime_context().get_node_id()  # the runner needs no device: beside the server
         try:
             runner = AttemptRunner.options(name=name, namespace=NAMESPACE, lifetime="detached",

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from cluster.federation import ClusterEntry
-from runtime.backends.base import AttemptStatus, LaunchSpec
+from runtime.backends.base import AttemptStatus, LaunchSpec, attempt_name
 from runtime.training.recorder import read_worker_group
 from runtime.training.worker import STOP_FILE
 from schedulers.types import Placement
@@ -38,10 +38,6 @@ STATUS_FILE = "status.json"
 FENCED_FILE = "FENCED"
 STATUS_TIMEOUT_S = 2.0
 log = logging.getLogger(__name__)
-
-
-def submission_id(job_id: str, attempt: int) -> str:
-    return f"{job_id}.attempt-{attempt}"
 
 
 class RemoteRayBackend:
@@ -72,7 +68,7 @@ class RemoteRayBackend:
 
     # ---- the interface -------------------------------------------------------------------
     def handle_for(self, spec: LaunchSpec) -> dict:
-        return {"cluster": self.entry.name, "submission_id": submission_id(spec.job_id, spec.attempt),
+        return {"cluster": self.entry.name, "submission_id": attempt_name(spec.job_id, spec.attempt),
                 "run_dir": spec.run_dir}
 
     def launch(self, placement: Placement, spec: LaunchSpec) -> None:
@@ -84,7 +80,7 @@ class RemoteRayBackend:
         tmp = run_dir / (LAUNCH_FILE + ".tmp")
         tmp.write_text(json.dumps({"spec": remote, "placement": asdict(placement)}))
         tmp.replace(run_dir / LAUNCH_FILE)
-        sid = submission_id(spec.job_id, spec.attempt)
+        sid = attempt_name(spec.job_id, spec.attempt)
         try:
             self.client().submit_job(entrypoint=f"{sys.executable} -m runtime.backends.remote_entry "
                                                 f"{self.cluster_path(str(run_dir / LAUNCH_FILE))}",

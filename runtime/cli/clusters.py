@@ -59,27 +59,27 @@ def clusters_table(rows: list[dict]) -> Table:
     return table
 
 
-@clusters_app.command("list")
-def list_clusters(json_out: bool = typer.Option(False, "--json")) -> None:
-    """Every cluster the server schedules onto, with its health."""
+def _show(json_out: bool, errors: bool) -> None:
     rows = call("GET", "/clusters")
     if json_out:
         print_json(rows)
         return
     console.print(clusters_table(rows))
+    for r in rows if errors else ():
+        if r["health"] != "healthy" and r.get("last_error"):
+            console.print(f"{r['name']}: {r['last_error']}")
+
+
+@clusters_app.command("list")
+def list_clusters(json_out: bool = typer.Option(False, "--json")) -> None:
+    """Every cluster the server schedules onto, with its health."""
+    _show(json_out, errors=False)
 
 
 @clusters_app.command("status")
 def status(json_out: bool = typer.Option(False, "--json")) -> None:
     """The same as list, with the last probe error of each cluster that is not healthy."""
-    rows = call("GET", "/clusters")
-    if json_out:
-        print_json(rows)
-        return
-    console.print(clusters_table(rows))
-    for r in rows:
-        if r["health"] != "healthy" and r.get("last_error"):
-            console.print(f"{r['name']}: {r['last_error']}")
+    _show(json_out, errors=True)
 
 
 @clusters_app.command("remove")

@@ -97,7 +97,7 @@ class Admission:
                 spec["_dataset"] = self._inspect(path, job.label, job.categorical)
         kinds, model = job.device_kinds()
         spec.update(_device_kinds=list(kinds), _device_model=model, _algorithm=job.algorithm)
-        known = {c["name"] for c in self.server.clusters_status()}
+        known = {c["name"] for c in self.server.clusters_status()} if job.clusters else set()
         unknown = sorted(set(job.clusters) - known)
         if unknown:
             raise HTTPException(422, f"spec.clusters: {unknown[0]!r} is not a cluster of this server (known: "

@@ -11,14 +11,15 @@ job-submission API.
   resumes elsewhere, and when the head comes back its stale run is stopped and reports nothing.
 """
 
+import contextlib
 import json
+import os
 import signal
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -38,21 +39,20 @@ def wait_for(predicate, timeout, what):
 
 
 def kill_drivers(runs_dir: Path) -> None:
-    """Job drivers (remote_entry) of this test's attempts left after their head died."""
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if any(str(runs_dir) in part for part in proc.info["cmdline"] or ()):
-                proc.kill()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
+    """Job drivers (remote_entry, named by their launch file) of this test's attempts left after
+    their head died."""
+    from cluster.local_head import head_pids
+
+    for pid in head_pids(str(runs_dir)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
 def fed():
-    from cluster.local_head import stop_local_head
     from cluster.standalone_head import start_head
     from runtime import Client
-    from runtime.server.local import start_server
+    from runtime.server.local import start_server, stop_local_server
 
     root = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))  # short: Ray's socket paths live under it
     heads = {"fa": start_head("fa", root, site="bj"), "fb": start_head("fb", root, site="sh")}
@@ -62,15 +62,11 @@ def fed():
     env = {"SUANLI_SERVER": url, "SUANLI_CONFIG": "", "SUANLI_TOKEN": (state / "admin.token").read_text().strip()}
     yield {"heads": heads, "client": client, "url": url, "state": state, "root": root, "env": env}
     client.close()
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except Exception:  # noqa: BLE001
-        proc.kill()
+    stop_local_server(state)  # the server by pid, then its own embedded head
+    proc.wait(timeout=10)
     for head in heads.values():
         head.stop()
     kill_drivers(state / "runs")
-    stop_local_head(state)
 
 
 def cli(fed, *args):
