@@ -99,9 +99,13 @@ def _alive(pid: int) -> bool:
 
 
 def start_head(name: str, root: str | Path, site: str | None = None, tier: str = "center", num_cpus: int = 2,
-               worker_ports: tuple[int, int] | None = None) -> StandaloneHead:
+               worker_ports: tuple[int, int] | None = None, netns: str | None = None,
+               host: str = LOOPBACK) -> StandaloneHead:
     """Start a head named `name` (its nodes labelled cluster=name, site, tier) with token auth;
-    its temp dir and token file under `root`. Waits until its job-submission API answers."""
+    its temp dir and token file under `root`. With `netns`, it runs inside that network namespace
+    (`ip netns exec`), bound to `host`, an address of the namespace that this one reaches: a
+    machine of its own as far as the network goes, which a test can cut off. Waits until its
+    job-submission API answers."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     temp_dir = str(root / f"ray-{name}")
@@ -114,8 +118,9 @@ def start_head(name: str, root: str | Path, site: str | None = None, tier: str =
     labels, resources = node_labels_and_resources(cluster=name, tier=tier, site=site or name, accelerators={},
                                                   emulated=False, name=f"{name}-head")
     ray = str(Path(sys.executable).with_name("ray"))
-    command = [ray, "start", "--head", f"--node-ip-address={LOOPBACK}", f"--port={gcs}", "--include-dashboard=true",
-               f"--dashboard-host={LOOPBACK}", f"--dashboard-port={dashboard}", f"--node-manager-port={node_manager}",
+    command = (["ip", "netns", "exec", netns] if netns else []) + [
+               ray, "start", "--head", f"--node-ip-address={host}", f"--port={gcs}", "--include-dashboard=true",
+               f"--dashboard-host={host}", f"--dashboard-port={dashboard}", f"--node-manager-port={node_manager}",
                f"--object-manager-port={object_manager}", f"--min-worker-port={low}", f"--max-worker-port={high}",
                f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
                f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={env_agent}", f"--temp-dir={temp_dir}",
@@ -127,8 +132,8 @@ def start_head(name: str, root: str | Path, site: str | None = None, tier: str =
                           start_new_session=True)
     if done.returncode != 0:
         raise ConfigError(f"ray start ({name}): exit {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}")
-    head = StandaloneHead(name, site or name, tier, temp_dir, token_file, f"http://{LOOPBACK}:{dashboard}",
-                          f"{LOOPBACK}:{gcs}")
+    head = StandaloneHead(name, site or name, tier, temp_dir, token_file, f"http://{host}:{dashboard}",
+                          f"{host}:{gcs}")
     deadline = time.time() + START_TIMEOUT_S
     while not _job_api_answers(head):
         if time.time() > deadline:

@@ -174,7 +174,8 @@ class Client:
     def __init__(self, address: str | None = None, state_dir: str | Path | None = None, timeout: float = 30.0,
                  start: bool = True, token: str | None = None):
         self.url, local_dir = resolve_server(address, state_dir, start)
-        self._http = http_client(self.url, timeout, resolve_token(token, local_dir))
+        self.token = resolve_token(token, local_dir)  # what it sends (the ops page's link carries it)
+        self._http = http_client(self.url, timeout, self.token)
         health = self._get("/healthz")
         if health.get("api_version") != API_VERSION:
             raise ServerUnavailable(f"server: {self.url} speaks API version {health.get('api_version')}; this client "

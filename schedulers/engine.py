@@ -421,6 +421,7 @@ class _Round:
                 transfer_s=float(transfer_s[pick]),
                 compute_s=float(compute_s[pick]),
                 borrowed=quota.get(p.kind) == "borrow",
+                note=self._away_from_data_note(job, prof, pick, usable, free, need, transfer_s + compute_s),
             )
             self._count(job.tenant, p.kind, job, +1)
             self._add_release(placement, self.now + placement.predicted_completion_s)
@@ -429,6 +430,23 @@ class _Round:
             self.placements.append(placement)
             return placement, None
         return None, why
+
+    @staticmethod
+    def _away_from_data_note(job: JobRequest, prof: _Profile, pick: int, usable: np.ndarray, free: np.ndarray,
+                             need: int, completion_s: np.ndarray) -> str:
+        """Why a job whose data lies at an edge site runs elsewhere (its edge has no room, is held
+        back, or is predicted slower); '' when it runs there or its site has no edge it may use."""
+        local = np.flatnonzero(prof.edge_at_site)
+        if job.data_site is None or not local.size or prof.edge_at_site[pick]:
+            return ""
+        if free[local].max() < need:
+            return (f"the edge at {job.data_site} has no room ({free[local].max():g} free where {need} "
+                    f"{describe_demand(job)} are needed): overflow")
+        open_local = local[usable[local]]
+        if not open_local.size:
+            return f"the edge at {job.data_site} is held for a reservation or by a cap: overflow"
+        return (f"predicted {completion_s[pick]:.3g} s here vs {completion_s[open_local].min():.3g} s at the edge at "
+                f"{job.data_site}")
 
     def _place_by_preempting(self, job: JobRequest) -> Placement | None:
         """Preempt lower-priority (or borrowed, when `job` is within quota) running jobs until
@@ -497,9 +515,23 @@ class _Round:
         free_then = self.index.pool_free[pool] + sum(a for at, a in self.releases[pool] if at <= start)
         self.reservation = _Reservation(job.id, pool, start, max(0.0, free_then - job.devices_needed))
 
+    def _cap_end(self, job: JobRequest) -> float | None:
+        """When the first running job counted against one of `job`'s caps is expected to end (a cap
+        frees only then, whatever devices are free), or None when none runs."""
+        keys = set(self._limit_keys(job))
+        ends = [r.expected_end for r in self.running
+                if (r.request.user and f"user:{r.request.user}" in keys) or f"tenant:{r.request.tenant}" in keys]
+        return max(min(ends), self.now) if ends else None
+
     def _waiting(self, job: JobRequest, why: str | None) -> Waiting:
         if not self.config.explain_waiting:
             return Waiting(job.id, "waiting")
+        cap = self._limit_reason(job)
+        if cap is not None:  # held by a cap: free devices would not start it
+            start = self._cap_end(job)
+            when = (format_start(start, self.now) if start is not None
+                    else "unknown (nothing running counts against the cap: raise it with 'suanli quota set')")
+            return Waiting(job.id, f"waiting: {cap}; next estimated start {when}", start)
         found = self._earliest_start(job)
         start = found[0] if found else None
         if why is None:

@@ -211,7 +211,8 @@ class Placement:
 
     predicted_completion_s = queue_s + transfer_s + compute_s, all relative to the decision time.
     `borrowed` marks a placement beyond the tenant's quota, on idle capacity that the quota's
-    owners may reclaim by preemption.
+    owners may reclaim by preemption. `note` says, for a job whose data lies at an edge site
+    that runs elsewhere, why not there (no room, or slower).
     """
 
     job_id: str
@@ -223,6 +224,7 @@ class Placement:
     transfer_s: float
     compute_s: float
     borrowed: bool = False
+    note: str = ""
 
     @property
     def predicted_completion_s(self) -> float:

@@ -14,6 +14,7 @@ from runtime.cli.keys import compress, keys_app, sign, verify
 from runtime.cli.serve import serve_app
 from runtime.cli.server import server, server_stop
 from runtime.cli.simulate import simulate_command
+from runtime.cli.ui import ui
 from runtime.cli.users import quota_app, token_app, users_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="suanli: heterogeneous compute for financial ML.")
@@ -32,6 +33,7 @@ app.add_typer(serve_app, name="serve")
 app.add_typer(clusters_app, name="clusters")
 app.command()(demo)
 app.command("simulate")(simulate_command)
+app.command()(ui)
 
 # Every command follows one rule: `--json` prints JSON on standard output, `--out FILE` writes a
 # file. Old spellings that took a file after `--json` keep working, with a note.

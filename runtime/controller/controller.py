@@ -420,9 +420,10 @@ class JobController:
                                                  expect=(JobState.STARTING, JobState.RUNNING)):
                 self._ask_stop(record, tracked)
         waiting = [self._pinned_to_lost(w, lost, requests[w.job_id]) for w in waiting]
-        changed = [(w.job_id, w.reason) for w in waiting if self._last_reason.get(w.job_id) != w.reason]
-        self._last_reason.update(changed)
-        self.store.log_many(changed)  # one transaction: the API's writes do not queue behind a round
+        changed = [w for w in waiting if self._last_reason.get(w.job_id) != w.reason]
+        self._last_reason.update((w.job_id, w.reason) for w in changed)
+        # one transaction: the API's writes do not queue behind a round
+        self.store.note_waiting([(w.job_id, w.reason, w.next_estimated_start) for w in changed])
         labels = {n.id: n for n in state.nodes}
         for placement in decisions.placements:
             self._launch(self.store.get(placement.job_id), placement, labels, token)
@@ -461,6 +462,7 @@ class JobController:
                   f"{site}, node(s) {', '.join(sorted({a.node_id[:12] for a in placement.assignments}))}: predicted "
                   f"completion {placement.predicted_completion_s:.3g} s (transfer {placement.transfer_s:.3g} s + "
                   f"compute {placement.compute_s:.3g} s)" + (f"; data at {data}" if data else "")
+                  + (f"; {placement.note}" if placement.note else "")
                   + (f"; resuming from epoch {resume['epoch']}" if resume else ""))
         previous = self.store.attempt(record.id, record.attempts) if record.attempts else None
         if previous is not None and previous.outcome in ("fenced", "fenced-stopped"):

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from runtime.server import API_VERSION
@@ -139,7 +139,7 @@ class ArtifactEvent(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict, max_length=32)
 
 
-PUBLIC_PATHS = frozenset({"/healthz"})
+PUBLIC_PATHS = frozenset({"/healthz", "/ui"})  # /ui: the ops page's shell, no data in it
 
 
 def create_app(server) -> FastAPI:
@@ -332,6 +332,25 @@ def create_app(server) -> FastAPI:
         state = server.current_snapshot()
         return {**capacity_report(state), "taken_at": state.taken_at, "age_s": round(time.time() - state.taken_at, 3),
                 "quotas": quota_report(server.store)}
+
+    # ---- the ops page -------------------------------------------------------------------------
+    @app.get("/ui", include_in_schema=False)
+    def ops_page() -> FileResponse:
+        """The ops page: a shell without data that polls /ui/state with the token it is given."""
+        from runtime.server.ops import PAGE
+
+        return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-store",
+                            "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+                                                       "style-src 'unsafe-inline'; connect-src 'self'"})
+
+    @app.get("/ui/state")
+    def ops_page_state(request: Request, identity: Identity = allow("capacity:read")) -> dict:
+        """What the ops page shows: clusters with health, capacity per cluster/tier/kind, the queue
+        with each job's reason and estimated start, active jobs, quota use (jobs the caller may
+        not read are counted, not listed)."""
+        from runtime.server.ops import ops_state
+
+        return ops_state(server, identity)
 
     # ---- clusters (federation) ---------------------------------------------------------------
     @app.post("/clusters", status_code=201)

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from runtime.specs import JobState, check_transition
 from runtime.store import schema
-from runtime.store.schema import attempts, checkpoints, events, jobs, leases, log_lines, quotas
+from runtime.store.schema import attempts, checkpoints, events, jobs, leases, log_lines, quotas, waiting
 
 CONTROLLER_LEASE = "controller"
 MAX_LOG_LINE = 64 * 1024
@@ -414,12 +414,27 @@ class JobStore:
         with self.engine.begin() as conn:
             self._log(conn, job_id, line)
 
-    def log_many(self, lines: list[tuple[str, str]]) -> None:
-        """Append (job id, line) pairs in one transaction (a scheduling round's waiting reasons)."""
-        if lines:
+    def note_waiting(self, reasons: list[tuple[str, str, float | None]]) -> None:
+        """Record a scheduling round's changed waiting reasons, (job id, reason, estimated start or
+        None), in one transaction: each becomes a log line and the job's current reason."""
+        if reasons:
             with self.engine.begin() as conn:
-                for job_id, line in lines:
-                    self._log(conn, job_id, line)
+                now = time.time()
+                conn.execute(delete(waiting).where(waiting.c.job_id.in_([job_id for job_id, _, _ in reasons])))
+                for job_id, reason, estimated_start in reasons:
+                    self._log(conn, job_id, reason)
+                    conn.execute(insert(waiting).values(job_id=job_id, reason=reason[-MAX_LOG_LINE:],
+                                                        estimated_start=estimated_start, at=now))
+
+    def queue(self) -> list[dict]:
+        """The QUEUED jobs in submission order, each with its newest waiting reason, when the
+        reason was given and the scheduler's estimated start (None where none was given yet)."""
+        query = (select(jobs.c.id, jobs.c.name, jobs.c.tenant, jobs.c.user, jobs.c.created, waiting.c.reason,
+                        waiting.c.estimated_start, waiting.c.at.label("reason_at"))
+                 .select_from(jobs.outerjoin(waiting, waiting.c.job_id == jobs.c.id))
+                 .where(jobs.c.state == JobState.QUEUED.value).order_by(jobs.c.created))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
 
     def _log(self, conn: Connection, job_id: str, line: str) -> None:
         conn.execute(insert(log_lines).values(job_id=job_id, at=time.time(), line=line[-MAX_LOG_LINE:]))

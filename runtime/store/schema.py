@@ -127,6 +127,14 @@ quotas = Table(
     Column("updated_by", String(64), nullable=False),
 )
 
+waiting = Table(
+    "waiting", metadata,  # each queued job's newest waiting reason (added to older stores on open)
+    Column("job_id", String(64), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("estimated_start", Float),  # the scheduler's next estimated start (unix time), when it has one
+    Column("at", Float, nullable=False),
+)
+
 clusters = Table(
     "clusters", metadata,  # the federation's registry (added to older stores on open)
     Column("name", String(40), primary_key=True),

@@ -35,7 +35,7 @@ ROUTES = {
     ("POST", "/deployments"): "models:deploy", ("GET", "/deployments"): "models:deploy",
     ("DELETE", "/deployments/{name}"): "models:deploy",
     ("POST", "/clusters"): "clusters:manage", ("GET", "/clusters"): "capacity:read",
-    ("DELETE", "/clusters/{name}"): "clusters:manage",
+    ("DELETE", "/clusters/{name}"): "clusters:manage", ("GET", "/ui/state"): "capacity:read",
 }
 
 

@@ -162,7 +162,9 @@ def test_head_killed_mid_training_resumes_on_the_other_cluster_once(fed):
     register(fed, heads[first])
 
 
-def test_short_stall_moves_nothing_and_a_long_one_fences_and_stops_the_stale_run(fed):
+def test_short_stall_moves_nothing_and_a_long_one_fences_and_stops_the_stale_run(fed, browser):
+    from urllib.parse import quote
+
     client, heads = fed["client"], fed["heads"]
     job = client.submit(job_spec("fed-stall", epochs=10))
     wait_for(lambda: (job.info()["progress"] or {}).get("epochs_done", 0) >= 1, 240, "the first epoch")
@@ -176,8 +178,15 @@ def test_short_stall_moves_nothing_and_a_long_one_fences_and_stops_the_stale_run
     assert health(fed)[first]["health"] == "healthy"
     assert not any("fenced" in e["detail"] for e in job.events()) and job.info()["attempts"] == 1
 
+    page = browser.new_page()  # the ops page, open through the stall: the row turns lost, then healthy, in place
+    page.goto(f"{fed['url']}/ui#token={quote(fed['env']['SUANLI_TOKEN'], safe='')}")
+    row = page.locator(f"#clusters tr[data-key='{first}']")
+    row.and_(page.locator("[data-health='healthy']")).wait_for(timeout=15_000)
+    page.evaluate("window.sameDocument = true")
     head.signal(signal.SIGSTOP)
     try:
+        row.and_(page.locator("[data-health='lost']")).wait_for(timeout=30_000)
+        assert "lost since" in row.inner_text() and page.inner_text("#clusters-summary").endswith("1 lost")
         wait_for(lambda: any("fenced" in e["detail"] for e in job.events()), 30, "the attempt fenced")
         fenced_at = time.time()
         wait_for(lambda: job.info()["attempts"] == 2 and job.info()["state"] in ("STARTING", "RUNNING"), 60,
@@ -186,6 +195,9 @@ def test_short_stall_moves_nothing_and_a_long_one_fences_and_stops_the_stale_run
         head.signal(signal.SIGCONT)
     wait_for(lambda: any("stale run of attempt 1 was stopped" in e["detail"] for e in job.events()), 60,
              "the stale run stopped")
+    row.and_(page.locator("[data-health='healthy']")).wait_for(timeout=30_000)
+    assert page.evaluate("window.sameDocument") is True
+    page.close()
     assert job.wait(timeout=300).value == "SUCCEEDED"
     assert sum(1 for e in job.events() if e["kind"] == "SUCCEEDED") == 1
     attempts = {a["number"]: a for a in client.request("GET", f"/jobs/{job.id}/placement")["attempts"]}
@@ -204,3 +216,108 @@ def test_short_stall_moves_nothing_and_a_long_one_fences_and_stops_the_stale_run
                          headers={"Authorization": f"Bearer {head.token_file.read_text()}"}).json()["status"]
 
     assert wait_for(lambda: stale_job_status() in ("STOPPED", "SUCCEEDED", "FAILED"), 60, "the stale Ray job ended")
+
+
+@contextlib.contextmanager
+def network_namespace():
+    """A network namespace joined to this one by a veth pair: (namespace, the host side's interface,
+    the namespace's address). Cutting the host side down partitions it; removed at the end."""
+    import random
+    import subprocess
+
+    assert os.geteuid() == 0, "the partition test needs root for ip netns (CI runs as root)"
+    tag = f"{os.getpid() % 10000}{random.randint(0, 99)}"
+    ns, host_side, ns_side, net = f"sf{tag}", f"vh{tag}", f"vn{tag}", f"10.231.{random.randint(1, 250)}"
+
+    def ip(*args, inside=False):
+        subprocess.run((["ip", "netns", "exec", ns] if inside else []) + ["ip", *args], check=True,
+                       capture_output=True)
+
+    ip("netns", "add", ns)
+    try:
+        ip("link", "add", host_side, "type", "veth", "peer", "name", ns_side)
+        ip("link", "set", ns_side, "netns", ns)
+        ip("addr", "add", f"{net}.1/30", "dev", host_side)
+        ip("link", "set", host_side, "up")
+        ip("addr", "add", f"{net}.2/30", "dev", ns_side, inside=True)
+        ip("link", "set", ns_side, "up", inside=True)
+        ip("link", "set", "lo", "up", inside=True)
+        yield ns, host_side, f"{net}.2"
+    finally:
+        subprocess.run(["ip", "link", "del", host_side], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_a_partitioned_cluster_is_fenced_and_its_job_resumes_elsewhere_once(fed):
+    import subprocess
+
+    from cluster.standalone_head import start_head
+
+    client = fed["client"]
+    if health(fed).get("fa", {}).get("health") != "healthy":
+        register(fed, fed["heads"]["fa"])
+    with network_namespace() as (ns, host_side, address):
+        head = start_head("fc", fed["root"], site="gz", netns=ns, host=address)
+        try:
+            out = cli(fed, "clusters", "add", "fc", "--address", head.address, "--site", "gz",
+                      "--token-file", str(head.token_file), "--link", "bj=50e6@30")
+            assert out.exit_code == 0, out.stdout + out.stderr
+            wait_for(lambda: health(fed)["fc"]["health"] == "healthy", 30, "fc healthy across the veth")
+            spec = job_spec("fed-partition", epochs=8).model_copy(update={"clusters": ["fc", "fa"], "data_site": "gz"})
+            job = client.submit(spec)
+            wait_for(lambda: (job.info()["progress"] or {}).get("epochs_done", 0) >= 2, 240, "two epochs")
+            assert job.info()["placement"]["cluster"] == "fc"  # next to its data
+            cut_at = time.time()
+            subprocess.run(["ip", "link", "set", host_side, "down"], check=True)
+            try:
+                lost = wait_for(lambda: health(fed)["fc"]["health"] == "lost" and time.time(), 20, "fc lost")
+                assert lost - cut_at <= 12
+                wait_for(lambda: any("fenced" in e["detail"] for e in job.events()), 30, "the attempt fenced")
+                fenced_at = time.time()
+                wait_for(lambda: job.info()["attempts"] == 2 and job.info()["state"] in ("STARTING", "RUNNING"), 90,
+                         "a second attempt on fa")
+            finally:
+                subprocess.run(["ip", "link", "set", host_side, "up"], check=True)
+            wait_for(lambda: health(fed)["fc"]["health"] == "healthy", 30, "fc healthy after the partition")
+            wait_for(lambda: any("stale run of attempt 1 was stopped" in e["detail"] for e in job.events()), 60,
+                     "the stale run stopped")
+            assert job.wait(timeout=300).value == "SUCCEEDED"
+            assert sum(1 for e in job.events() if e["kind"] == "SUCCEEDED") == 1
+            attempts = {a["number"]: a for a in client.request("GET", f"/jobs/{job.id}/placement")["attempts"]}
+            assert attempts[1]["outcome"] == "fenced-stopped" and attempts[2]["outcome"] == "succeeded"
+            assert attempts[2]["placement"]["cluster"] == "fa"
+            recorded = client.request("GET", f"/jobs/{job.id}/checkpoints")
+            assert all(c["at"] <= fenced_at for c in recorded if c["attempt"] == 1)
+            status = Path(attempts[1]["handle"]["run_dir"]) / "status.json"
+            assert not status.exists() or status.stat().st_mtime <= fenced_at + 1  # the stale run went quiet
+            story = "\n".join(f"{e['kind']}: {e['detail']}" for e in job.events())
+            print(story)
+            assert "cluster fc lost" in story and "resumed on cluster fa from epoch" in story
+        finally:
+            cli(fed, "clusters", "remove", "fc")
+            head.stop()
+
+
+def test_an_edge_cluster_takes_its_sites_jobs_until_full_then_they_overflow_to_the_centre(fed):
+    from cluster.standalone_head import start_head
+
+    client, heads = fed["client"], fed["heads"]
+    # fb becomes a small edge site (one CPU) at sh, where the data lies; fa is the centre at bj
+    assert cli(fed, "clusters", "remove", "fb").exit_code == 0
+    heads["fb"].stop()
+    heads["fb"] = start_head("fb", fed["root"], site="sh", tier="edge", num_cpus=1)
+    out = cli(fed, "clusters", "add", "fb", "--address", heads["fb"].address, "--site", "sh", "--tier", "edge",
+              "--token-file", str(heads["fb"].token_file), "--link", "bj=50e6@30")
+    assert out.exit_code == 0, out.stdout + out.stderr
+    wait_for(lambda: health(fed)["fb"]["health"] == "healthy", 20, "fb healthy")
+
+    at_edge = client.submit(job_spec("edge-1", epochs=4).model_copy(update={"data_site": "sh"}))
+    wait_for(lambda: (at_edge.info()["placement"] or {}).get("cluster"), 60, "the first job placed")
+    overflow = client.submit(job_spec("edge-2", epochs=2).model_copy(update={"data_site": "sh"}))
+    assert at_edge.wait(timeout=300).value == "SUCCEEDED" and overflow.wait(timeout=300).value == "SUCCEEDED"
+    assert at_edge.info()["placement"]["cluster"] == "fb" and overflow.info()["placement"]["cluster"] == "fa"
+    placed = {job.id: next(e["detail"] for e in job.events() if e["kind"] == "STARTING") for job in (at_edge, overflow)}
+    print("\n".join(placed.values()))
+    assert "on cluster fb at sh (edge)" in placed[at_edge.id] and "no room" not in placed[at_edge.id]
+    assert "on cluster fa at bj (center)" in placed[overflow.id]
+    assert "data at sh; the edge at sh has no room (0 free where 1 cpu are needed): overflow" in placed[overflow.id]

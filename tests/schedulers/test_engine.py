@@ -42,6 +42,23 @@ def test_small_data_runs_on_the_cpu_next_to_it_large_data_on_the_far_gpu():
               data_site="branch-sh")
     [p] = schedule([big], cluster, NOW, make_policy("hetero")).placements
     assert p.node_ids == ("dc-gpu",) and p.kind == "gpu"
+    assert p.note.startswith(f"predicted {p.predicted_completion_s:.3g} s here vs ") and "at the edge at branch-sh" in p.note
+
+
+@pytest.mark.parametrize("policy", ["fifo", "hetero"])
+def test_edge_jobs_run_at_their_edge_cluster_until_it_is_full_then_overflow_to_the_centre(policy):
+    cluster = state(
+        node("sh-1", cpu(2), tier="edge", site="sh", cluster="sh-edge"),
+        node("bj-1", cpu(8), site="bj", cluster="bj-dc1"),
+        site_bandwidth_bps={("sh", "bj"): 50e6, ("bj", "sh"): 50e6},
+    )
+    jobs = [job(f"j{i}", allowed_kinds=("cpu",), algorithm="gbdt", work=1e6, data_bytes=200 * 2**20,
+                data_site="sh", submitted_at=i) for i in range(4)]
+    decisions = schedule(jobs, cluster, NOW, make_policy(policy))
+    where = {p.job_id: p for p in decisions.placements}
+    assert [where[f"j{i}"].cluster for i in range(4)] == ["sh-edge", "sh-edge", "bj-dc1", "bj-dc1"]
+    assert where["j0"].note == "" and where["j0"].transfer_s < where["j2"].transfer_s
+    assert where["j2"].note == "the edge at sh has no room (0 free where 1 cpu are needed): overflow"
 
 
 def test_realtime_prefers_an_edge_node_at_its_site():
@@ -255,3 +272,9 @@ def test_caps_per_tenant_and_user_hold_jobs_with_the_cap_named(policy):
     assert "quota user:alice allows 1 concurrent jobs, 1 running" in reasons["a2"]
     assert "b2" in placed_ids and "quota tenant:risk allows 4 gpu" in reasons["b1"]
     assert not any(p.job_id == "b1" for p in decisions.placements)
+    # a capped job starts when a job under its cap ends (r1 at 10.0), not when devices are free (now)
+    starts = {w.job_id: w.next_estimated_start for w in decisions.waiting}
+    assert starts["a2"] == 10.0 and "next estimated start in 9 s" in reasons["a2"]
+    alone = schedule([job("z1", tenant="zero", workers=1)], cluster, 1.0, make_policy(policy), running,
+                     SchedulerConfig(limits={"tenant:zero": {"jobs": 0}}))
+    assert alone.waiting[0].next_estimated_start is None and "raise it with 'suanli quota set'" in alone.waiting[0].reason

@@ -1,0 +1,64 @@
+"""The ops page (`/ui`): what an operator watches, as one JSON document the page polls.
+
+The page itself (ops_page.html) holds no data and is served without a token; it reads a token
+from its URL's fragment (`/ui#token=...`, never sent to the server) or a form, keeps it in the
+tab's sessionStorage, and asks `/ui/state` every REFRESH_S seconds with it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from runtime.specs import JobState
+
+PAGE = Path(__file__).with_name("ops_page.html")
+REFRESH_S = 2.0
+ACTIVE = (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)
+
+
+def _visible(identity, user: str, tenant: str) -> bool:
+    return identity.can_touch("read", user, tenant)
+
+
+def running_view(record) -> dict:
+    """An active job as the page lists it: where it runs, on what, how far it is."""
+    placement = record.placement or {}
+    progress = record.progress or {}
+    devices = sum(a["workers"] * a["devices_per_worker"] for a in placement.get("assignments", []))
+    return {"id": record.id, "name": record.name, "tenant": record.tenant, "user": record.user,
+            "state": record.state.value, "cluster": placement.get("cluster"), "kind": placement.get("kind"),
+            "model": placement.get("model"), "devices": devices, "attempts": record.attempts,
+            "epochs_done": progress.get("epochs_done"), "epochs": (record.spec or {}).get("epochs"),
+            "updated": record.updated}
+
+
+def ops_state(server, identity) -> dict:
+    """Everything the page shows, as `identity` may see it: every cluster with its health, capacity
+    per cluster, tier and device kind, the queue (each job's reason and estimated start), the
+    active jobs, and quota use. Jobs the caller may not read are counted, not listed."""
+    from cluster.capacity import capacity_report
+    from runtime.server.api import quota_report
+
+    snapshot = server.current_snapshot()
+    report = capacity_report(snapshot)
+    queue = server.store.queue()
+    active = server.store.list(states=ACTIVE)
+    shown_queue = [q for q in queue if _visible(identity, q["user"], q["tenant"])]
+    shown_active = [running_view(r) for r in active if _visible(identity, r.user, r.tenant)]
+    lease = server.leases.current()
+    return {
+        "now": time.time(),
+        "refresh_s": REFRESH_S,
+        "viewer": {"name": identity.name, "role": identity.role, "tenant": identity.tenant},
+        "server": {"role": server.lease.role, "holder": lease.holder if lease else None,
+                   "ray_address": server.ray_address},
+        "clusters": server.clusters_status(),
+        "capacity": {"taken_at": snapshot.taken_at, "rows": report["rows"], "totals": report["totals"],
+                     "emulated": report["emulated"]},
+        "queue": shown_queue,
+        "queue_hidden": len(queue) - len(shown_queue),
+        "active": shown_active,
+        "active_hidden": len(active) - len(shown_active),
+        "quotas": quota_report(server.store),
+    }
