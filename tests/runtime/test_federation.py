@@ -8,7 +8,11 @@ job-submission API.
 - a head SIGKILLed mid-training: the job resumes on the other cluster from its checkpoint and ends
   SUCCEEDED once, no retry used, and its events tell the story;
 - a 3 s stall of a head moves nothing; a stall past the threshold fences the attempt, the job
-  resumes elsewhere, and when the head comes back its stale run is stopped and reports nothing.
+  resumes elsewhere, and when the head comes back its stale run is stopped and reports nothing
+  (the ops page, open in headless Chromium, shows the cluster lost and healthy again in place);
+- a head in its own network namespace partitioned by taking its veth link down: the same story
+  while the cut-off run goes on;
+- an edge cluster at the data's site takes its first job and the second overflows to the centre.
 """
 
 import contextlib
