@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from cluster.federation import HEALTHY_AFTER_ANSWERS, LOST_AFTER_MISSED
 from runtime.cli.common import console, fail
 
 
@@ -36,6 +37,12 @@ def server(
     jwt_audience: str = typer.Option("suanli", "--jwt-audience"),
     metrics_public: bool = typer.Option(False, "--metrics-public", help="Serve /metrics without a token (for a "
                                         "Prometheus inside the cluster's network policy)."),
+    cluster_lost_after: int = typer.Option(LOST_AFTER_MISSED, "--cluster-lost-after", min=1, max=150,
+                                           help="Missed probes (one every 2 s) before a registered cluster is lost "
+                                           "and its jobs move: 3 detects a loss in about 6 s; a stall shorter "
+                                           "than about 2 s x (N - 1) moves nothing."),
+    cluster_healthy_after: int = typer.Option(HEALTHY_AFTER_ANSWERS, "--cluster-healthy-after", min=1, max=150,
+                                              help="Answers in a row before a lost cluster is scheduled onto again."),
 ) -> None:
     """Run the suanli server: the API, the job store and (while it holds the lease) the controller."""
     import cluster
@@ -53,7 +60,8 @@ def server(
             state_dir=state_dir or cluster.load_config().state_path, host=host, port=port, store_url=store_url,
             ray_address=ray_address, emulate=emulate, policy=policy, lease_ttl_s=lease_ttl,
             lease_renew_s=lease_renew, profile=profile, serve_port=serve_port, data_dirs=[d.expanduser().resolve() for d in data_dir],
-            metrics_public=metrics_public, runs_dir=runs_dir, jwt=jwt)
+            metrics_public=metrics_public, runs_dir=runs_dir, jwt=jwt, cluster_lost_after=cluster_lost_after,
+            cluster_healthy_after=cluster_healthy_after)
         instance = Server(options)
         instance.start()
     except (ConfigError, StoreError, ValueError) as exc:

@@ -24,7 +24,7 @@ from fastapi import HTTPException
 from prometheus_client import Counter, Gauge
 
 import cluster
-from cluster.federation import Federation, check_entry
+from cluster.federation import HEALTHY_AFTER_ANSWERS, LOST_AFTER_MISSED, Federation, check_entry
 from cluster.metrics import CapacityMetrics
 from runtime.audit.log import AuditLog
 from runtime.backends.federated import FederatedBackend
@@ -70,6 +70,8 @@ class ServerOptions:
     jwt: JwtIssuer | None = None
     audit_verify_s: float = 600.0
     serve_port: int = 8000  # Ray Serve's HTTP entry for deployed models (loopback, head node)
+    cluster_lost_after: int = LOST_AFTER_MISSED  # missed probes (2 s apart) before a registered cluster is lost
+    cluster_healthy_after: int = HEALTHY_AFTER_ANSWERS  # answers in a row before it is healthy again
 
 
 def os_user() -> str:
@@ -176,7 +178,8 @@ class Server:
         self.ray_address = ""
         self.controller: JobController | None = None
         self.clusters = ClusterStore(self.store)
-        self.federation = Federation(self.clusters.list, on_change=self._cluster_changed)
+        self.federation = Federation(self.clusters.list, lost_after=options.cluster_lost_after,
+                                     healthy_after=options.cluster_healthy_after, on_change=self._cluster_changed)
         self.backends: FederatedBackend | None = None
         self._snapshot_lock = threading.Lock()
         self._uvicorn = None

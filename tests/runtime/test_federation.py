@@ -61,7 +61,8 @@ def fed():
     root = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))  # short: Ray's socket paths live under it
     heads = {"fa": start_head("fa", root, site="bj"), "fb": start_head("fb", root, site="sh")}
     state = root / "state"
-    proc, url = start_server(state, "--data-dir", str(REPO.parent / "shared"), "--lease-ttl", "4", "--lease-renew", "1")
+    proc, url = start_server(state, "--data-dir", str(REPO.parent / "shared"), "--lease-ttl", "4", "--lease-renew", "1",
+                             "--cluster-lost-after", "3", "--cluster-healthy-after", "2")
     client = Client(address=url, state_dir=state)
     env = {"SUANLI_SERVER": url, "SUANLI_CONFIG": "", "SUANLI_TOKEN": (state / "admin.token").read_text().strip()}
     yield {"heads": heads, "client": client, "url": url, "state": state, "root": root, "env": env}
@@ -100,6 +101,9 @@ def job_spec(name, epochs=8):
 
 def test_registration_health_and_capacity(fed):
     heads = fed["heads"]
+    bad = cli(fed, "server", "--cluster-lost-after", "0")
+    said = " ".join(bad.stderr.replace("│", " ").split())
+    assert bad.exit_code == 2 and "'--cluster-lost-after': Input should be greater than or equal to 1" in said, said
     bad = cli(fed, "clusters", "add", "x", "--address", "10.0.0.5:8265")
     assert bad.exit_code == 2 and "address: '10.0.0.5:8265' must be Ray's job-submission" in bad.stderr
     bad = cli(fed, "clusters", "add", "Bad_Name", "--address", "http://127.0.0.1:1")
