@@ -32,6 +32,8 @@ import pandas as pd
 
 from runtime.artifacts.signing import SIGNATURE_FILE, sign_directory, verify_directory
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 MODEL_FILES = ("model.pt", "model.ubj", "model.txt")
 ARTIFACT_FILES = ("model.onnx", "preprocessing.json", "metrics.json", "provenance.json", "compression.json",
                   "MODEL_CARD.md")
@@ -153,9 +155,61 @@ def to_frame(rows, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
                 number = float(value)
             except (TypeError, ValueError):
                 raise InputError(f"rows[{i}].{column}: {value!r} is not a number") from None
-            if math.isinf(number):
-                raise InputError(f"rows[{i}].{column}: {value!r} is not finite")
+            if abs(number) > FLOAT32_MAX:  # the model reads float32: larger is infinite there
+                raise InputError(f"rows[{i}].{column}: {value!r} is not finite" if math.isinf(number)
+                                 else f"rows[{i}].{column}: {value!r} is beyond float32's range")
     return frame[columns]
+
+
+def _number(value, where: str) -> float:
+    """A numeric field as to_frame + raw_inputs read it: None, NaN and text that is no number are
+    errors or missing exactly as there (booleans are 0/1)."""
+    if value is None:
+        return math.nan
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: {value!r} is not a number") from None
+    if abs(number) > FLOAT32_MAX:  # the model reads float32: larger is infinite there
+        raise InputError(f"{where}: {value!r} is not finite" if math.isinf(number)
+                         else f"{where}: {value!r} is beyond float32's range")
+    return number
+
+
+def _category(value) -> str:
+    """A categorical field as text, as `category_text` writes it (3 and 3.0 are "3"; missing is "")."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
+
+
+def input_feeds(rows, numeric: list[str], categorical: list[str]) -> dict[str, np.ndarray]:
+    """The ONNX feeds for raw rows in any form `to_frame` accepts, with its checks and its errors.
+    Rows given as dicts (what arrives over HTTP) are read straight into arrays, without a
+    DataFrame (40 us instead of 3 ms for a 30-field row); other forms go through `to_frame`."""
+    from runtime.data.preprocess import raw_inputs
+
+    one = isinstance(rows, dict)
+    if not (one or (isinstance(rows, list | tuple) and rows and all(isinstance(r, dict) for r in rows))):
+        return raw_inputs(to_frame(rows, numeric, categorical), numeric, categorical)
+    rows = [rows] if one else rows
+    columns = numeric + categorical
+    known = set(columns)
+    for i, row in enumerate(rows):
+        if len(row) != len(columns) or not known.issuperset(row):
+            missing = [c for c in columns if c not in row]
+            if missing:
+                raise InputError(f"rows[{i}]: missing field(s) {', '.join(missing[:5])}")
+            extra = sorted(set(row) - known)
+            raise InputError(f"rows[{i}]: unknown field(s) {', '.join(extra[:5])}; the model takes "
+                             f"{', '.join(columns[:8])}{' ...' if len(columns) > 8 else ''}")
+    feeds = {c: np.array([[_number(row[c], f"rows[{i}].{c}")] for i, row in enumerate(rows)], dtype=np.float32)
+             for c in numeric}
+    for c in categorical:
+        feeds[c] = np.array([[_category(row[c])] for row in rows], dtype=object)
+    return feeds
 
 
 @dataclass
@@ -175,11 +229,7 @@ class LoadedModel:
 
     def predict(self, rows) -> np.ndarray:
         """Probabilities for raw rows (see `to_frame` for the forms accepted and the checks)."""
-        from runtime.data.preprocess import raw_inputs
-
-        frame = to_frame(rows, self.numeric, self.categorical)
-        feeds = raw_inputs(frame, self.numeric, self.categorical)
-        return self.session.run(["probability"], feeds)[0]
+        return self.session.run(["probability"], input_feeds(rows, self.numeric, self.categorical))[0]
 
 
 def execution_providers(kind: str) -> list[str]:
@@ -212,5 +262,5 @@ def load_artifact(directory: str | Path, public_key: str | Path | None = None, k
     return LoadedModel(target, session, pre["numeric"], pre["categorical"], session.get_providers()[0])
 
 
-__all__ = ["ARTIFACT_FILES", "SIGNATURE_FILE", "InputError", "LoadedModel", "build_artifact", "load_artifact",
-           "to_frame"]
+__all__ = ["ARTIFACT_FILES", "SIGNATURE_FILE", "InputError", "LoadedModel", "build_artifact", "input_feeds",
+           "load_artifact", "to_frame"]

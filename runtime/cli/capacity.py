@@ -49,6 +49,10 @@ def capacity(
         print_json(report)
         return
     console.print(capacity_table(report))
+    if len(report.get("clusters", ())) > 1:  # registered clusters beside the server's own: their health
+        from runtime.cli.clusters import clusters_table
+
+        console.print(clusters_table(report["clusters"]))
     if report.get("quotas"):
         from runtime.cli.users import quota_table
 

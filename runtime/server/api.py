@@ -326,12 +326,13 @@ def create_app(server) -> FastAPI:
 
     @app.get("/capacity")
     def capacity(identity: Identity = allow("capacity:read")) -> dict:
-        """Capacity per cluster, tier and device kind from the newest snapshot."""
+        """Capacity per cluster, tier and device kind from the newest snapshot (lost clusters'
+        devices are not counted), every cluster's health, and quota use."""
         from cluster.capacity import capacity_report
 
         state = server.current_snapshot()
         return {**capacity_report(state), "taken_at": state.taken_at, "age_s": round(time.time() - state.taken_at, 3),
-                "quotas": quota_report(server.store)}
+                "clusters": server.clusters_status(), "quotas": quota_report(server.store)}
 
     # ---- the ops page -------------------------------------------------------------------------
     @app.get("/ui", include_in_schema=False)

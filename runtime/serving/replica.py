@@ -14,12 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from ray import serve
 
-from runtime.artifacts.artifact import InputError, execution_providers, to_frame
+from runtime.artifacts.artifact import InputError, execution_providers, input_feeds
 from runtime.artifacts.signing import SIGNATURE_FILE, verify_directory
-from runtime.data.preprocess import raw_inputs
 from runtime.serving.decisions import decide
 
 
@@ -62,15 +60,15 @@ class ScoringReplica:
         self.model_id, self.thresholds = model_id, thresholds
         self.where = {"site": site, "tier": tier, "node_id": ray.get_runtime_context().get_node_id(),
                       "provider": self.session.get_providers()[0]}
-        self._score_frames.set_max_batch_size(max_batch_size)
-        self._score_frames.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self._score_feeds.set_max_batch_size(max_batch_size)
+        self._score_feeds.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def _score_frames(self, frames: list[pd.DataFrame]) -> list[np.ndarray]:
-        merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-        scores = self.session.run(["probability"], raw_inputs(merged, self.numeric, self.categorical))[0]
-        bounds = np.cumsum([0] + [len(f) for f in frames])
-        return [scores[bounds[i]:bounds[i + 1]] for i in range(len(frames))]
+    async def _score_feeds(self, batch: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        merged = batch[0] if len(batch) == 1 else {c: np.concatenate([f[c] for f in batch]) for c in batch[0]}
+        scores = self.session.run(["probability"], merged)[0]
+        bounds = np.cumsum([0] + [len(next(iter(f.values()))) for f in batch])
+        return [scores[bounds[i]:bounds[i + 1]] for i in range(len(batch))]
 
     async def score(self, payload: dict) -> dict:
         request_id = str(payload.get("request_id") or "")
@@ -79,10 +77,10 @@ class ScoringReplica:
             rows = payload.get("rows")
             if rows is None or (isinstance(rows, list) and not rows):
                 raise InputError("rows: give at least one row (a dict keyed by column, or a list of them)")
-            frame = to_frame(rows, self.numeric, self.categorical)
+            feeds = input_feeds(rows, self.numeric, self.categorical)
         except InputError as exc:
             return {"request_id": request_id, "model": self.model_id, "status": 422, "error": str(exc)}
-        scores = await self._score_frames(frame)
+        scores = await self._score_feeds(feeds)
         values = [float(s) for s in scores]
         answer = {"request_id": request_id, "model": self.model_id,
                   "scores": [v if math.isfinite(v) else None for v in values],  # JSON has no NaN

@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runtime.artifacts.artifact import InputError, build_artifact, load_artifact
 from runtime.artifacts.registry import Registry
@@ -286,3 +288,29 @@ def test_tree_artifacts_compress_by_distillation_and_truncation(tmp_path, keys):
     assert student.predict(parts["test"].drop(columns=["bad"]).head(4).to_dict("records")).shape == (4,)
     no_distil = compress(source, tmp_path / "out2", methods=["quantize_dynamic"], private_key=keys[0], public_key=keys[1])
     assert "tree ensemble has none" in no_distil["skipped"]["quantize_dynamic"] and no_distil["candidates"] == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(
+    st.one_of(st.floats(allow_infinity=False), st.integers(-10**6, 10**6), st.none(), st.booleans(),
+              st.floats(-1e6, 1e6, allow_nan=False).map(repr)),
+    st.one_of(st.floats(allow_infinity=False), st.integers(-10**6, 10**6), st.none()),
+    st.one_of(st.text(max_size=4), st.integers(-50, 50), st.none())), min_size=1, max_size=6))
+def test_dict_rows_are_read_without_a_frame_exactly_as_through_one(values):
+    from runtime.artifacts.artifact import input_feeds, to_frame
+    from runtime.data.preprocess import raw_inputs
+
+    numeric, categorical = ["a", "b"], ["c"]
+    rows = [{"a": a, "b": b, "c": c} for a, b, c in values]
+    try:
+        through_frame = raw_inputs(to_frame(rows, numeric, categorical), numeric, categorical)
+    except InputError as refused:  # e.g. beyond float32's range: the same words either way
+        with pytest.raises(InputError) as also:
+            input_feeds(rows, numeric, categorical)
+        assert str(also.value) == str(refused)
+        return
+    fast = input_feeds(rows, numeric, categorical)
+    for column in numeric:
+        np.testing.assert_array_equal(fast[column], through_frame[column])
+        assert fast[column].dtype == through_frame[column].dtype == np.float32
+    assert fast["c"].tolist() == through_frame["c"].tolist()

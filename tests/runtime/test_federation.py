@@ -125,8 +125,11 @@ def test_registration_health_and_capacity(fed):
     listed = json.loads(cli(fed, "clusters", "list", "--json").stdout)
     assert [c["name"] for c in listed][1:] == ["fa", "fb"] and listed[0]["own"]
     assert all(c["health"] == "healthy" and c["nodes"] == 1 for c in listed[1:])
-    rows = fed["client"].capacity()["rows"]
-    assert {"fa", "fb"} <= {r["cluster"] for r in rows}
+    report = fed["client"].capacity()
+    assert {"fa", "fb"} <= {r["cluster"] for r in report["rows"]}
+    assert {c["name"]: c["health"] for c in report["clusters"]}.items() >= {"fa": "healthy", "fb": "healthy"}.items()
+    printed = cli(fed, "capacity").stdout
+    assert "Capacity" in printed and "Clusters" in printed and "healthy" in printed
 
 
 def test_head_killed_mid_training_resumes_on_the_other_cluster_once(fed):
