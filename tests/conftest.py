@@ -68,10 +68,12 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium (Debian's, driven by Playwright), closed at the end of the session. CI
-    installs it; a missing one fails, never skips."""
+    """Headless Chromium (Debian's, driven by Playwright), closed at the end of the module: while
+    Playwright's sync API is open it runs an asyncio loop in this thread, and Ray Serve's handles
+    then refuse their sync calls, so it must not outlive the module. CI installs Chromium; a
+    missing one fails, never skips."""
     import shutil
 
     from playwright.sync_api import sync_playwright

@@ -94,10 +94,12 @@ def build_app(artifact_dir: str, public_key: str | None, model_id: str, settings
     # The router only awaits the replicas: it takes many requests at once, and its queue is large
     # enough that overload is met at the replicas' bounded queues (503 with Retry-After from the
     # router), not at Serve's proxy (503 without one).
+    # It lives in the centre: placed anywhere, it could land on an edge node and die with it,
+    # taking the centre route down too.
     router_limit = max(1000, 4 * settings.max_queued_requests)
     router = serve.deployment(EdgeFirstRouter).options(
         name="router", num_replicas=1, max_ongoing_requests=router_limit, max_queued_requests=router_limit,
-        ray_actor_options={"num_cpus": 0})
+        ray_actor_options={"num_cpus": 0, "resources": {"tier:center": MARKER_AMOUNT}})
     return router.bind(edges, centre, model_id, settings.edge_deadline_ms / 1e3, settings.eject_after, settings.eject_s)
 
 
