@@ -8,8 +8,10 @@ figure beside its peer from the same run:
   repeated against a plain Serve deployment at the edge with no fallback (`plain_serve`).
 - throughput: the highest rate (steps of `--steps`) at which one-row requests keep p99 <= 10 ms,
   through our router and replica, and through a bare Serve deployment that returns a constant
-  (Serve's own ceiling here); `ratio` = ours / bare.
-- overload: twice our sustainable rate for 10 s with a 1 s client deadline: the share answered,
+  (Serve's own ceiling here); `ratio` = ours / bare. The same with p99 <= `--sustainable-p99-ms`
+  (`sustainable_rate`, `ratio_sustainable`), for machines where 10 ms is out of reach even for
+  bare Serve.
+- overload: twice our sustainable rate (at least 50 req/s) for 10 s with a 1 s client deadline: the share answered,
   answered 503 (with Retry-After) and answered later than the deadline (goal 0).
 - accuracy: the held-back rows scored one request at a time over HTTP; online AUC beside the
   offline AUC of the same artifact, and single-request latency.
@@ -119,10 +121,13 @@ def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate:
             "errors": sorted({o["error"] for o in outcomes if "error" in o})[:5]}
 
 
-def rate_sweep(url: str, rows: list, steps: list[float], seconds: float, processes: int) -> dict:
-    """p99 at each rate (one-row requests); the highest rate with p99 <= 10 ms and none failed."""
+def rate_sweep(url: str, rows: list, steps: list[float], seconds: float, processes: int,
+               sustainable_p99_ms: float) -> dict:
+    """p99 at each rate (one-row requests): `best_rate`, the highest with p99 <= 10 ms and none
+    failed (the issue's bar), and `sustainable_rate`, the highest with p99 <= `sustainable_p99_ms`
+    and none failed (where the 10 ms bar is out of reach on a small machine)."""
     results = {}
-    best = 0.0
+    best = sustainable = 0.0
     for rate in steps:
         outcomes = open_loop(LoadPlan(url, rows, rate, seconds, 10.0), processes)
         ok = [o["latency"] for o in outcomes if o.get("status") == 200]
@@ -130,11 +135,13 @@ def rate_sweep(url: str, rows: list, steps: list[float], seconds: float, process
         stats["failed"] = len(outcomes) - len(ok)
         results[str(rate)] = stats
         progress(f"  {rate:.0f} req/s: p99 {stats.get('p99_ms')} ms, {stats['failed']} failed")
-        if stats.get("p99_ms", 1e9) <= 10 and stats["failed"] == 0:
-            best = rate
-        elif best or stats["failed"]:
+        if stats["failed"] or stats.get("p99_ms", 1e9) > sustainable_p99_ms:
             break  # past the ceiling: higher rates only queue more
-    return {"best_rate": best, "steps": results}
+        sustainable = rate
+        if stats.get("p99_ms", 1e9) <= 10:
+            best = rate
+    return {"best_rate": best, "sustainable_rate": sustainable, "sustainable_p99_ms": sustainable_p99_ms,
+            "steps": results}
 
 
 def overload(url: str, rows: list, rate: float, seconds: float, deadline_s: float, processes: int) -> dict:
@@ -184,6 +191,8 @@ def main() -> None:
     parser.add_argument("--deadline-ms", type=float, default=150)
     parser.add_argument("--steps", default="50,100,150,200,300,400,500,700")
     parser.add_argument("--load-processes", type=int, default=2, help="processes sending the load")
+    parser.add_argument("--sustainable-p99-ms", type=float, default=150,
+                        help="p99 bound of the sustainable rate (the overload run sends twice that rate)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from ray import serve
@@ -239,14 +248,17 @@ def main() -> None:
         serve.run(Constant.bind(), name="constant", route_prefix="/constant")
         steps = [float(s) for s in args.steps.split(",")]
         progress("throughput sweep (ours)")
-        ours_sweep = rate_sweep(centre_url, rows, steps, 5, processes)
+        ours_sweep = rate_sweep(centre_url, rows, steps, 5, processes, args.sustainable_p99_ms)
         progress("throughput sweep (bare Serve returning a constant)")
-        bare_sweep = rate_sweep(f"http://127.0.0.1:{PORT}/constant", rows, steps, 5, processes)
+        bare_sweep = rate_sweep(f"http://127.0.0.1:{PORT}/constant", rows, steps, 5, processes,
+                                args.sustainable_p99_ms)
         throughput = {"ours": ours_sweep, "bare_serve_constant": bare_sweep,
-                      "ratio": round(ours_sweep["best_rate"] / bare_sweep["best_rate"], 2) if bare_sweep["best_rate"] else None}
+                      "ratio": round(ours_sweep["best_rate"] / bare_sweep["best_rate"], 2) if bare_sweep["best_rate"] else None,
+                      "ratio_sustainable": round(ours_sweep["sustainable_rate"] / bare_sweep["sustainable_rate"], 2)
+                      if bare_sweep["sustainable_rate"] else None}
         tight = deploy_version(registry, "fraud", 1, "bench", ServeSettings(max_ongoing_requests=4, max_queued_requests=8,
                                                                             max_batch_size=4), PORT)
-        sustainable = max(ours_sweep["best_rate"], 50)
+        sustainable = max(ours_sweep["sustainable_rate"], 50)
         progress(f"overload at twice the sustainable rate ({2 * sustainable:.0f} req/s)")
         over = overload(f"{tight['url']}/score", rows, 2 * sustainable, 10, 1.0, processes)
         serve.shutdown()
@@ -259,7 +271,9 @@ def main() -> None:
                 f"{ours['latency']['before'].get('p99_ms')}/{ours['latency']['during'].get('p99_ms')}/"
                 f"{ours['latency']['after'].get('p99_ms')} ms; plain Serve {plain['lost']} lost | one-row p99 <= 10 ms up "
                 f"to {ours_sweep['best_rate']:.0f} req/s vs bare Serve {bare_sweep['best_rate']:.0f} "
-                f"({throughput['ratio']}x) | overload 2x: {over['share_503']:.0%} 503, {over['share_late']:.1%} late | "
+                f"({throughput['ratio']}x); p99 <= {args.sustainable_p99_ms:g} ms up to "
+                f"{ours_sweep['sustainable_rate']:.0f} vs {bare_sweep['sustainable_rate']:.0f} "
+                f"({throughput['ratio_sustainable']}x) | overload 2x: {over['share_503']:.0%} 503, {over['share_late']:.1%} late | "
                 f"online AUC {accuracy['online_auc']} vs offline {accuracy['offline_auc']}, one request p50 "
                 f"{accuracy['single_request_latency']['p50_ms']} ms |")
     emit("serving", result, markdown, args.json)
