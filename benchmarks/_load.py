@@ -8,7 +8,8 @@ answer before sending the next. Every request's outcome is returned with wall-cl
 
 A request goes to `plan.first_url` with `plan.first_timeout_s`; when `plan.fallback_url` is set,
 a transport error, a timeout or a 5xx there sends the same body (same request id) to the fallback,
-as the scoring client does. An outcome without "error" was answered.
+as the scoring client does (telling the first that it fails over itself, and skipping it for 2 s
+after 3 failures in a row). An outcome without "error" was answered.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
+
+from runtime.serving.client import FAILOVER_BY_CLIENT
+from runtime.serving.outlier import EdgeHealth
 
 
 @dataclass(frozen=True)
@@ -35,10 +39,15 @@ class LoadPlan:
     processes: int = 1
 
 
-async def _post(session, url: str, body: dict, timeout_s: float) -> dict:
+class _FirstPaused(Exception):
+    """The first address is skipped: it failed several times in a row a moment ago."""
+
+
+async def _post(session, url: str, body: dict, timeout_s: float, headers: dict | None = None) -> dict:
     import aiohttp
 
-    async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+    async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s),
+                            headers=headers) as response:
         status = response.status
         retry_after = response.headers.get("Retry-After")
         try:
@@ -55,6 +64,7 @@ async def _run(plan: LoadPlan) -> list[dict]:
     import aiohttp
 
     outcomes: list[dict] = []
+    first_health = EdgeHealth(3, 2.0)  # the scoring client's outlier detection, with its defaults
     connector = aiohttp.TCPConnector(limit=2000)
     async with aiohttp.ClientSession(connector=connector) as session:
         async def one(i: int, at_wall: float) -> None:
@@ -62,12 +72,18 @@ async def _run(plan: LoadPlan) -> list[dict]:
             record = {"i": i, "sent": at_wall}
             try:
                 try:
-                    record.update(await _post(session, plan.first_url, body, plan.first_timeout_s))
+                    if plan.fallback_url and not first_health.usable(time.monotonic()):
+                        raise _FirstPaused()
+                    record.update(await _post(session, plan.first_url, body, plan.first_timeout_s,
+                                              FAILOVER_BY_CLIENT if plan.fallback_url else None))
                     if plan.fallback_url and record["status"] == 503:
                         raise RuntimeError("first answered 503")
-                except Exception:
+                    first_health.answered()
+                except Exception as first_failed:
                     if not plan.fallback_url:
                         raise
+                    if not isinstance(first_failed, _FirstPaused):
+                        first_health.failed(time.monotonic())
                     record.update(await _post(session, plan.fallback_url, body, plan.fallback_timeout_s), via="fallback")
             except Exception as exc:  # noqa: BLE001 - a lost request is a result
                 record["error"] = f"{type(exc).__name__}: {exc}"[:200]

@@ -7,6 +7,11 @@ Outlier detection, as in Envoy's locality failover: after `eject_after` consecut
 edge node dies, traffic moves to the centre after at most `eject_after` deadlines, not one
 deadline per request; the edge gets traffic back on the first answer after the pause.
 
+One party fails over per request: a scoring client that will send the request to the centre
+itself says so (header `X-Suanli-Failover: client`); the router then answers 504 at once when the
+edge fails instead of asking the centre too, so a slow fallback never runs beside the client's
+(each request reaches the centre once).
+
 Congestion: when the centre's queue is full too, the caller gets 503 with Retry-After at once
 (Serve's `max_queued_requests` bounds every replica's queue); a request never waits past its
 deadline at the edge.
@@ -18,34 +23,15 @@ import asyncio
 import time
 import uuid
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, Header, HTTPException
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 
+from runtime.serving.outlier import EdgeHealth
+
 app = FastAPI(title="suanli scoring")
 RETRY_AFTER_S = "1"
-
-
-class EdgeHealth:
-    """Consecutive edge failures and the pause they cause (pure bookkeeping; the clock is passed in)."""
-
-    def __init__(self, eject_after: int, eject_s: float):
-        self.eject_after, self.eject_s = eject_after, eject_s
-        self.failures, self.ejected_until = 0, 0.0
-
-    def usable(self, now: float) -> bool:
-        return now >= self.ejected_until
-
-    def failed(self, now: float) -> None:
-        self.failures += 1
-        if self.failures >= self.eject_after:
-            self.ejected_until = now + self.eject_s
-            self.failures = 0
-
-    def answered(self) -> None:
-        self.failures = 0
-        self.ejected_until = 0.0
 
 
 @serve.ingress(app)
@@ -60,7 +46,7 @@ class EdgeFirstRouter:
         self.health = {site: EdgeHealth(eject_after, eject_s) for site in edges}
         self.counts = {"edge": 0, "centre": 0, "fallback": 0, "rejected": 0}
 
-    async def _answer(self, payload: dict, site: str | None) -> dict:
+    async def _answer(self, payload: dict, site: str | None, client_fails_over: bool = False) -> dict:
         reason = None
         edge = self.edges.get(site) if site else None
         health = self.health.get(site)
@@ -80,6 +66,9 @@ class EdgeFirstRouter:
             self.counts["fallback"] += 1
         elif edge is not None:
             reason = "edge paused after consecutive failures"
+        if reason and client_fails_over:
+            return {"request_id": payload["request_id"], "model": self.model_id, "status": 504,
+                    "error": f"{reason}; the client sends it to the centre"}
         try:
             answer = await self.centre.score.remote(payload)
         except BackPressureError:
@@ -89,12 +78,12 @@ class EdgeFirstRouter:
         self.counts["centre"] += 1
         return {**answer, "fallback": reason} if reason else answer
 
-    async def _respond(self, body: dict, site: str | None) -> JSONResponse:
+    async def _respond(self, body: dict, site: str | None, client_fails_over: bool = False) -> JSONResponse:
         if site is not None and site not in self.edges:
             raise HTTPException(404, f"site: {site!r} has no edge deployment of {self.model_id}; sites: "
                                      f"{', '.join(sorted(self.edges)) or 'none'} (or POST /score for the centre)")
         payload = {"rows": body.get("rows"), "request_id": str(body.get("request_id") or uuid.uuid4())}
-        answer = await self._answer(payload, site)
+        answer = await self._answer(payload, site, client_fails_over)
         status = answer.pop("status", 200)
         return JSONResponse(answer, status_code=status)
 
@@ -106,10 +95,12 @@ class EdgeFirstRouter:
         return await self._answer({"rows": rows, "request_id": request_id or str(uuid.uuid4())}, site)
 
     @app.post("/sites/{site}/score")
-    async def score_at_site(self, site: str, body: dict) -> JSONResponse:
-        """Score {"rows": [...], "request_id": optional} at `site`'s edge, the centre on failure;
-        the answer names the model version, the request id and where it was computed."""
-        return await self._respond(body, site)
+    async def score_at_site(self, site: str, body: dict,
+                            x_suanli_failover: str | None = Header(default=None)) -> JSONResponse:
+        """Score {"rows": [...], "request_id": optional} at `site`'s edge, the centre on failure
+        (504 instead, with `X-Suanli-Failover: client`); the answer names the model version, the
+        request id and where it was computed."""
+        return await self._respond(body, site, client_fails_over=x_suanli_failover == "client")
 
     @app.post("/score")
     async def score_at_centre(self, body: dict) -> JSONResponse:

@@ -137,7 +137,7 @@ def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, t
     endpoint = client.deploy(registry.root, "fraud", version=1, sites=["branch-sh"], public_key=keys[1],
                              edge_deadline_ms=150)
     rows = rows_of(trained, 1)
-    answers, errors, stop = [], [], threading.Event()
+    answers, errors, fallbacks, stop = [], [], [], threading.Event()
 
     def load():
         with ScoringClient(endpoint.site_url("branch-sh"), endpoint.centre_url, deadline_s=0.3,
@@ -148,6 +148,7 @@ def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, t
                 try:
                     result = scoring.score(rows, request_id=f"r{n}")
                     answers.append((time.time(), result.served_by["tier"], result.request_id))
+                    fallbacks.append(result.fallback)
                 except Exception as exc:  # noqa: BLE001 - every failure is counted
                     errors.append(repr(exc))
                 time.sleep(0.02)
@@ -167,5 +168,21 @@ def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, t
     worker.join()
     assert errors == []  # every request answered
     assert first_centre - killed <= 2.0  # traffic on the centre within the deadlines and outlier detection
+    # the client failed over itself: the router answered 504 at once instead of also asking the centre
+    assert any(f and f.startswith("edge answered 504") for f in fallbacks), set(fallbacks)
+    assert "edge paused after consecutive failures" in fallbacks  # then it went to the centre directly
     ids = [r for _, _, r in answers]
     assert len(ids) == len(set(ids))  # each request answered once
+
+
+def test_an_edge_is_skipped_after_consecutive_failures_and_taken_back_after_the_pause():
+    from runtime.serving.outlier import EdgeHealth
+
+    health = EdgeHealth(eject_after=3, eject_s=2.0)
+    health.failed(10.0)
+    health.failed(10.1)
+    assert health.usable(10.2)  # two failures: still tried
+    health.answered()
+    for t in (11.0, 11.1, 11.2):
+        health.failed(t)
+    assert not health.usable(11.3) and not health.usable(13.1) and health.usable(13.2)
