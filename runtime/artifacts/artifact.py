@@ -106,6 +106,32 @@ class InputError(ValueError):
     """Rows a model cannot score; the message names the row and the field."""
 
 
+def _number(value, where: str) -> float:
+    """A numeric field as to_frame + raw_inputs read it: None, NaN and text that is no number are
+    errors or missing exactly as there (booleans are 0/1)."""
+    if value is None:
+        return math.nan
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: {value!r} is not a number") from None
+    if abs(number) > FLOAT32_MAX:  # the model reads float32: larger is infinite there
+        raise InputError(f"{where}: {value!r} is not finite" if math.isinf(number)
+                         else f"{where}: {value!r} is beyond float32's range")
+    return number
+
+
+def _check_fields(i: int, row: dict, columns: list[str]) -> None:
+    """InputError naming row `i`'s missing or unknown fields, if any."""
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise InputError(f"rows[{i}]: missing field(s) {', '.join(missing[:5])}")
+    extra = sorted(set(row) - set(columns))
+    if extra:
+        raise InputError(f"rows[{i}]: unknown field(s) {', '.join(extra[:5])}; the model takes "
+                         f"{', '.join(columns[:8])}{' ...' if len(columns) > 8 else ''}")
+
+
 def to_frame(rows, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     """Raw rows as a DataFrame of the model's columns, checked: a DataFrame, a dict (one row), a
     list of dicts, or a 2-D array / list of lists in the model's input order (numbers only). A
@@ -119,13 +145,7 @@ def to_frame(rows, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
         frame = pd.DataFrame([rows])
     elif isinstance(rows, list | tuple) and rows and all(isinstance(r, dict) for r in rows):
         for i, row in enumerate(rows):
-            missing = [c for c in columns if c not in row]
-            if missing:
-                raise InputError(f"rows[{i}]: missing field(s) {', '.join(missing[:5])}")
-            extra = sorted(set(row) - set(columns))
-            if extra:
-                raise InputError(f"rows[{i}]: unknown field(s) {', '.join(extra[:5])}; the model takes "
-                                 f"{', '.join(columns[:8])}{' ...' if len(columns) > 8 else ''}")
+            _check_fields(i, row, columns)
         frame = pd.DataFrame(list(rows))
     else:
         if categorical:
@@ -147,33 +167,10 @@ def to_frame(rows, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
     if extra:
         raise InputError(f"rows: unknown field(s) {', '.join(map(str, extra[:5]))}")
     for column in numeric:
-        values = frame[column]
-        for i, value in enumerate(values):
-            if value is None or isinstance(value, bool):
-                continue
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise InputError(f"rows[{i}].{column}: {value!r} is not a number") from None
-            if abs(number) > FLOAT32_MAX:  # the model reads float32: larger is infinite there
-                raise InputError(f"rows[{i}].{column}: {value!r} is not finite" if math.isinf(number)
-                                 else f"rows[{i}].{column}: {value!r} is beyond float32's range")
+        for i, value in enumerate(frame[column]):
+            if not isinstance(value, bool):
+                _number(value, f"rows[{i}].{column}")
     return frame[columns]
-
-
-def _number(value, where: str) -> float:
-    """A numeric field as to_frame + raw_inputs read it: None, NaN and text that is no number are
-    errors or missing exactly as there (booleans are 0/1)."""
-    if value is None:
-        return math.nan
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{where}: {value!r} is not a number") from None
-    if abs(number) > FLOAT32_MAX:  # the model reads float32: larger is infinite there
-        raise InputError(f"{where}: {value!r} is not finite" if math.isinf(number)
-                         else f"{where}: {value!r} is beyond float32's range")
-    return number
 
 
 def _category(value) -> str:
@@ -199,12 +196,7 @@ def input_feeds(rows, numeric: list[str], categorical: list[str]) -> dict[str, n
     known = set(columns)
     for i, row in enumerate(rows):
         if len(row) != len(columns) or not known.issuperset(row):
-            missing = [c for c in columns if c not in row]
-            if missing:
-                raise InputError(f"rows[{i}]: missing field(s) {', '.join(missing[:5])}")
-            extra = sorted(set(row) - known)
-            raise InputError(f"rows[{i}]: unknown field(s) {', '.join(extra[:5])}; the model takes "
-                             f"{', '.join(columns[:8])}{' ...' if len(columns) > 8 else ''}")
+            _check_fields(i, row, columns)
     feeds = {c: np.array([[_number(row[c], f"rows[{i}].{c}")] for i, row in enumerate(rows)], dtype=np.float32)
              for c in numeric}
     for c in categorical:

@@ -17,10 +17,6 @@ REFRESH_S = 2.0
 ACTIVE = (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)
 
 
-def _visible(identity, user: str, tenant: str) -> bool:
-    return identity.can_touch("read", user, tenant)
-
-
 def running_view(record) -> dict:
     """An active job as the page lists it: where it runs, on what, how far it is."""
     placement = record.placement or {}
@@ -44,8 +40,8 @@ def ops_state(server, identity) -> dict:
     report = capacity_report(snapshot)
     queue = server.store.queue()
     active = server.store.list(states=ACTIVE)
-    shown_queue = [q for q in queue if _visible(identity, q["user"], q["tenant"])]
-    shown_active = [running_view(r) for r in active if _visible(identity, r.user, r.tenant)]
+    shown_queue = [q for q in queue if identity.can_touch("read", q["user"], q["tenant"])]
+    shown_active = [running_view(r) for r in active if identity.can_touch("read", r.user, r.tenant)]
     lease = server.leases.current()
     return {
         "now": time.time(),
