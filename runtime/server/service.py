@@ -301,14 +301,15 @@ class Server:
 
     def clusters_status(self) -> list[dict]:
         """The server's own cluster and every registered one, with health."""
-        registered = {e.name for e in self.clusters.list()}
+        entries = self.clusters.list()
+        registered = {e.name for e in entries}
         nodes = [n for n in self.current_snapshot().nodes if n.cluster not in registered]
         names = sorted({n.cluster for n in nodes}) or [cluster.load_config().cluster_name]
         own = {"name": ", ".join(names), "address": self.ray_address, "site": ", ".join(sorted({n.site for n in nodes})),
                "tier": ", ".join(sorted({n.tier for n in nodes})), "health": "healthy", "missed_probes": 0,
                "lost_since": None, "nodes": len(nodes), "own": True}
         status = {s["name"]: s for s in self.federation.status()}
-        for entry in self.clusters.list():  # registered since the last probe round: unknown until probed
+        for entry in entries:  # registered since the last probe round: unknown until probed
             status.setdefault(entry.name, {"name": entry.name, "address": entry.address, "site": entry.site,
                                            "tier": entry.tier, "health": "unknown", "missed_probes": 0,
                                            "lost_since": None, "nodes": 0})
