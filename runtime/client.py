@@ -327,10 +327,11 @@ class Client:
 
     def deploy(self, registry: str | Path, model: str, version: int | str = "production", sites=(),
                public_key: str | Path | None = None, **settings):
-        """Deploy a registry version on the server's Ray Serve: an edge deployment at each of
-        `sites`, one in the centre, the edge-first router as the HTTP entry. `settings` are those of
-        `runtime.serving.deploy.ServeSettings` (thresholds, replicas, queue bounds, batching,
-        deadline). Returns an Endpoint (URLs, `.client(site)`, `.score(rows, site)`, `.handle()`).
+        """Deploy a registry version on the server's Ray Serve: a scoring application at each of
+        `sites`' edge nodes, one in the centre, each with its own route, and the edge-first router.
+        `settings` are those of `runtime.serving.deploy.ServeSettings` (thresholds, replicas, queue
+        bounds, Retry-After, batching, deadline). Returns an Endpoint (URLs, `.client(site)`,
+        `.score(rows, site)`, `.handle()`).
         A withdrawn or unknown version is refused (SpecError 403/404) and nothing is deployed."""
         from runtime.serving.client import Endpoint
 

@@ -24,7 +24,7 @@ def deploy(
     warn: float | None = typer.Option(None, "--warn"),
     min_replicas: int = typer.Option(1, "--min-replicas"),
     max_replicas: int = typer.Option(1, "--max-replicas"),
-    max_ongoing: int = typer.Option(32, "--max-ongoing-requests"),
+    max_ongoing: int = typer.Option(128, "--max-ongoing-requests"),
     max_queued: int = typer.Option(64, "--max-queued-requests"),
     deadline_ms: float = typer.Option(150, "--edge-deadline-ms", help="Time the edge gets before the centre answers."),
     json_out: bool = typer.Option(False, "--json"),
@@ -49,6 +49,8 @@ def deploy(
     console.print(f"{endpoint.model} serving: centre {endpoint.centre_url}")
     for s in endpoint.sites:
         console.print(f"  site {s}: {endpoint.site_url(s)} (edge first, centre on failure)")
+    console.print("scoring routes, for a client that fails over itself (ScoringClient, one hop fewer): centre "
+                  f"{endpoint.centre_route}" + "".join(f"; site {s} {endpoint.edge_route(s)}" for s in endpoint.sites))
 
 
 @serve_app.command("list")

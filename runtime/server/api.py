@@ -483,8 +483,9 @@ def create_app(server) -> FastAPI:
 
     @app.post("/deployments", status_code=201)
     def deploy_model(body: DeployRequest, identity: Identity = allow("models:deploy")) -> dict:
-        """Deploy a registry version on Ray Serve (edge deployments per site, one in the centre,
-        the edge-first router as HTTP entry); 404 unknown, 403 withdrawn, 422 bad settings."""
+        """Deploy a registry version on Ray Serve (a scoring application per site at its edge
+        nodes, one in the centre, the edge-first router); 404 unknown, 403 withdrawn, 422 bad
+        settings."""
         from runtime.artifacts.registry import Registry
         from runtime.serving.deploy import deploy_version
 
@@ -507,27 +508,18 @@ def create_app(server) -> FastAPI:
                             component="server")
         return deployed
 
-    def deployments() -> list[dict]:
-        from ray import serve
-
-        try:
-            status = serve.status()
-        except Exception:  # noqa: BLE001 - Serve not started: nothing deployed
-            return []
-        return [{"app": name, "status": str(app.status.value if hasattr(app.status, "value") else app.status),
-                 "message": app.message, "deployments": {d: str(getattr(o.status, "value", o.status))
-                                                         for d, o in app.deployments.items()}}
-                for name, app in status.applications.items()]
-
     @app.get("/deployments")
     def list_deployments(identity: Identity = allow("models:deploy")) -> list[dict]:
-        return deployments()
+        """Each deployed version with its status and its deployments' (router, centre, edge:<site>)."""
+        from runtime.serving.deploy import deployed
+
+        return deployed()
 
     @app.delete("/deployments/{name}")
     def delete_deployment(name: str, identity: Identity = allow("models:deploy")) -> dict:
-        from runtime.serving.deploy import undeploy
+        from runtime.serving.deploy import deployed, undeploy
 
-        if name not in {d["app"] for d in deployments()}:
+        if name not in {d["app"] for d in deployed()}:
             raise HTTPException(404, f"deployment: no application {name!r}")
         undeploy(name)
         server.audit.append("artifact-undeployed", identity.name, {"app": name}, component="server")

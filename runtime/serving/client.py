@@ -1,14 +1,14 @@
 """The scoring client a payment system embeds: given its site's edge address and the centre's, it
 sends each request (with a request id and a deadline) to the edge, and on no answer within the
 deadline, a connection error or a 5xx, sends the same request, same id, to the centre (again, up to
-`centre_retries` times, when the centre does not answer in `centre_timeout_s`). It tells the edge
-route that it fails over itself (`X-Suanli-Failover: client`), so a suanli router answers 504 at
-once on an edge failure instead of also asking the centre: each request reaches the centre once.
-After `eject_after` consecutive edge failures it skips the edge for `eject_s` seconds (outlier
-detection, as the router does), so while an edge is gone each request goes to the centre directly. Answers are
-idempotent, so a request answered twice is answered the same way. 4xx answers (bad rows) are
-raised at once, naming the row and field; 503 from both is raised as Overloaded with its
-Retry-After."""
+`centre_retries` times, when the centre does not answer in `centre_timeout_s`). For a suanli
+deployment it calls the site's and the centre's scoring routes directly (one hop from Serve's
+proxy; the router's server-side failover is for callers without a client like this one). After
+`eject_after` consecutive edge failures it skips the edge for `eject_s` seconds (outlier
+detection, as the router does), so while an edge is gone each request goes to the centre
+directly. Answers are idempotent, so a request answered twice is answered the same way. 4xx
+answers (bad rows) are raised at once, naming the row and field; 503 from both is raised as
+Overloaded with its Retry-After."""
 
 from __future__ import annotations
 
@@ -31,9 +31,6 @@ def _ours(answer: httpx.Response) -> bool:
     except ValueError:
         return False
     return True
-
-
-FAILOVER_BY_CLIENT = {"X-Suanli-Failover": "client"}  # the edge route answers 504 rather than asking the centre
 
 
 class Overloaded(RuntimeError):
@@ -61,7 +58,7 @@ class Scores:
 
 class ScoringClient:
     """See the module docstring. `edge_url` and `centre_url` are score URLs (for a suanli
-    deployment: `<app>/sites/<site>/score` and `<app>/score`)."""
+    deployment: `Endpoint.edge_route(site)` and `Endpoint.centre_route`)."""
 
     def __init__(self, edge_url: str | None, centre_url: str, deadline_s: float = 0.25, centre_timeout_s: float = 5.0,
                  centre_retries: int = 2, eject_after: int = 3, eject_s: float = 2.0):
@@ -79,8 +76,8 @@ class ScoringClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _post(self, url: str, body: dict, timeout: float, headers: dict | None = None) -> httpx.Response:
-        return self._http.post(url, json=body, timeout=timeout, headers=headers)
+    def _post(self, url: str, body: dict, timeout: float) -> httpx.Response:
+        return self._http.post(url, json=body, timeout=timeout)
 
     def score(self, rows, request_id: str | None = None) -> Scores:
         """Score `rows` (a dict or a list of dicts keyed by column)."""
@@ -90,7 +87,7 @@ class ScoringClient:
             fallback = "edge paused after consecutive failures"
         elif self.edge_url:
             try:
-                answer = self._post(self.edge_url, body, self.deadline_s, FAILOVER_BY_CLIENT)
+                answer = self._post(self.edge_url, body, self.deadline_s)
                 if _ours(answer):
                     self.edge_health.answered()
                     return self._parse(answer, "edge")
@@ -135,16 +132,28 @@ class Endpoint:
     sites: list
 
     def site_url(self, site: str) -> str:
-        """Scores at `site`'s edge (the centre when the edge fails)."""
+        """The router's route for `site`: the edge answers, the centre when the edge fails (for
+        callers that do not fail over themselves)."""
         return f"{self.url}/sites/{site}/score"
 
     @property
     def centre_url(self) -> str:
+        """The router's route to the centre."""
         return f"{self.url}/score"
 
+    def edge_route(self, site: str) -> str:
+        """`site`'s scoring application's own route: its edge replicas only, no failover."""
+        return f"{self.url}/edges/{site}"
+
+    @property
+    def centre_route(self) -> str:
+        """The centre's scoring application's own route."""
+        return f"{self.url}/centre"
+
     def client(self, site: str | None = None, deadline_s: float = 0.25) -> ScoringClient:
-        """A ScoringClient for `site` (edge first) or, with no site, the centre."""
-        return ScoringClient(self.site_url(site) if site else None, self.centre_url, deadline_s=deadline_s)
+        """A ScoringClient for `site` (edge first) or, with no site, the centre; it calls the
+        scoring routes directly and fails over itself."""
+        return ScoringClient(self.edge_route(site) if site else None, self.centre_route, deadline_s=deadline_s)
 
     def score(self, rows, site: str | None = None, request_id: str | None = None) -> Scores:
         """One request through a short-lived ScoringClient."""
@@ -153,7 +162,7 @@ class Endpoint:
 
     def handle(self):
         """Ray Serve's Python handle of the router (the caller must be connected to the cluster):
-        `handle.score_at_site.remote(site, body)`."""
+        `handle.score.remote(rows, site, request_id)` answers as the router's HTTP route does."""
         from ray import serve
 
         return serve.get_app_handle(self.app)

@@ -1,7 +1,10 @@
-"""Deploying a registry version as a Ray Serve application: one scoring deployment per site on
-that site's edge nodes, one in the centre, and the edge-first router as the HTTP entry
-(`/models/<name>/v<version>`). Only a version the registry holds and has not withdrawn is
-deployed, and every deploy is recorded in the registry (who, when, which version, where).
+"""Deploying a registry version on Ray Serve: one scoring application per site on that site's edge
+nodes (route `/models/<name>/v<version>/edges/<site>`), one in the centre (`.../centre`), and the
+edge-first router (`/models/<name>/v<version>`: `/sites/<site>/score`, `/score`) for callers that
+do not fail over themselves. The scoring client calls the site's and the centre's routes directly
+(one hop from Serve's proxy) and fails over itself. Only a version the registry holds and has not
+withdrawn is deployed, and every deploy is recorded in the registry (who, when, which version,
+where).
 
 Placement uses the marker resources every suanli node carries (`site:<site>`, `tier:<tier>`), so
 an edge deployment's replicas start only on edge nodes of its site and the centre's only on
@@ -31,13 +34,17 @@ class ServeSettings(BaseModel):
     min_replicas: int = Field(default=1, ge=1, le=64)
     max_replicas: int = Field(default=1, ge=1, le=64)
     target_ongoing_requests: float = Field(default=8, gt=0)
-    max_ongoing_requests: int = Field(default=32, ge=1, le=10_000)
+    # Each in flight costs an asyncio task, not a core: the centre must hold rate x latency when it
+    # takes an edge's traffic while Serve's HTTP path is slowed by the lost node (~0.25-1 s a
+    # request on the emulated cluster, see benchmarks/serving.py), so 128 rather than Serve's 5
+    max_ongoing_requests: int = Field(default=128, ge=1, le=10_000)
     max_queued_requests: int = Field(default=64, ge=1, le=100_000)
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     batch_wait_timeout_s: float = Field(default=0.002, ge=0, le=1)
     edge_deadline_ms: float = Field(default=150, gt=0, le=60_000)
     eject_after: int = Field(default=3, ge=1, le=100)
     eject_s: float = Field(default=2.0, gt=0, le=600)
+    retry_after_s: int = Field(default=1, ge=0, le=3600)  # Retry-After of every 503 past the queue bounds
     thresholds: dict | None = None
 
     @model_validator(mode="after")
@@ -51,7 +58,11 @@ class ServeSettings(BaseModel):
         return self
 
 
+SCORING = "scoring"  # the deployment's name in each site's and the centre's application
+
+
 def app_name(model: str, version: int) -> str:
+    """The router's application; the others are named after it (`<app>:centre`, `<app>:edge:<site>`)."""
     return f"{model}-v{version}"
 
 
@@ -59,7 +70,21 @@ def route_prefix(model: str, version: int) -> str:
     return f"/models/{model}/v{version}"
 
 
+def scoring_apps(app: str, prefix: str, sites: list[str]) -> dict[str, tuple[str, str | None]]:
+    """{application name: (route prefix, site or None for the centre)} of a version's scoring
+    applications."""
+    return {f"{app}:centre": (f"{prefix}/centre", None),
+            **{f"{app}:edge:{site}": (f"{prefix}/edges/{site}", site) for site in sites}}
+
+
+def owner_app(name: str) -> str:
+    """The router application a scoring application belongs to (itself for any other)."""
+    return name.split(":", 1)[0]
+
+
 def _replica_options(settings: ServeSettings, resources: dict, name: str) -> dict:
+    from ray.serve.config import BackpressureConfig
+
     autoscaling = None
     if settings.max_replicas > settings.min_replicas:
         autoscaling = {"min_replicas": settings.min_replicas, "max_replicas": settings.max_replicas,
@@ -68,6 +93,7 @@ def _replica_options(settings: ServeSettings, resources: dict, name: str) -> dic
     options = {"name": name, "max_ongoing_requests": settings.max_ongoing_requests,
                "max_queued_requests": settings.max_queued_requests, "health_check_period_s": 2,
                "health_check_timeout_s": 5, "graceful_shutdown_timeout_s": 2,
+               "backpressure_config": BackpressureConfig(retry_after_s=settings.retry_after_s),  # 503s name the delay
                "ray_actor_options": {"num_cpus": 0, "resources": resources}}
     if autoscaling:
         options["autoscaling_config"] = autoscaling
@@ -76,8 +102,10 @@ def _replica_options(settings: ServeSettings, resources: dict, name: str) -> dic
     return options
 
 
-def build_app(artifact_dir: str, public_key: str | None, model_id: str, settings: ServeSettings):
-    """The Serve application (not yet running) for one model version."""
+def build_apps(artifact_dir: str, public_key: str | None, model_id: str, app: str, prefix: str,
+               settings: ServeSettings) -> list:
+    """The Serve applications (not yet running) of one model version, as `serve.RunTarget`s: the
+    scoring applications first, the router last."""
     from ray import serve
 
     from runtime.serving.replica import ScoringReplica
@@ -86,21 +114,30 @@ def build_app(artifact_dir: str, public_key: str | None, model_id: str, settings
     replica = serve.deployment(ScoringReplica)
     common = (artifact_dir, public_key, settings.kind, model_id)
     batching = {"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s}
-    centre = replica.options(**_replica_options(settings, {"tier:center": MARKER_AMOUNT}, "centre")).bind(
-        *common, "centre", "center", settings.thresholds, **batching)
-    edges = {site: replica.options(**_replica_options(settings, {f"site:{site}": MARKER_AMOUNT,
-                                                                 "tier:edge": MARKER_AMOUNT}, f"edge-{site}")).bind(
-        *common, site, "edge", settings.thresholds, **batching) for site in settings.sites}
-    # The router only awaits the replicas: it takes many requests at once, and its queue is large
-    # enough that overload is met at the replicas' bounded queues (503 with Retry-After from the
-    # router), not at Serve's proxy (503 without one).
-    # It lives in the centre: placed anywhere, it could land on an edge node and die with it,
-    # taking the centre route down too.
-    router_limit = max(1000, 4 * settings.max_queued_requests)
-    router = serve.deployment(EdgeFirstRouter).options(
-        name="router", num_replicas=1, max_ongoing_requests=router_limit, max_queued_requests=router_limit,
-        ray_actor_options={"num_cpus": 0, "resources": {"tier:center": MARKER_AMOUNT}})
-    return router.bind(edges, centre, model_id, settings.edge_deadline_ms / 1e3, settings.eject_after, settings.eject_s)
+    targets, edge_apps, centre_app = [], {}, None
+    for name, (route, site) in scoring_apps(app, prefix, settings.sites).items():
+        where = ({f"site:{site}": MARKER_AMOUNT, "tier:edge": MARKER_AMOUNT} if site else
+                 {"tier:center": MARKER_AMOUNT})
+        bound = replica.options(**_replica_options(settings, where, SCORING)).bind(
+            *common, site or "centre", "edge" if site else "center", settings.thresholds, **batching)
+        targets.append(serve.RunTarget(bound, name=name, route_prefix=route))
+        if site:
+            edge_apps[site] = name
+        else:
+            centre_app = name
+    # The router lives in the centre: placed anywhere, it could land on an edge node and die with
+    # it, taking the centre route down too. It scales like the replicas. Each router replica takes
+    # twice what one scoring replica holds (ongoing + queued), so when the replicas are the
+    # bottleneck their bounded queues refuse first (503 from the router); when the router itself
+    # is, Serve's proxy refuses past the router's queue instead of letting requests wait without
+    # bound. Both name the same Retry-After.
+    router_options = _replica_options(settings, {"tier:center": MARKER_AMOUNT}, "router")
+    router_options["max_ongoing_requests"] = 2 * (settings.max_ongoing_requests + settings.max_queued_requests)
+    router = serve.deployment(EdgeFirstRouter).options(**router_options)
+    targets.append(serve.RunTarget(router.bind(edge_apps, centre_app, SCORING, model_id, settings.edge_deadline_ms / 1e3,
+                                               settings.eject_after, settings.eject_s, settings.retry_after_s),
+                                   name=app, route_prefix=prefix))
+    return targets
 
 
 def check_sites(sites: list[str]) -> None:
@@ -137,17 +174,48 @@ def deploy_version(registry, model: str, version: int | str, actor: str, setting
         raise PermissionError(f"model: {found.model_id} was withdrawn ({found.note}); it is never served")
     check_sites(settings.sites)
     start_serve(http_port)
-    name = app_name(found.name, found.version)
-    serve.run(build_app(str(Path(found.path)), registry.public_key and str(registry.public_key), found.model_id,
-                        settings), name=name, route_prefix=route_prefix(found.name, found.version))
+    name, prefix = app_name(found.name, found.version), route_prefix(found.name, found.version)
+    targets = build_apps(str(Path(found.path)), registry.public_key and str(registry.public_key), found.model_id,
+                         name, prefix, settings)
+    serve.run_many(targets)
+    wanted = {t.name for t in targets}
+    for stale in [a for a in serve.status().applications if owner_app(a) == name and a not in wanted]:
+        serve.delete(stale)  # a site dropped since the last deploy of this version
     registry.record_deploy(found.name, found.version, actor, f"sites {','.join(settings.sites) or '-'}; "
                                                              f"kind {settings.kind}")
-    return {"app": name, "model": found.model_id, "url": f"http://127.0.0.1:{http_port}"
-            f"{route_prefix(found.name, found.version)}", "sites": settings.sites}
+    return {"app": name, "model": found.model_id, "url": f"http://127.0.0.1:{http_port}{prefix}",
+            "sites": settings.sites}
+
+
+def deployed() -> list[dict]:
+    """Each deployed version (its router's application name) with its status (the first not
+    RUNNING among its applications, RUNNING otherwise), messages and every deployment's status
+    ("router", "centre", "edge:<site>"). Empty when Serve is not running."""
+    from ray import serve
+
+    try:
+        applications = serve.status().applications
+    except Exception:  # noqa: BLE001 - Serve not started: nothing deployed
+        return []
+    versions: dict[str, dict] = {}
+    for name, app in sorted(applications.items()):
+        owner = owner_app(name)
+        entry = versions.setdefault(owner, {"app": owner, "status": "RUNNING", "message": "", "deployments": {}})
+        state = str(getattr(app.status, "value", app.status))
+        if state != "RUNNING" and entry["status"] == "RUNNING":
+            entry["status"] = state
+        entry["message"] = "; ".join(m for m in (entry["message"], app.message) if m)
+        for deployment, info in app.deployments.items():
+            role = deployment if name == owner else name.split(":", 1)[1]
+            entry["deployments"][role] = str(getattr(info.status, "value", info.status))
+    return list(versions.values())
 
 
 def undeploy(name: str) -> None:
-    """Delete a deployed application by name."""
+    """Delete a deployed version by its application name, with its scoring applications (the
+    router first, so it never calls a deleted one)."""
     from ray import serve
 
     serve.delete(name)
+    for app in [a for a in serve.status().applications if owner_app(a) == name]:
+        serve.delete(app)

@@ -2,7 +2,10 @@
 the signature over exactly those bytes, and builds its ONNX Runtime session from the same bytes
 (no file is reopened after verification, so a file swapped on disk afterwards is never served).
 Requests from several callers are scored together (`@serve.batch`); each answer carries the
-request id, the model version and where it was computed."""
+request id, the model version and where it was computed.
+
+Each site's deployment and the centre's is also an HTTP route of its own (`__call__`): the scoring
+client sends to those directly, one hop from Serve's proxy, and fails over itself."""
 
 from __future__ import annotations
 
@@ -11,10 +14,13 @@ import math
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from runtime.artifacts.artifact import InputError, execution_providers, input_feeds
 from runtime.artifacts.signing import SIGNATURE_FILE, verify_directory
@@ -38,6 +44,18 @@ def read_verified(directory: str | Path, public_key: str | None) -> dict[str, by
     finally:
         shutil.rmtree(private, ignore_errors=True)
     return files
+
+
+async def read_payload(request: Request) -> dict:
+    """{"rows", "request_id"} of an HTTP request's body (a request id made up when none is given);
+    InputError naming the body unless it is a JSON object."""
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise InputError(f"body: not JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise InputError('body: send a JSON object {"rows": [...], "request_id": "optional"}')
+    return {"rows": body.get("rows"), "request_id": str(body.get("request_id") or uuid.uuid4())}
 
 
 class ScoringReplica:
@@ -88,6 +106,19 @@ class ScoringReplica:
         if self.thresholds:
             answer["decisions"] = [decide(v, self.thresholds) for v in values]
         return answer
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        """HTTP entry of this deployment's own route: POST {"rows": [...], "request_id": optional}
+        answers as `score` does (422 naming the row and field for bad rows, 400 for a body that is
+        not a JSON object, 405 for another method)."""
+        if request.method != "POST":
+            return JSONResponse({"error": 'method: POST {"rows": [...]} to score'}, 405, headers={"Allow": "POST"})
+        try:
+            payload = await read_payload(request)
+        except InputError as exc:
+            return JSONResponse({"error": str(exc), "model": self.model_id}, 400)
+        answer = await self.score(payload)
+        return JSONResponse(answer, answer.pop("status", 200))
 
     def check_health(self) -> None:
         """Serve's health check: the session answers."""

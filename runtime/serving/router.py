@@ -1,20 +1,22 @@
-"""The HTTP entry of a deployed model: Ray Serve ingress (FastAPI) that answers a site's requests
-from that site's edge replicas while they answer within the deadline, and otherwise sends the same
-request (same request id: scoring is idempotent) to the centre replicas.
+"""The server-side failover of a deployed model: a Ray Serve deployment that answers a site's
+requests from that site's edge replicas while they answer within the deadline, and otherwise sends
+the same request (same request id: scoring is idempotent) to the centre replicas. It serves callers
+that do not fail over themselves (plain HTTP, the Python handle); the scoring client skips it and
+calls the site's and the centre's own routes, one hop fewer.
+
+Routes (under the version's prefix): POST `/sites/<site>/score`, POST `/score` (the centre),
+GET `/healthz`; a plain `__call__` over Starlette (the router is on every request's path).
 
 Outlier detection, as in Envoy's locality failover: after `eject_after` consecutive edge failures
 (an error, or no answer within the deadline) the edge is skipped for `eject_s` seconds, so when an
 edge node dies, traffic moves to the centre after at most `eject_after` deadlines, not one
 deadline per request; the edge gets traffic back on the first answer after the pause.
 
-One party fails over per request: a scoring client that will send the request to the centre
-itself says so (header `X-Suanli-Failover: client`); the router then answers 504 at once when the
-edge fails instead of asking the centre too, so a slow fallback never runs beside the client's
-(each request reaches the centre once).
-
 Congestion: when the centre's queue is full too, the caller gets 503 with Retry-After at once
 (Serve's `max_queued_requests` bounds every replica's queue); a request never waits past its
-deadline at the edge.
+deadline at the edge. The router's own concurrency is bounded too (see `deploy.py`), so when the
+router itself is the bottleneck Serve's proxy refuses the excess (503 with the same Retry-After)
+instead of queueing it.
 """
 
 from __future__ import annotations
@@ -23,30 +25,33 @@ import asyncio
 import time
 import uuid
 
-from fastapi import FastAPI, Header, HTTPException
-from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.exceptions import BackPressureError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
+from runtime.artifacts.artifact import InputError
 from runtime.serving.outlier import EdgeHealth
-
-app = FastAPI(title="suanli scoring")
-RETRY_AFTER_S = "1"
+from runtime.serving.replica import read_payload
 
 
-@serve.ingress(app)
+class Overloaded(Exception):
+    """Every replica's queue is full."""
+
+
 class EdgeFirstRouter:
-    """See the module docstring. `edges` maps each site to its edge deployment's handle; requests
-    for a site go to `/sites/<site>/score`, requests for the centre to `/score`."""
+    """See the module docstring. `edge_apps` maps each site to the Serve application holding its
+    edge deployment (`deployment` in each, the centre's in `centre_app`)."""
 
-    def __init__(self, edges: dict, centre, model_id: str, edge_deadline_s: float, eject_after: int = 3,
-                 eject_s: float = 2.0):
-        self.edges, self.centre = edges, centre
-        self.model_id, self.deadline = model_id, edge_deadline_s
-        self.health = {site: EdgeHealth(eject_after, eject_s) for site in edges}
+    def __init__(self, edge_apps: dict[str, str], centre_app: str, deployment: str, model_id: str,
+                 edge_deadline_s: float, eject_after: int = 3, eject_s: float = 2.0, retry_after_s: int = 1):
+        self.edges = {site: serve.get_deployment_handle(deployment, app) for site, app in edge_apps.items()}
+        self.centre = serve.get_deployment_handle(deployment, centre_app)
+        self.model_id, self.deadline, self.retry_after = model_id, edge_deadline_s, str(retry_after_s)
+        self.health = {site: EdgeHealth(eject_after, eject_s) for site in self.edges}
         self.counts = {"edge": 0, "centre": 0, "fallback": 0, "rejected": 0}
 
-    async def _answer(self, payload: dict, site: str | None, client_fails_over: bool = False) -> dict:
+    async def _answer(self, payload: dict, site: str | None) -> dict:
         reason = None
         edge = self.edges.get(site) if site else None
         health = self.health.get(site)
@@ -66,49 +71,54 @@ class EdgeFirstRouter:
             self.counts["fallback"] += 1
         elif edge is not None:
             reason = "edge paused after consecutive failures"
-        if reason and client_fails_over:
-            return {"request_id": payload["request_id"], "model": self.model_id, "status": 504,
-                    "error": f"{reason}; the client sends it to the centre"}
         try:
             answer = await self.centre.score.remote(payload)
         except BackPressureError:
             self.counts["rejected"] += 1
-            raise HTTPException(503, "overloaded: every replica's queue is full; retry after the delay",
-                                headers={"Retry-After": RETRY_AFTER_S}) from None
+            raise Overloaded() from None
         self.counts["centre"] += 1
         return {**answer, "fallback": reason} if reason else answer
 
-    async def _respond(self, body: dict, site: str | None, client_fails_over: bool = False) -> JSONResponse:
-        if site is not None and site not in self.edges:
-            raise HTTPException(404, f"site: {site!r} has no edge deployment of {self.model_id}; sites: "
-                                     f"{', '.join(sorted(self.edges)) or 'none'} (or POST /score for the centre)")
-        payload = {"rows": body.get("rows"), "request_id": str(body.get("request_id") or uuid.uuid4())}
-        answer = await self._answer(payload, site, client_fails_over)
-        status = answer.pop("status", 200)
-        return JSONResponse(answer, status_code=status)
+    def _unknown_site(self, site: str) -> str:
+        return (f"site: {site!r} has no edge deployment of {self.model_id}; sites: "
+                f"{', '.join(sorted(self.edges)) or 'none'} (or POST /score for the centre)")
 
     async def score(self, rows, site: str | None = None, request_id: str | None = None) -> dict:
         """The Python handle's entry (`endpoint.handle().score.remote(rows, site)`): the same
-        answer as over HTTP, with "status" 422 for bad rows."""
+        answer as over HTTP, with "status" 422 for bad rows. ValueError for an unknown site,
+        Overloaded when every replica's queue is full."""
         if site is not None and site not in self.edges:
-            raise ValueError(f"site: {site!r} has no edge deployment of {self.model_id}")
+            raise ValueError(self._unknown_site(site))
         return await self._answer({"rows": rows, "request_id": request_id or str(uuid.uuid4())}, site)
 
-    @app.post("/sites/{site}/score")
-    async def score_at_site(self, site: str, body: dict,
-                            x_suanli_failover: str | None = Header(default=None)) -> JSONResponse:
-        """Score {"rows": [...], "request_id": optional} at `site`'s edge, the centre on failure
-        (504 instead, with `X-Suanli-Failover: client`); the answer names the model version, the
-        request id and where it was computed."""
-        return await self._respond(body, site, client_fails_over=x_suanli_failover == "client")
-
-    @app.post("/score")
-    async def score_at_centre(self, body: dict) -> JSONResponse:
-        """Score at the centre."""
-        return await self._respond(body, None)
-
-    @app.get("/healthz")
-    async def healthz(self) -> dict:
-        now = time.monotonic()
-        return {"model": self.model_id, "edge_paused": {s: not h.usable(now) for s, h in self.health.items()},
-                **self.counts}
+    async def __call__(self, request: Request) -> JSONResponse:
+        """POST `/sites/<site>/score` or `/score` with {"rows": [...], "request_id": optional}: the
+        answer names the model version, the request id, where it was computed and why the centre
+        answered ("fallback"); 422 for bad rows, 400 for a body that is not a JSON object, 404 for
+        an unknown site or path, 503 with Retry-After when every replica's queue is full. GET
+        `/healthz`: the counts and which edges are paused."""
+        parts = request.url.path[len(request.scope.get("root_path", "")):].strip("/").split("/")
+        if request.method == "GET" and parts == ["healthz"]:
+            now = time.monotonic()
+            return JSONResponse({"model": self.model_id, **self.counts,
+                                 "edge_paused": {s: not h.usable(now) for s, h in self.health.items()}})
+        if parts == ["score"]:
+            site = None
+        elif len(parts) == 3 and parts[0] == "sites" and parts[2] == "score":
+            site = parts[1]
+        else:
+            return JSONResponse({"error": "path: POST /score (the centre) or /sites/<site>/score; GET /healthz"}, 404)
+        if request.method != "POST":
+            return JSONResponse({"error": 'method: POST {"rows": [...]} to score'}, 405, headers={"Allow": "POST"})
+        if site is not None and site not in self.edges:
+            return JSONResponse({"error": self._unknown_site(site)}, 404)
+        try:
+            payload = await read_payload(request)
+        except InputError as exc:
+            return JSONResponse({"error": str(exc), "model": self.model_id}, 400)
+        try:
+            answer = await self._answer(payload, site)
+        except Overloaded:
+            return JSONResponse({"error": "overloaded: every replica's queue is full; retry after the delay",
+                                 "model": self.model_id}, 503, headers={"Retry-After": self.retry_after})
+        return JSONResponse(answer, answer.pop("status", 200))

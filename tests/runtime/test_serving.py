@@ -4,16 +4,18 @@ Python; bad rows, withdrawn versions and bad settings refused naming the field; 
 503 with Retry-After; the edge node killed under load with every request answered (by the centre
 while the edge is gone), and traffic back at the edge when a node returns."""
 
+import json
 import threading
 import time
 
+import httpx
 import numpy as np
 import pytest
 import ray
 
 from runtime.artifacts.artifact import load_artifact
 from runtime.artifacts.registry import Registry
-from runtime.serving.client import ScoringClient, ScoringError
+from runtime.serving.client import Overloaded, ScoringClient, ScoringError
 from runtime.serving.decisions import check_thresholds, decide
 from tests.conftest import REPO
 from tests.runtime.test_artifacts import keys, make_artifact, trained  # noqa: F401 - fixtures
@@ -76,6 +78,18 @@ def test_deploy_scores_at_the_edge_over_http_and_python(served, trained, keys): 
     assert nodes[at_edge.served_by["node_id"]]["Labels"]["tier"] == "edge"
     handle_answer = endpoint.handle().score.remote(rows[:2], "branch-sh").result()
     assert handle_answer["served_by"]["tier"] == "edge" and len(handle_answer["scores"]) == 2
+    via_router = httpx.post(endpoint.site_url("branch-sh"), json={"rows": rows, "request_id": "tx-0002"}).json()
+    assert via_router["served_by"]["tier"] == "edge" and via_router["request_id"] == "tx-0002"
+    np.testing.assert_allclose(via_router["scores"], expected, atol=1e-6)
+    # the scoring applications' own routes (the client's one-hop path) answer for their tier only
+    assert httpx.post(endpoint.centre_route, json={"rows": rows[:1]}).json()["served_by"]["tier"] == "center"
+    wrong = httpx.get(endpoint.edge_route("branch-sh"))
+    assert wrong.status_code == 405 and "POST" in wrong.json()["error"]
+    not_object = httpx.post(endpoint.edge_route("branch-sh"), json=[1, 2])
+    assert not_object.status_code == 400 and not_object.json()["error"].startswith("body: send a JSON object")
+    listed = {d["app"]: d for d in client.request("GET", "/deployments")}
+    assert listed["fraud-v1"]["deployments"] == {"router": "HEALTHY", "centre": "HEALTHY",
+                                                 "edge:branch-sh": "HEALTHY"}
     events = [(e["actor"], e["action"], e["version"]) for e in registry.events("fraud")]
     assert events[-1][1] == "deploy" and events[-1][2] == 1
 
@@ -88,13 +102,10 @@ def test_bad_rows_withdrawn_versions_and_bad_settings_are_refused(served, traine
     good = rows_of(trained, 2)
     with pytest.raises(ScoringError, match=r"rows\[1\]: missing field\(s\) A3"):
         endpoint.score([good[0], {k: v for k, v in good[1].items() if k != "A3"}], site="branch-sh")
-    import json
-
-    import httpx
-
     infinite = json.dumps({"rows": [{**good[0], "A2": float("inf")}]})  # the Infinity token JSON parsers accept
-    answer = httpx.post(endpoint.site_url("branch-sh"), content=infinite, headers={"content-type": "application/json"})
-    assert answer.status_code == 422 and "rows[0].A2: inf is not finite" in answer.json()["error"]
+    for url in (endpoint.site_url("branch-sh"), endpoint.edge_route("branch-sh")):  # router and own route
+        answer = httpx.post(url, content=infinite, headers={"content-type": "application/json"})
+        assert answer.status_code == 422 and "rows[0].A2: inf is not finite" in answer.json()["error"], url
     with pytest.raises(ScoringError, match=r"rows\[0\]\.A2: 'ten' is not a number"):
         endpoint.score([{**good[0], "A2": "ten"}])
     with pytest.raises(SpecError, match="fraud:v2 was withdrawn"):
@@ -108,28 +119,50 @@ def test_bad_rows_withdrawn_versions_and_bad_settings_are_refused(served, traine
 
 
 def test_overload_is_answered_503_with_retry_after_never_late(served, trained, keys):  # noqa: F811
-    import httpx
-
     client, registry, _ = served
     endpoint = client.deploy(registry.root, "fraud", version=1, public_key=keys[1], max_ongoing_requests=1,
-                             max_queued_requests=1, max_batch_size=1)
-    statuses, lock = [], threading.Lock()
+                             max_queued_requests=1, max_batch_size=1, retry_after_s=2)
     body = {"rows": rows_of(trained, 200)}
 
-    def fire():
-        started = time.perf_counter()
-        answer = httpx.post(endpoint.centre_url, json=body, timeout=30)
-        with lock:
-            statuses.append((answer.status_code, answer.headers.get("retry-after"), time.perf_counter() - started, answer.text[:200]))
+    def flood(send) -> list:
+        outcomes, lock = [], threading.Lock()
 
-    threads = [threading.Thread(target=fire) for _ in range(40)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    codes = [s for s, _, _, _ in statuses]
+        def one():
+            outcome = send()
+            with lock:
+                outcomes.append(outcome)
+
+        threads = [threading.Thread(target=one) for _ in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return outcomes
+
+    def through_router():
+        answer = httpx.post(endpoint.centre_url, json=body, timeout=30)
+        return answer.status_code, answer.headers.get("retry-after")
+
+    statuses = flood(through_router)
+    codes = [code for code, _ in statuses]
     assert set(codes) <= {200, 503} and codes.count(503) >= 1 and codes.count(200) >= 1
-    assert all(retry == "1" for s, retry, _, _ in statuses if s == 503), statuses[:3]
+    # refused by the router (the replica's queue full) or by Serve's proxy (the router's): the delay
+    # is the deploy's in both
+    assert all(retry == "2" for code, retry in statuses if code == 503), statuses
+
+    def through_client():  # the scoring client's one-hop route to the centre: Overloaded with the delay
+        try:
+            with endpoint.client() as scoring:
+                return len(scoring.score(body["rows"]).scores)
+        except Overloaded as exc:
+            return f"overloaded, retry after {exc.retry_after_s:g} s"
+
+    outcomes = flood(through_client)
+    assert set(outcomes) == {len(body["rows"]), "overloaded, retry after 2 s"}, sorted(set(map(str, outcomes)))
+    from runtime.client import SpecError
+
+    with pytest.raises(SpecError, match="retry_after_s"):
+        client.deploy(registry.root, "fraud", version=1, public_key=keys[1], retry_after_s=-1)
 
 
 def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, trained, keys, demo_cluster):  # noqa: F811
@@ -138,9 +171,10 @@ def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, t
                              edge_deadline_ms=150)
     rows = rows_of(trained, 1)
     answers, errors, fallbacks, stop = [], [], [], threading.Event()
+    plain_answers, plain_errors = [], []  # a caller without the scoring client: the router fails over
 
     def load():
-        with ScoringClient(endpoint.site_url("branch-sh"), endpoint.centre_url, deadline_s=0.3,
+        with ScoringClient(endpoint.edge_route("branch-sh"), endpoint.centre_route, deadline_s=0.3,
                            centre_timeout_s=10) as scoring:
             n = 0
             while not stop.is_set():
@@ -153,8 +187,22 @@ def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, t
                     errors.append(repr(exc))
                 time.sleep(0.02)
 
-    worker = threading.Thread(target=load)
+    def plain_load():
+        with httpx.Client(timeout=10) as http:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    answer = http.post(endpoint.site_url("branch-sh"), json={"rows": rows, "request_id": f"p{n}"})
+                    answer.raise_for_status()
+                    plain_answers.append((time.time(), answer.json()["served_by"]["tier"], answer.json().get("fallback")))
+                except Exception as exc:  # noqa: BLE001 - every failure is counted
+                    plain_errors.append(repr(exc))
+                time.sleep(0.05)
+
+    worker, plain_worker = threading.Thread(target=load), threading.Thread(target=plain_load)
     worker.start()
+    plain_worker.start()
     wait_for(lambda: sum(1 for _, tier, _ in answers if tier == "edge") >= 20, 60, "edge answers")
     edge = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Labels"].get("tier") == "edge")
     killed = time.time()
@@ -164,13 +212,19 @@ def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, t
     first_centre = next(t for t, tier in after if tier == "center")
     demo_cluster.add_node_like(3)  # the edge machine comes back
     wait_for(lambda: any(t > killed and tier == "edge" for t, tier, _ in answers[-5:]), 180, "the edge back")
+    wait_for(lambda: any(t > killed and tier == "edge" for t, tier, _ in plain_answers[-5:]), 60,
+             "the edge back for plain callers")
     stop.set()
     worker.join()
-    assert errors == []  # every request answered
+    plain_worker.join()
+    assert errors == [] and plain_errors == []  # every request answered, with and without the client
     assert first_centre - killed <= 2.0  # traffic on the centre within the deadlines and outlier detection
-    # the client failed over itself: the router answered 504 at once instead of also asking the centre
-    assert any(f and f.startswith("edge answered 504") for f in fallbacks), set(fallbacks)
-    assert "edge paused after consecutive failures" in fallbacks  # then it went to the centre directly
+    # the client saw the edge fail, then skipped it and went to the centre directly
+    assert any(f and f.startswith("edge") and "paused" not in f for f in fallbacks), set(fallbacks)
+    assert "edge paused after consecutive failures" in fallbacks
+    # the router did the same for the plain caller, saying why the centre answered
+    reasons = {f for t, tier, f in plain_answers if t > killed and tier == "center"}
+    assert reasons and all(r and r.startswith("edge") for r in reasons), reasons
     ids = [r for _, _, r in answers]
     assert len(ids) == len(set(ids))  # each request answered once
 
