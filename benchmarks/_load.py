@@ -7,21 +7,21 @@ answer before sending the next. Every request's outcome is returned with wall-cl
 (`time.time()`), so the caller can line them up with what it did meanwhile (killing a node).
 
 A request goes to `plan.first_url` with `plan.first_timeout_s`; when `plan.fallback_url` is set,
-a transport error, a timeout or a 5xx there sends the same body (same request id) to the fallback,
-as the scoring client does (telling the first that it fails over itself, and skipping it for 2 s
-after 3 failures in a row). An outcome without "error" was answered.
+a transport error, a timeout, a 5xx or an answer that is not the application's (a proxy's plain
+text) there sends the same body (same request id) to the fallback,
+as the scoring client does (skipping the first for 2 s after 3 failures in a row). An outcome without "error" was answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 
-from runtime.serving.client import FAILOVER_BY_CLIENT
 from runtime.serving.outlier import EdgeHealth
 
 
@@ -43,11 +43,10 @@ class _FirstPaused(Exception):
     """The first address is skipped: it failed several times in a row a moment ago."""
 
 
-async def _post(session, url: str, body: dict, timeout_s: float, headers: dict | None = None) -> dict:
+async def _post(session, url: str, body: dict, timeout_s: float) -> dict:
     import aiohttp
 
-    async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s),
-                            headers=headers) as response:
+    async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
         status = response.status
         retry_after = response.headers.get("Retry-After")
         try:
@@ -57,7 +56,10 @@ async def _post(session, url: str, body: dict, timeout_s: float, headers: dict |
     if status >= 500 and status != 503:
         raise RuntimeError(f"HTTP {status}")
     tier = answer.get("served_by", {}).get("tier") if isinstance(answer, dict) else None
-    return {"status": status, "tier": tier, "retry_after": retry_after}
+    # the application's own answer (as the scoring client's `_ours`): JSON below 500, not a proxy's
+    # plain-text 404 or 503
+    return {"status": status, "tier": tier, "retry_after": retry_after, "ours": isinstance(answer, dict) and status < 500,
+            "compute_ms": answer.get("compute_ms") if isinstance(answer, dict) else None}
 
 
 async def _run(plan: LoadPlan) -> list[dict]:
@@ -74,10 +76,9 @@ async def _run(plan: LoadPlan) -> list[dict]:
                 try:
                     if plan.fallback_url and not first_health.usable(time.monotonic()):
                         raise _FirstPaused()
-                    record.update(await _post(session, plan.first_url, body, plan.first_timeout_s,
-                                              FAILOVER_BY_CLIENT if plan.fallback_url else None))
-                    if plan.fallback_url and record["status"] == 503:
-                        raise RuntimeError("first answered 503")
+                    record.update(await _post(session, plan.first_url, body, plan.first_timeout_s))
+                    if plan.fallback_url and not record["ours"]:
+                        raise RuntimeError(f"first answered {record['status']}")
                     first_health.answered()
                 except Exception as first_failed:
                     if not plan.fallback_url:
@@ -103,7 +104,13 @@ async def _run(plan: LoadPlan) -> list[dict]:
     return outcomes
 
 
+RAY_WORKER_NICENESS = 15  # Ray starts its workers (Serve's proxy and replicas among them) at this niceness
+
+
 def _process(plan: LoadPlan) -> list[dict]:
+    # On equal footing with Serve's processes: at the default niceness the load generator would take
+    # the CPU from the proxy and replicas it measures (its clients would run on other machines).
+    os.nice(RAY_WORKER_NICENESS)
     return asyncio.run(_run(plan))
 
 

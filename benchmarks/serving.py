@@ -1,18 +1,26 @@
 """Edge-first serving on Ray Serve, measured on the emulated demo cluster (loopback only), each
 figure beside its peer from the same run:
 
-- edge_loss: an open-loop load at `--rate` requests/s for `--seconds` s through the scoring client
-  (edge first, centre on failure); the edge node is killed a third of the way in and a new edge
-  node started two thirds in. sent / answered / lost, reroute_s (kill -> first answer from the
-  centre), latency p50/p99 before, while the edge is gone, and after it is back. The same run is
-  repeated against a plain Serve deployment at the edge with no fallback (`plain_serve`).
+- edge_loss: an open-loop load at `--rate` requests/s for `--seconds` s as the scoring client sends
+  it (the site's scoring route first, the centre's on failure, one hop each); the edge node is
+  killed a third of the way in and a new edge node started two thirds in. sent / answered (HTTP
+  200 with scores) / lost (anything else: a 503, a timeout, an error; `lost_by` counts them),
+  reroute_s (kill -> first answer from the centre), latency p50/p99 of the answered before, while
+  the edge is gone, and after it is back, and a per-second `timeline` (plotted to
+  results/serving_edge_loss.png). The same run is
+  repeated against a plain Serve deployment at the edge with no fallback (`plain_serve`), and with
+  the load on a bare Serve deployment in the centre that returns a constant, nothing of it on the
+  lost node (`node_loss_bare_centre`): what Serve's HTTP path itself does while a node is lost.
 - throughput: the highest rate (steps of `--steps`) at which one-row requests keep p99 <= 10 ms,
-  through our router and replica, and through a bare Serve deployment that returns a constant
-  (Serve's own ceiling here); `ratio` = ours / bare. The same with p99 <= `--sustainable-p99-ms`
+  through the centre's scoring route (the client's path), through the router (the path of callers
+  that do not fail over themselves), and through a bare Serve deployment that returns a constant
+  (Serve's own ceiling here); `ratio` = ours (the client's path) / bare. The same with p99 <= `--sustainable-p99-ms`
   (`sustainable_rate`, `ratio_sustainable`), for machines where 10 ms is out of reach even for
   bare Serve.
-- overload: twice our sustainable rate (at least 50 req/s) for 10 s with a 1 s client deadline: the share answered,
-  answered 503 (with Retry-After) and answered later than the deadline (goal 0).
+- overload: twice the sustainable rate (ours or bare Serve's, the higher; at least 50 req/s) for 10 s
+  with a 1 s client deadline: the share answered, answered 503 (with Retry-After) and answered
+  later than the deadline (goal 0); through the router and through the centre's scoring route
+  (`overload_direct`, where Serve's proxy refuses past the bounds).
 - accuracy: the held-back rows scored one request at a time over HTTP; online AUC beside the
   offline AUC of the same artifact, and single-request latency.
 
@@ -29,6 +37,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,7 +45,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import numpy as np  # noqa: E402
 
-from benchmarks._common import REPO, SHARED_DATA, emit  # noqa: E402
+from benchmarks._common import REPO, RESULTS, SHARED_DATA, emit  # noqa: E402
 from benchmarks._load import LoadPlan, OpenLoop, open_loop  # noqa: E402
 
 PORT = 18765
@@ -84,6 +93,55 @@ def make_artifact(work: Path):
     return artifact, public, test.drop(columns=["class"]).to_dict("records"), test["class"].to_numpy()
 
 
+def timeline(outcomes: list[dict], began: float) -> list[dict]:
+    """Per second of sending: how many were sent, answered (200) by the edge / the centre, lost
+    (anything else), and the latency p50/p99 of those answered."""
+    seconds: dict[int, list[dict]] = {}
+    for o in outcomes:
+        seconds.setdefault(int(o["sent"] - began), []).append(o)
+    rows = []
+    for second, group in sorted(seconds.items()):
+        answered = [o for o in group if o.get("status") == 200]
+        rows.append({"t": second, "sent": len(group), "edge": sum(1 for o in answered if o["tier"] == "edge"),
+                     "centre": sum(1 for o in answered if o["tier"] == "center"), "lost": len(group) - len(answered),
+                     **{k: v for k, v in percentiles([o["latency"] for o in answered]).items() if k != "n"}})
+    return rows
+
+
+def plot_edge_loss(runs: dict[str, dict], path: Path) -> None:
+    """Latency p50/p99 per second of both runs, the kill and the new edge node marked, and the
+    share answered by the centre; written as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    for (name, run), colour in zip(runs.items(), ("tab:blue", "tab:red", "tab:green"), strict=True):
+        line = run["timeline"]
+        t = [r["t"] for r in line]
+        axes[0].plot(t, [r.get("p99_ms", float("nan")) for r in line], color=colour, label=f"{name} p99")
+        axes[0].plot(t, [r.get("p50_ms", float("nan")) for r in line], color=colour, linestyle=":", label=f"{name} p50")
+        axes[1].plot(t, [r["lost"] / r["sent"] for r in line], color=colour, label=f"{name}: lost")
+        if name == "ours":
+            axes[1].plot(t, [r["centre"] / r["sent"] for r in line], color=colour, linestyle="--",
+                         label="ours: answered by the centre")
+    for axis in axes:
+        axis.axvline(runs["ours"]["killed_at_s"], color="black", linewidth=0.8)
+        axis.axvline(runs["ours"]["seconds"] * 2 / 3, color="grey", linewidth=0.8, linestyle="--")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("latency (ms, log)")
+    axes[1].set_ylabel("share of requests sent")
+    axes[1].set_xlabel("seconds into the run (edge killed: black line; new edge node: grey)")
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8)
+    rate = runs["ours"]["rate"]
+    fig.suptitle(f"edge node killed under {rate:.0f} req/s: edge first with failover, plain Serve at the edge, "
+                 "bare Serve in the centre", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate: float, seconds: float,
                   deadline_s: float, processes: int) -> dict:
     """One open-loop run (from `processes` load processes) with the edge node killed at 1/3 of
@@ -103,7 +161,7 @@ def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate:
     progress("a new edge node joined")
     outcomes = load.result()
     killed = killed_wall - began
-    answered = [o for o in outcomes if "error" not in o]
+    answered = [o for o in outcomes if o.get("status") == 200]
     centre_after = [o["answered"] - began for o in answered if o["tier"] == "center" and o["answered"] - began > killed]
     back = [o["answered"] - began for o in answered if o["tier"] == "edge" and o["answered"] - began > 2 * seconds / 3]
     back_at = min(back) if back else float("inf")
@@ -118,7 +176,9 @@ def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate:
             "reroute_s": round(min(centre_after) - killed, 3) if centre_after else None,
             "edge_back_at_s": None if back_at == float("inf") else round(back_at, 2),
             "latency": {k: percentiles(v) for k, v in phase.items()},
-            "errors": sorted({o["error"] for o in outcomes if "error" in o})[:5]}
+            "lost_by": dict(Counter(o.get("error", "").split(":")[0] or f"HTTP {o['status']}" for o in outcomes
+                                    if o.get("status") != 200)),
+            "errors": sorted({o["error"] for o in outcomes if "error" in o})[:5], "timeline": timeline(outcomes, began)}
 
 
 def rate_sweep(url: str, rows: list, steps: list[float], seconds: float, processes: int,
@@ -199,6 +259,7 @@ def main() -> None:
 
     from cluster.emulation import EmulatedCluster, load_emulation
     from runtime.artifacts.registry import Registry
+    from runtime.serving.client import Endpoint
     from runtime.serving.deploy import ServeSettings, deploy_version, route_prefix, start_serve
     from runtime.serving.replica import ScoringReplica
 
@@ -212,32 +273,14 @@ def main() -> None:
         settings = ServeSettings(sites=["branch-sh"], edge_deadline_ms=args.deadline_ms,
                                  thresholds={"block": 0.9, "hold": 0.7, "warn": 0.5})
         progress("deploying fraud:v1 (edge at branch-sh, centre)")
-        deployed = deploy_version(registry, "fraud", 1, "bench", settings, PORT)
-        edge_url, centre_url = f"{deployed['url']}/sites/branch-sh/score", f"{deployed['url']}/score"
+        endpoint = Endpoint(**deploy_version(registry, "fraud", 1, "bench", settings, PORT))
+        edge_url, centre_url = endpoint.edge_route("branch-sh"), endpoint.centre_route
         progress("accuracy and single-request latency through HTTP")
         accuracy = served_accuracy(edge_url, artifact, public, rows, labels)
         progress(f"online AUC {accuracy['online_auc']} vs offline {accuracy['offline_auc']}; one request "
                  f"{accuracy['single_request_latency']}")
-        progress(f"edge loss under {args.rate:.0f} req/s for {args.seconds:.0f} s (ours)")
-        ours = edge_loss_run(cluster, edge_url, centre_url, rows, args.rate, args.seconds, 0.3, processes)
-        progress(f"ours: {ours['lost']} of {ours['sent']} lost, reroute {ours['reroute_s']} s")
-
-        @serve.deployment(name="plain", max_ongoing_requests=32, ray_actor_options={
-            "num_cpus": 0, "resources": {"site:branch-sh": 0.001, "tier:edge": 0.001}})
-        class PlainEdge(ScoringReplica):
-            async def __call__(self, request):
-                answer = await self.score(await request.json())
-                return answer
-
-        progress("plain Serve deployment at the edge")
-        serve.run(PlainEdge.bind(str(artifact), str(public), "cpu", "fraud:v1", "branch-sh", "edge", None),
-                  name="plain", route_prefix="/plain")
-        progress("edge loss (plain Serve, no fallback)")
-        plain = edge_loss_run(cluster, f"http://127.0.0.1:{PORT}/plain", None, rows, args.rate, args.seconds, 5.0,
-                              processes)
-        progress(f"plain Serve: {plain['lost']} of {plain['sent']} lost")
-        serve.delete("plain")
-
+        # capacity first, on a cluster that has lost no node yet (Serve's HTTP path stays slow for a
+        # while after a node is lost, which would be measured instead)
         @serve.deployment(name="constant", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0,
                                                                                           "resources": {"tier:center": 0.001}})
         class Constant:
@@ -247,33 +290,68 @@ def main() -> None:
 
         serve.run(Constant.bind(), name="constant", route_prefix="/constant")
         steps = [float(s) for s in args.steps.split(",")]
-        progress("throughput sweep (ours)")
+        progress("throughput sweep (ours: the centre's scoring route)")
         ours_sweep = rate_sweep(centre_url, rows, steps, 5, processes, args.sustainable_p99_ms)
+        progress("throughput sweep (ours through the router)")
+        router_sweep = rate_sweep(endpoint.centre_url, rows, steps, 5, processes, args.sustainable_p99_ms)
         progress("throughput sweep (bare Serve returning a constant)")
         bare_sweep = rate_sweep(f"http://127.0.0.1:{PORT}/constant", rows, steps, 5, processes,
                                 args.sustainable_p99_ms)
-        throughput = {"ours": ours_sweep, "bare_serve_constant": bare_sweep,
+        throughput = {"ours": ours_sweep, "ours_via_router": router_sweep, "bare_serve_constant": bare_sweep,
                       "ratio": round(ours_sweep["best_rate"] / bare_sweep["best_rate"], 2) if bare_sweep["best_rate"] else None,
                       "ratio_sustainable": round(ours_sweep["sustainable_rate"] / bare_sweep["sustainable_rate"], 2)
                       if bare_sweep["sustainable_rate"] else None}
-        tight = deploy_version(registry, "fraud", 1, "bench", ServeSettings(max_ongoing_requests=4, max_queued_requests=8,
-                                                                            max_batch_size=4), PORT)
-        sustainable = max(ours_sweep["sustainable_rate"], 50)
-        progress(f"overload at twice the sustainable rate ({2 * sustainable:.0f} req/s)")
-        over = overload(f"{tight['url']}/score", rows, 2 * sustainable, 10, 1.0, processes)
+        tight = Endpoint(**deploy_version(registry, "fraud", 1, "bench", ServeSettings(
+            max_ongoing_requests=4, max_queued_requests=8, max_batch_size=4), PORT))
+        # twice the higher of the two sustainable rates (at least 50): p99 varies between runs here, and
+        # twice a rate measured low would not overload anything
+        sustainable = max(ours_sweep["sustainable_rate"], bare_sweep["sustainable_rate"], 50)
+        progress(f"overload at twice the sustainable rate ({2 * sustainable:.0f} req/s), through the router")
+        over = overload(tight.centre_url, rows, 2 * sustainable, 10, 1.0, processes)
+        progress("the same through the centre's scoring route")
+        over_direct = overload(tight.centre_route, rows, 2 * sustainable, 10, 1.0, processes)
+
+        progress("redeploying fraud:v1 with the edge at branch-sh")
+        deploy_version(registry, "fraud", 1, "bench", settings, PORT)
+        progress(f"edge loss under {args.rate:.0f} req/s for {args.seconds:.0f} s (ours)")
+        ours = edge_loss_run(cluster, edge_url, centre_url, rows, args.rate, args.seconds, 0.3, processes)
+        progress(f"ours: {ours['lost']} of {ours['sent']} lost, reroute {ours['reroute_s']} s")
+
+        # the same replica and route as our edge's, without anyone failing over
+        plain_edge = serve.deployment(ScoringReplica).options(
+            name="plain", max_ongoing_requests=settings.max_ongoing_requests, ray_actor_options={
+                "num_cpus": 0, "resources": {"site:branch-sh": 0.001, "tier:edge": 0.001}})
+        progress("plain Serve deployment at the edge")
+        serve.run(plain_edge.bind(str(artifact), str(public), "cpu", "fraud:v1", "branch-sh", "edge", None),
+                  name="plain", route_prefix="/plain")
+        progress("edge loss (plain Serve, no fallback)")
+        plain = edge_loss_run(cluster, f"http://127.0.0.1:{PORT}/plain", None, rows, args.rate, args.seconds, 5.0,
+                              processes)
+        progress(f"plain Serve: {plain['lost']} of {plain['sent']} lost")
+        serve.delete("plain")
+        progress("edge loss with the load on bare Serve's constant in the centre (nothing on the lost node)")
+        bare_centre = edge_loss_run(cluster, f"http://127.0.0.1:{PORT}/constant", None, rows, args.rate, args.seconds,
+                                    5.0, processes)
+        progress(f"bare Serve in the centre: {bare_centre['lost']} of {bare_centre['sent']} lost")
         serve.shutdown()
-    result = {"edge_loss": ours, "plain_serve": plain, "throughput": throughput, "overload": over,
+    plot_edge_loss({"ours": ours, "plain Serve": plain, "bare Serve in the centre": bare_centre},
+                   RESULTS / "serving_edge_loss.png")
+    result = {"edge_loss": ours, "plain_serve": plain, "node_loss_bare_centre": bare_centre, "throughput": throughput,
+              "overload": over, "overload_direct": over_direct,
               "accuracy": accuracy, "route": route_prefix("fraud", 1), "cpus": os.cpu_count(),
               "anchors": {"ray_serve_health_check": "every 10 s, 30 s timeout (defaults)",
                           "envoy_outlier_detection": "10 s sweep", "faillite_mttr_ms": 175}}
     markdown = (f"| serving | edge node killed under {args.rate:.0f} req/s for {args.seconds:.0f} s: ours {ours['lost']} lost of "
                 f"{ours['sent']}, traffic on the centre {ours['reroute_s']} s after the kill, p99 before/during/after "
                 f"{ours['latency']['before'].get('p99_ms')}/{ours['latency']['during'].get('p99_ms')}/"
-                f"{ours['latency']['after'].get('p99_ms')} ms; plain Serve {plain['lost']} lost | one-row p99 <= 10 ms up "
+                f"{ours['latency']['after'].get('p99_ms')} ms; plain Serve {plain['lost']} lost; bare Serve's constant in the "
+                f"centre, same kill: {bare_centre['lost']} lost | one-row p99 <= 10 ms up "
                 f"to {ours_sweep['best_rate']:.0f} req/s vs bare Serve {bare_sweep['best_rate']:.0f} "
                 f"({throughput['ratio']}x); p99 <= {args.sustainable_p99_ms:g} ms up to "
                 f"{ours_sweep['sustainable_rate']:.0f} vs {bare_sweep['sustainable_rate']:.0f} "
-                f"({throughput['ratio_sustainable']}x) | overload 2x: {over['share_503']:.0%} 503, {over['share_late']:.1%} late | "
+                f"({throughput['ratio_sustainable']}x), through the router {router_sweep['sustainable_rate']:.0f} | "
+                f"overload 2x: {over['share_503']:.0%} 503, {over['share_late']:.1%} late (router), "
+                f"{over_direct['share_503']:.0%} 503, {over_direct['share_late']:.1%} late (scoring route) | "
                 f"online AUC {accuracy['online_auc']} vs offline {accuracy['offline_auc']}, one request p50 "
                 f"{accuracy['single_request_latency']['p50_ms']} ms |")
     emit("serving", result, markdown, args.json)
