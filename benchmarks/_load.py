@@ -8,8 +8,9 @@ answer before sending the next. Every request's outcome is returned with wall-cl
 
 A request goes to `plan.first_url` with `plan.first_timeout_s`; when `plan.fallback_url` is set,
 a transport error, a timeout, a 5xx or an answer that is not the application's (a proxy's plain
-text) there sends the same body (same request id) to the fallback,
-as the scoring client does (skipping the first for 2 s after 3 failures in a row). An outcome without "error" was answered.
+text; `runtime.serving.client.application_answered`) there sends the same body (same request id)
+to the fallback, as the scoring client does (skipping the first for 2 s after 3 failures in a
+row). An outcome without "error" got an HTTP answer; its "status" says which.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 
+from runtime.serving.client import application_answered
 from runtime.serving.outlier import EdgeHealth
 
 
@@ -56,10 +58,7 @@ async def _post(session, url: str, body: dict, timeout_s: float) -> dict:
     if status >= 500 and status != 503:
         raise RuntimeError(f"HTTP {status}")
     tier = answer.get("served_by", {}).get("tier") if isinstance(answer, dict) else None
-    # the application's own answer (as the scoring client's `_ours`): JSON below 500, not a proxy's
-    # plain-text 404 or 503
-    return {"status": status, "tier": tier, "retry_after": retry_after, "ours": isinstance(answer, dict) and status < 500,
-            "compute_ms": answer.get("compute_ms") if isinstance(answer, dict) else None}
+    return {"status": status, "tier": tier, "retry_after": retry_after, "ours": application_answered(status, answer)}
 
 
 async def _run(plan: LoadPlan) -> list[dict]:

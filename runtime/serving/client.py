@@ -21,16 +21,19 @@ import httpx
 from runtime.serving.outlier import EdgeHealth
 
 
+def application_answered(status: int, body) -> bool:
+    """Whether a response is the scoring application's answer (a JSON object below 500), not a
+    proxy's or a dying node's (5xx, or a plain-text 404/408/503 while a route is being rebuilt or
+    is full). `body` is the parsed JSON, or None when the body was not JSON."""
+    return status < 500 and isinstance(body, dict)
+
+
 def _ours(answer: httpx.Response) -> bool:
-    """Whether a response is the scoring application's answer (a JSON body below 500), not a proxy's
-    or a dying node's (5xx, or a plain-text 404/408 while a route is being rebuilt)."""
-    if answer.status_code >= 500:
-        return False
     try:
-        answer.json()
+        body = answer.json()
     except ValueError:
-        return False
-    return True
+        body = None
+    return application_answered(answer.status_code, body)
 
 
 class Overloaded(RuntimeError):

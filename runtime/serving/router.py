@@ -35,8 +35,8 @@ from runtime.serving.outlier import EdgeHealth
 from runtime.serving.replica import read_payload
 
 
-class Overloaded(Exception):
-    """Every replica's queue is full."""
+class QueuesFull(Exception):
+    """Every replica's queue is full (the HTTP route answers 503 with Retry-After)."""
 
 
 class EdgeFirstRouter:
@@ -75,7 +75,7 @@ class EdgeFirstRouter:
             answer = await self.centre.score.remote(payload)
         except BackPressureError:
             self.counts["rejected"] += 1
-            raise Overloaded() from None
+            raise QueuesFull() from None
         self.counts["centre"] += 1
         return {**answer, "fallback": reason} if reason else answer
 
@@ -86,7 +86,7 @@ class EdgeFirstRouter:
     async def score(self, rows, site: str | None = None, request_id: str | None = None) -> dict:
         """The Python handle's entry (`endpoint.handle().score.remote(rows, site)`): the same
         answer as over HTTP, with "status" 422 for bad rows. ValueError for an unknown site,
-        Overloaded when every replica's queue is full."""
+        QueuesFull when every replica's queue is full."""
         if site is not None and site not in self.edges:
             raise ValueError(self._unknown_site(site))
         return await self._answer({"rows": rows, "request_id": request_id or str(uuid.uuid4())}, site)
@@ -118,7 +118,7 @@ class EdgeFirstRouter:
             return JSONResponse({"error": str(exc), "model": self.model_id}, 400)
         try:
             answer = await self._answer(payload, site)
-        except Overloaded:
+        except QueuesFull:
             return JSONResponse({"error": "overloaded: every replica's queue is full; retry after the delay",
                                  "model": self.model_id}, 503, headers={"Retry-After": self.retry_after})
         return JSONResponse(answer, answer.pop("status", 200))
