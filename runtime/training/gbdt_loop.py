@@ -52,8 +52,6 @@ class _Blocks:
 
     def report(self, epoch: int, rounds: int, val: dict, save_model) -> None:
         """Progress line, checkpoint (rank 0) and the Ray Train report (every rank)."""
-        import ray.train
-
         metrics = {"epoch": epoch, "steps": rounds, "trees": (epoch + 1) * self.block, "world_size": self.run.world,
                    "resumed_from_epoch": self.start_epoch, "epoch_seconds": time.time() - self.started, **val}
         checkpoint = None
@@ -63,7 +61,7 @@ class _Blocks:
                 save_model(directory)
                 checkpoint = self.run.seal(directory, epoch, trees=(epoch + 1) * self.block)
             self.run.log_epoch(metrics, checkpoint is not None)
-        ray.train.report(metrics, checkpoint=checkpoint)
+        self.run.report(metrics, checkpoint)
         self.started = time.time()
         if self.config.get("seconds_per_epoch"):
             time.sleep(self.config["seconds_per_epoch"])
@@ -71,8 +69,6 @@ class _Blocks:
 
 def _final(run: WorkerRun, blocks: _Blocks, epoch: int, val: dict, save_model, predict, trees: int) -> None:
     """Checkpoint the final (best-round) model, evaluate it on the test split, report."""
-    import ray.train
-
     run.record_memory()
     checkpoint = None
     metrics = {"epoch": epoch, "trees": trees, "world_size": run.world, **val}
@@ -81,7 +77,7 @@ def _final(run: WorkerRun, blocks: _Blocks, epoch: int, val: dict, save_model, p
         save_model(directory)
         checkpoint = run.seal(directory, epoch, trees=trees, final=True)
         metrics.update({f"test_{k}": v for k, v in run.evaluate(predict).items() if isinstance(v, float)})
-    ray.train.report(metrics, checkpoint=checkpoint)
+    run.report(metrics, checkpoint)
 
 
 def xgboost_train_loop(config: dict) -> None:

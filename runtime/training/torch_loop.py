@@ -134,6 +134,6 @@ def torch_train_loop(config: dict) -> None:
             run.log_epoch(metrics, checkpoint is not None)
         if last:
             run.record_memory()
-        ray.train.report(metrics, checkpoint=checkpoint)
+        run.report(metrics, checkpoint)
         if config.get("seconds_per_epoch"):  # slows the loop down for recovery tests and demos
             time.sleep(config["seconds_per_epoch"])

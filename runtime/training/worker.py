@@ -80,6 +80,13 @@ class WorkerRun:
         write_meta(directory, epoch, self.config["model"], **extra)
         return ray.train.Checkpoint.from_directory(str(directory))
 
+    def report(self, metrics: dict, checkpoint=None) -> None:
+        """Ray Train's report (every rank calls it, once per epoch); a checkpoint's temporary local
+        directory is deleted once Ray Train has persisted it, so a long run does not fill /tmp."""
+        import ray.train
+
+        ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=True)
+
     def record_memory(self) -> None:
         """Append this worker's peak resident memory to memory.jsonl (every rank, at the end)."""
         import resource

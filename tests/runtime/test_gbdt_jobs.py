@@ -4,6 +4,9 @@ as Ray Datasets and sharded, the test AUC against scikit-learn's HistGradientBoo
 the same split, the signed artifact scoring raw rows (categorical strings included) like the
 trained pipeline, compression, and resumption after a node is lost."""
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import ray
@@ -94,14 +97,22 @@ def test_xgboost_on_fraud_data_reaches_sklearns_gbdt(client):
     assert auc >= reference - 0.005, (auc, reference)
 
 
-def test_lightgbm_on_two_nodes(client):
+def checkpoint_scratch() -> set:
+    """The workers' temporary checkpoint directories (same host: the emulated nodes share /tmp)."""
+    return set(Path(tempfile.gettempdir()).glob("suanli-ckpt-*"))
+
+
+def test_lightgbm_on_two_nodes_leaves_no_checkpoint_scratch(client):
     from runtime import TrainingJob
 
     australian = shared_path("credit", "australian_credit.csv")
+    scratch_before = checkpoint_scratch()
     job = client.submit(TrainingJob(name="lgbm", model="lightgbm", workers=2, dataset=str(australian), label="class",
-                                    device="cpu"))
+                                    device="cpu", epochs=20, checkpoint_every=1))  # 25 trees a block
     assert job.wait(timeout=600).value == "SUCCEEDED", job.logs()
     result = job.result()
+    assert len(result.provenance["modelling"]["epochs"]) > 1  # several checkpoints (>= 50 rounds) were written...
+    assert checkpoint_scratch() - scratch_before == set()  # ...and each scratch copy deleted once persisted
     assert len({w["node_id"] for w in result.provenance["modelling"]["environment"]["nodes"]}) == 2
     assert result.metrics["auc"] >= histgb_auc(australian, "class", []) - 0.02
     epochs = result.provenance["modelling"]["epochs"]
