@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cluster.config import check_label_value
 from cluster.errors import ConfigError, one_line, read_yaml_mapping
 from cluster.labels import node_labels_and_resources
+from cluster.serve_ingress import serve_ingress_environment
 
 EMULATED_DEVICE_KINDS = ("cpu", "gpu", "npu", "fpga", "asic")
 MAX_EMULATED_NODES = 64  # each emulated node is a real raylet process on this machine
@@ -147,17 +148,21 @@ class EmulatedCluster:
         from ray.cluster_utils import Cluster
 
         self.spec = spec
+        self.environment = serve_ingress_environment()  # every node's, so a node that replaces one matches it
         nodes = spec.expanded()
         self._cluster = Cluster(
             initialize_head=True,
-            head_node_args={**ray_node_args(spec, 0, nodes[0]), "include_dashboard": False},
+            head_node_args={**self._node_args(0, nodes[0]), "include_dashboard": False},
         )
         for i, group in enumerate(nodes[1:], start=1):
-            self._cluster.add_node(**ray_node_args(spec, i, group))
+            self._cluster.add_node(**self._node_args(i, group))
         self._cluster.wait_for_nodes()
         import ray
 
         ray.init(address=self._cluster.address, include_dashboard=False, log_to_driver=False)
+
+    def _node_args(self, index: int, group: NodeGroupSpec) -> dict[str, Any]:
+        return {**ray_node_args(self.spec, index, group), "env_vars": dict(self.environment)}
 
     @property
     def address(self) -> str:
@@ -175,7 +180,7 @@ class EmulatedCluster:
     def add_node_like(self, index: int) -> str:
         """Start a new node built like the spec's node `index` (a lost machine coming back); its
         Ray node id."""
-        node = self._cluster.add_node(**ray_node_args(self.spec, index, self.spec.expanded()[index]))
+        node = self._cluster.add_node(**self._node_args(index, self.spec.expanded()[index]))
         self._cluster.wait_for_nodes()
         return node.node_id
 

@@ -23,6 +23,7 @@ from cluster.config import SuanliConfig
 from cluster.devices import discover_local
 from cluster.errors import ConfigError
 from cluster.ray_cluster import LOOPBACK, local_node_args
+from cluster.serve_ingress import serve_ingress_environment
 
 HEAD_FILE = "ray-head.json"
 START_TIMEOUT_S = 90.0
@@ -78,7 +79,7 @@ def ensure_local_head(state_dir: Path, config: SuanliConfig) -> str:
             stop_local_head(state_dir)
         temp_dir = f"/tmp/suanli-ray-{hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]}"
         ports = _free_ports(5)
-        env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+        env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **serve_ingress_environment()}
         done = subprocess.run(head_command(config, temp_dir, ports), env=env, capture_output=True, text=True,
                               timeout=START_TIMEOUT_S, start_new_session=True)
         if done.returncode != 0:

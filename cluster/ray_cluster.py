@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from cluster.config import SuanliConfig, load_config
 from cluster.devices import DiscoveredDevice, discover_local
 from cluster.labels import RAY_RESOURCE_FOR_KIND, node_labels_and_resources
+from cluster.serve_ingress import serve_ingress_environment
 
 LOOPBACK = "127.0.0.1"
 
@@ -70,6 +71,8 @@ def connect(config: SuanliConfig | None = None) -> Connection:
         ray.init(address=config.ray_address, log_to_driver=False)
         return Connection(address=ray.get_runtime_context().gcs_address, embedded=False, config=config)
     args = local_node_args(config, discover_local())
+    for name, value in serve_ingress_environment().items():  # the embedded Ray's processes inherit this one's
+        os.environ.setdefault(name, value)
     ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address=LOOPBACK, **args)
     return Connection(address=ray.get_runtime_context().gcs_address, embedded=True, config=config)
 

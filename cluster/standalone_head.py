@@ -21,6 +21,7 @@ from cluster.errors import ConfigError
 from cluster.labels import node_labels_and_resources
 from cluster.local_head import _answers, _free_ports, head_pids
 from cluster.ray_cluster import LOOPBACK
+from cluster.serve_ingress import DIRECT_INGRESS_PORTS, serve_ingress_environment
 
 START_TIMEOUT_S = 120.0
 
@@ -71,11 +72,12 @@ _BLOCKS_TAKEN: set[int] = set()
 
 def _worker_port_block(size: int = 200) -> tuple[int, int]:
     """A block of worker ports below the kernel's ephemeral range (where the other ports come
-    from), all free now and not given to another head of this process."""
+    from) and below Serve's direct-ingress ports, all free now and not given to another head of
+    this process."""
     import random
     import socket
 
-    blocks = [b for b in range(20000, 32000, size) if b not in _BLOCKS_TAKEN]
+    blocks = [b for b in range(20000, DIRECT_INGRESS_PORTS[0], size) if b not in _BLOCKS_TAKEN]
     random.shuffle(blocks)
     for base in blocks:
         try:
@@ -86,7 +88,7 @@ def _worker_port_block(size: int = 200) -> tuple[int, int]:
             continue
         _BLOCKS_TAKEN.add(base)
         return base, base + size - 1
-    raise ConfigError("ray start: no free block of worker ports between 20000 and 32000")
+    raise ConfigError(f"ray start: no free block of worker ports between 20000 and {DIRECT_INGRESS_PORTS[0]}")
 
 
 def _alive(pid: int) -> bool:
@@ -126,7 +128,8 @@ def start_head(name: str, root: str | Path, site: str | None = None, tier: str =
                f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={env_agent}", f"--temp-dir={temp_dir}",
                "--disable-usage-stats", f"--num-cpus={num_cpus}", f"--resources={json.dumps(resources)}",
                "--labels=" + ",".join(f"{k}={v}" for k, v in labels.items())]
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+           **serve_ingress_environment()}
     env.pop("RAY_ADDRESS", None)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S,
                           start_new_session=True)

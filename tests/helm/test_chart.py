@@ -125,6 +125,24 @@ def test_edge_group_selects_edge_nodes_and_carries_tier_and_site(helm):
                            suanli_labels.LABEL_NODE_NAME}
 
 
+def ray_pod_environments(docs) -> dict[str, dict]:
+    """Each Ray pod template's container environment (name -> value), by head or worker group."""
+    [ray] = of_kind(docs, "RayCluster")
+    groups = {"head": ray["spec"]["headGroupSpec"]} | {g["groupName"]: g for g in ray["spec"]["workerGroupSpecs"]}
+    return {name: {e["name"]: e.get("value") for e in group["template"]["spec"]["containers"][0]["env"]}
+            for name, group in groups.items()}
+
+
+def test_every_ray_pod_starts_serve_with_haproxy_ingress_unless_turned_off(helm):
+    environments = ray_pod_environments(objects(helm, "edge"))
+    assert {"head", "branch-sh"} <= set(environments)
+    assert all(env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1" for env in environments.values()), environments
+    out = render(helm, VALUE_FILES["edge"], ["--set", "serve.haproxyIngress=false"])
+    assert out.returncode == 0, out.stderr
+    off = ray_pod_environments([d for d in yaml.safe_load_all(out.stdout) if d])
+    assert not any("RAY_SERVE_ENABLE_HA_PROXY" in env for env in off.values())
+
+
 def test_rbac_grants_no_more_than_the_controller_uses(helm):
     docs = objects(helm, "default")
     [cluster_role] = of_kind(docs, "ClusterRole")

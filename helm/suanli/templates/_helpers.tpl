@@ -85,3 +85,10 @@ cluster={{ .root.Values.cluster.name }},tier={{ $g.tier }},site={{ $site }},acce
   valueFrom:
     secretKeyRef: {name: {{ include "suanli.rayAuthSecret" . }}, key: token}
 {{- end -}}
+
+{{/* Ray Serve's HTTP ingress on every Ray pod, read by Serve's processes when they start (cluster/serve_ingress.py). */}}
+{{- define "suanli.rayServeEnv" -}}
+{{- if .Values.serve.haproxyIngress }}
+- {name: RAY_SERVE_ENABLE_HA_PROXY, value: "1"}
+{{- end }}
+{{- end -}}
