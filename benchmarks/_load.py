@@ -73,7 +73,7 @@ async def _run(plan: LoadPlan) -> list[dict]:
             record = {"i": i, "sent": at_wall}
             try:
                 try:
-                    if plan.fallback_url and not first_health.usable(time.monotonic()):
+                    if plan.fallback_url and not first_health.admit(time.monotonic()):
                         raise _FirstPaused()
                     record.update(await _post(session, plan.first_url, body, plan.first_timeout_s))
                     if plan.fallback_url and not record["ours"]:

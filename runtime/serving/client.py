@@ -86,7 +86,7 @@ class ScoringClient:
         """Score `rows` (a dict or a list of dicts keyed by column)."""
         body = {"rows": [rows] if isinstance(rows, dict) else rows, "request_id": request_id or str(uuid.uuid4())}
         fallback = None
-        if self.edge_url and not self.edge_health.usable(time.monotonic()):
+        if self.edge_url and not self.edge_health.admit(time.monotonic()):
             fallback = "edge paused after consecutive failures"
         elif self.edge_url:
             try:

@@ -55,7 +55,7 @@ class EdgeFirstRouter:
         reason = None
         edge = self.edges.get(site) if site else None
         health = self.health.get(site)
-        if edge is not None and health.usable(time.monotonic()):
+        if edge is not None and health.admit(time.monotonic()):
             try:
                 answer = await asyncio.wait_for(edge.score.remote(payload), timeout=self.deadline)
                 health.answered()
@@ -96,12 +96,12 @@ class EdgeFirstRouter:
         answer names the model version, the request id, where it was computed and why the centre
         answered ("fallback"); 422 for bad rows, 400 for a body that is not a JSON object, 404 for
         an unknown site or path, 503 with Retry-After when every replica's queue is full. GET
-        `/healthz`: the counts and which edges are paused."""
+        `/healthz`: the counts and each edge's state (healthy, paused, half-open)."""
         parts = request.url.path[len(request.scope.get("root_path", "")):].strip("/").split("/")
         if request.method == "GET" and parts == ["healthz"]:
             now = time.monotonic()
             return JSONResponse({"model": self.model_id, **self.counts,
-                                 "edge_paused": {s: not h.usable(now) for s, h in self.health.items()}})
+                                 "edges": {s: h.state(now) for s, h in self.health.items()}})
         if parts == ["score"]:
             site = None
         elif len(parts) == 3 and parts[0] == "sites" and parts[2] == "score":

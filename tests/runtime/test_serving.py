@@ -59,11 +59,21 @@ def test_decisions_and_thresholds():
         check_thresholds({"block": 0.5, "hold": 0.7, "warn": 0.1})
 
 
+def listening_process(port: int) -> str:
+    """The name of the process listening on TCP `port` on this host."""
+    import psutil
+
+    pid = next(c.pid for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr.port == port)
+    return psutil.Process(pid).name()
+
+
 def test_deploy_scores_at_the_edge_over_http_and_python(served, trained, keys):  # noqa: F811
     client, registry, root = served
     endpoint = client.deploy(registry.root, "fraud", version=1, sites=["branch-sh"], public_key=keys[1],
                              thresholds=THRESHOLDS)
     assert endpoint.model == "fraud:v1" and endpoint.url.endswith("/models/fraud/v1")
+    # HTTP reaches the replicas through HAProxy (cluster/serve_ingress.py), not Serve's Python proxy
+    assert listening_process(httpx.URL(endpoint.url).port) == "haproxy"
     rows = rows_of(trained, 20)
     expected = load_artifact(registry.version("fraud", 1).path, keys[1]).predict(rows)
     at_edge = endpoint.score(rows, site="branch-sh", request_id="tx-0001")
@@ -229,14 +239,22 @@ def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, t
     assert len(ids) == len(set(ids))  # each request answered once
 
 
-def test_an_edge_is_skipped_after_consecutive_failures_and_taken_back_after_the_pause():
+def test_an_edge_is_skipped_after_consecutive_failures_then_tried_by_one_request_at_a_time():
     from runtime.serving.outlier import EdgeHealth
 
     health = EdgeHealth(eject_after=3, eject_s=2.0)
     health.failed(10.0)
     health.failed(10.1)
-    assert health.usable(10.2)  # two failures: still tried
+    assert health.admit(10.2) and health.admit(10.2)  # two failures: every request still tried
     health.answered()
     for t in (11.0, 11.1, 11.2):
         health.failed(t)
-    assert not health.usable(11.3) and not health.usable(13.1) and health.usable(13.2)
+    assert health.state(11.3) == "paused" and not health.admit(11.3) and not health.admit(13.1)
+    # after the pause: one trial request; the others go to the centre until it is answered
+    assert health.state(13.2) == "half-open" and health.admit(13.2)
+    assert not health.admit(13.25) and not health.admit(13.4)
+    health.failed(13.5)  # the trial failed: another whole pause, no second trial meanwhile
+    assert health.state(13.6) == "paused" and not health.admit(15.4) and health.admit(15.5)
+    assert not health.admit(15.6)
+    health.answered()  # the trial answered: the edge takes every request again
+    assert health.state(15.7) == "healthy" and health.admit(15.7) and health.admit(15.7)
