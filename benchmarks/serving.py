@@ -16,7 +16,10 @@ figure beside its peer from the same run:
   that do not fail over themselves), and through a bare Serve deployment that returns a constant
   (Serve's own ceiling here); `ratio` = ours (the client's path) / bare. The same with p99 <= `--sustainable-p99-ms`
   (`sustainable_rate`, `ratio_sustainable`), for machines where 10 ms is out of reach even for
-  bare Serve.
+  bare Serve. `throughput.cpu_cost`: at `--cpu-rate` req/s for 10 s, the CPU milliseconds each
+  process role (the ingress: HAProxy or Serve's proxy; each application's replicas; Ray's daemons; the load generator)
+  spends per answered request beyond what it uses with no load, ours and bare Serve's, so the
+  ceiling reads as cores used (benchmarks/_cpu.py). The edge-loss runs record cores used per role too.
 - overload: twice the sustainable rate (ours or bare Serve's, the higher; at least 50 req/s) for 10 s
   with a 1 s client deadline: the share answered, answered 503 (with Retry-After) and answered
   later than the deadline (goal 0); through the router and through the centre's scoring route
@@ -46,6 +49,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import numpy as np  # noqa: E402
 
 from benchmarks._common import REPO, RESULTS, SHARED_DATA, emit  # noqa: E402
+from benchmarks._cpu import CpuAccount  # noqa: E402
 from benchmarks._load import LoadPlan, OpenLoop, open_loop  # noqa: E402
 
 PORT = 18765
@@ -93,9 +97,9 @@ def make_artifact(work: Path):
     return artifact, public, test.drop(columns=["class"]).to_dict("records"), test["class"].to_numpy()
 
 
-def timeline(outcomes: list[dict], began: float) -> list[dict]:
+def timeline(outcomes: list[dict], began: float, idle: dict[int, float]) -> list[dict]:
     """Per second of sending: how many were sent, answered (200) by the edge / the centre, lost
-    (anything else), and the latency p50/p99 of those answered."""
+    (anything else), the latency p50/p99 of those answered, and the host's idle CPU share."""
     seconds: dict[int, list[dict]] = {}
     for o in outcomes:
         seconds.setdefault(int(o["sent"] - began), []).append(o)
@@ -104,7 +108,8 @@ def timeline(outcomes: list[dict], began: float) -> list[dict]:
         answered = [o for o in group if o.get("status") == 200]
         rows.append({"t": second, "sent": len(group), "edge": sum(1 for o in answered if o["tier"] == "edge"),
                      "centre": sum(1 for o in answered if o["tier"] == "center"), "lost": len(group) - len(answered),
-                     **{k: v for k, v in percentiles([o["latency"] for o in answered]).items() if k != "n"}})
+                     **{k: v for k, v in percentiles([o["latency"] for o in answered]).items() if k != "n"},
+                     "idle_share": idle.get(second)})
     return rows
 
 
@@ -145,40 +150,53 @@ def plot_edge_loss(runs: dict[str, dict], path: Path) -> None:
 def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate: float, seconds: float,
                   deadline_s: float, processes: int) -> dict:
     """One open-loop run (from `processes` load processes) with the edge node killed at 1/3 of
-    the run and a new edge node started at 2/3."""
+    the run and a new edge node started at 2/3; `cores_used` per process role and the host's
+    `idle_share` over the run. Latency phases: before the kill, `during` (kill -> the edge answers
+    again), after; and `during_before_new_node` (kill -> the new node starts): on one host the new
+    node's daemons start on the same cores as the serving path, which a real replacement machine
+    would not do."""
     import ray
 
     plan = LoadPlan(first_url, rows, rate, seconds, deadline_s if fallback_url else 5.0, fallback_url)
     load = OpenLoop(plan, processes)
     began = load.start_wall
-    time.sleep(max(0.0, began + seconds / 3 - time.time()))
-    edge = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Labels"].get("tier") == "edge")
-    killed_wall = time.time()
-    cluster.remove_node(edge)
-    progress(f"edge node {edge[:12]} killed")
-    time.sleep(max(0.0, began + 2 * seconds / 3 - time.time()))
-    cluster.add_node_like(3)
-    progress("a new edge node joined")
-    outcomes = load.result()
+    time.sleep(max(0.0, began - time.time()))
+    with CpuAccount() as cpu:
+        time.sleep(max(0.0, began + seconds / 3 - time.time()))
+        edge = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Labels"].get("tier") == "edge")
+        killed_wall = time.time()
+        cluster.remove_node(edge)
+        progress(f"edge node {edge[:12]} killed")
+        time.sleep(max(0.0, began + 2 * seconds / 3 - time.time()))
+        cluster.add_node_like(3)
+        progress("a new edge node joined")
+        outcomes = load.result()
     killed = killed_wall - began
     answered = [o for o in outcomes if o.get("status") == 200]
     centre_after = [o["answered"] - began for o in answered if o["tier"] == "center" and o["answered"] - began > killed]
+    edge_after_kill = [o["answered"] - began for o in answered if o["tier"] == "edge"
+                       and killed < o["answered"] - began < 2 * seconds / 3]
     back = [o["answered"] - began for o in answered if o["tier"] == "edge" and o["answered"] - began > 2 * seconds / 3]
     back_at = min(back) if back else float("inf")
-    phase = {"before": [], "during": [], "after": []}
+    phase = {"before": [], "during": [], "after": [], "during_before_new_node": []}
     for o in answered:
         t = o["sent"] - began
         phase["before" if t < killed else "during" if t < back_at else "after"].append(o["latency"])
+        if killed <= t < 2 * seconds / 3:  # the edge gone, its replacement not yet starting on these cores
+            phase["during_before_new_node"].append(o["latency"])
     return {"rate": rate, "seconds": seconds, "load_processes": processes, "sent": len(outcomes),
             "answered": len(answered), "lost": len(outcomes) - len(answered),
             "answered_by_centre": sum(1 for o in answered if o["tier"] == "center"),
             "killed_at_s": round(killed, 2),
             "reroute_s": round(min(centre_after) - killed, 3) if centre_after else None,
+            # the killed node's replica answers until its process notices that its raylet is gone
+            "edge_answered_until_s": round(max(edge_after_kill) - killed, 3) if edge_after_kill else None,
             "edge_back_at_s": None if back_at == float("inf") else round(back_at, 2),
             "latency": {k: percentiles(v) for k, v in phase.items()},
             "lost_by": dict(Counter(o.get("error", "").split(":")[0] or f"HTTP {o['status']}" for o in outcomes
                                     if o.get("status") != 200)),
-            "errors": sorted({o["error"] for o in outcomes if "error" in o})[:5], "timeline": timeline(outcomes, began)}
+            "errors": sorted({o["error"] for o in outcomes if "error" in o})[:5],
+            "cores_used": cpu.cores_used(), "idle_share": cpu.idle_share(), "timeline": timeline(outcomes, began, cpu.idle_by_second(began))}
 
 
 def rate_sweep(url: str, rows: list, steps: list[float], seconds: float, processes: int,
@@ -202,6 +220,27 @@ def rate_sweep(url: str, rows: list, steps: list[float], seconds: float, process
             best = rate
     return {"best_rate": best, "sustainable_rate": sustainable, "sustainable_p99_ms": sustainable_p99_ms,
             "steps": results}
+
+
+def cpu_cost(url: str, rows: list, rate: float, seconds: float, processes: int) -> dict:
+    """One fixed-rate run below the ceiling with the CPU each process role used counted
+    (benchmarks/_cpu.py): what one answered request costs in Serve's proxy, in the replicas, and in
+    the load generator, so the machine's ceiling is explained by cores used, not guessed."""
+    with CpuAccount() as quiet:
+        time.sleep(seconds)
+    load = OpenLoop(LoadPlan(url, rows, rate, seconds, 10.0), processes)
+    time.sleep(max(0.0, load.start_wall - time.time()))  # the load processes are up; count from the first request
+    with CpuAccount() as loaded:
+        outcomes = load.result()
+    answered = [o["latency"] for o in outcomes if o.get("status") == 200]
+    return {"rate": rate, "seconds": seconds, "sent": len(outcomes), "answered": len(answered),
+            "latency": percentiles(answered), **loaded.summary(len(answered), quiet)}
+
+
+def serve_cpu_ms(cost: dict) -> float:
+    """CPU milliseconds per request spent in the ingress (Serve's proxy, HAProxy) and the applications' replicas."""
+    return round(sum(ms for role, ms in cost["cpu_ms_per_request"].items()
+                     if role in ("proxy", "haproxy") or role.startswith("replica")), 1)
 
 
 def overload(url: str, rows: list, rate: float, seconds: float, deadline_s: float, processes: int) -> dict:
@@ -253,6 +292,8 @@ def main() -> None:
     parser.add_argument("--load-processes", type=int, default=2, help="processes sending the load")
     parser.add_argument("--sustainable-p99-ms", type=float, default=150,
                         help="p99 bound of the sustainable rate (the overload run sends twice that rate)")
+    parser.add_argument("--cpu-rate", type=float, default=100,
+                        help="rate of the runs that count the CPU each process role uses per request")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from ray import serve
@@ -297,7 +338,13 @@ def main() -> None:
         progress("throughput sweep (bare Serve returning a constant)")
         bare_sweep = rate_sweep(f"http://127.0.0.1:{PORT}/constant", rows, steps, 5, processes,
                                 args.sustainable_p99_ms)
+        progress(f"CPU per request at {args.cpu_rate:.0f} req/s (ours: the centre's scoring route; bare Serve)")
+        cpu = {"ours": cpu_cost(centre_url, rows, args.cpu_rate, 10, processes),
+               "bare_serve_constant": cpu_cost(f"http://127.0.0.1:{PORT}/constant", rows, args.cpu_rate, 10, processes)}
+        for name, cost in cpu.items():
+            progress(f"  {name}: {cost['cpu_ms_per_request']} CPU ms per request, idle {cost['idle_share']:.0%}")
         throughput = {"ours": ours_sweep, "ours_via_router": router_sweep, "bare_serve_constant": bare_sweep,
+                      "cpu_cost": cpu,
                       "ratio": round(ours_sweep["best_rate"] / bare_sweep["best_rate"], 2) if bare_sweep["best_rate"] else None,
                       "ratio_sustainable": round(ours_sweep["sustainable_rate"] / bare_sweep["sustainable_rate"], 2)
                       if bare_sweep["sustainable_rate"] else None}
@@ -344,12 +391,16 @@ def main() -> None:
     markdown = (f"| serving | edge node killed under {args.rate:.0f} req/s for {args.seconds:.0f} s: ours {ours['lost']} lost of "
                 f"{ours['sent']}, traffic on the centre {ours['reroute_s']} s after the kill, p99 before/during/after "
                 f"{ours['latency']['before'].get('p99_ms')}/{ours['latency']['during'].get('p99_ms')}/"
-                f"{ours['latency']['after'].get('p99_ms')} ms; plain Serve {plain['lost']} lost; bare Serve's constant in the "
+                f"{ours['latency']['after'].get('p99_ms')} ms ({ours['latency']['during_before_new_node'].get('p99_ms')} ms "
+                f"while the edge is gone before its replacement starts on these cores); plain Serve {plain['lost']} lost; bare Serve's constant in the "
                 f"centre, same kill: {bare_centre['lost']} lost | one-row p99 <= 10 ms up "
                 f"to {ours_sweep['best_rate']:.0f} req/s vs bare Serve {bare_sweep['best_rate']:.0f} "
                 f"({throughput['ratio']}x); p99 <= {args.sustainable_p99_ms:g} ms up to "
                 f"{ours_sweep['sustainable_rate']:.0f} vs {bare_sweep['sustainable_rate']:.0f} "
-                f"({throughput['ratio_sustainable']}x), through the router {router_sweep['sustainable_rate']:.0f} | "
+                f"({throughput['ratio_sustainable']}x), through the router {router_sweep['sustainable_rate']:.0f}; "
+                f"CPU per request in the ingress + replicas at {args.cpu_rate:.0f} req/s: ours "
+                f"{serve_cpu_ms(cpu['ours'])} ms vs bare {serve_cpu_ms(cpu['bare_serve_constant'])} ms on "
+                f"{os.cpu_count()} cores | "
                 f"overload 2x: {over['share_503']:.0%} 503, {over['share_late']:.1%} late (router), "
                 f"{over_direct['share_503']:.0%} 503, {over_direct['share_late']:.1%} late (scoring route) | "
                 f"online AUC {accuracy['online_auc']} vs offline {accuracy['offline_auc']}, one request p50 "
