@@ -1,8 +1,9 @@
 """One scoring replica: a Ray Serve deployment class that reads an artifact's files once, verifies
 the signature over exactly those bytes, and builds its ONNX Runtime session from the same bytes
 (no file is reopened after verification, so a file swapped on disk afterwards is never served).
-Requests from several callers are scored together (`@serve.batch`); each answer carries the
-request id, the model version and where it was computed.
+Requests that overlap in the replica (one arrives while others are being read or scored) are
+scored together (`@serve.batch`); one that arrives alone is scored at once, without the batch queue
+and its wait. Each answer carries the request id, the model version and where it was computed.
 
 Each site's deployment and the centre's is also an HTTP route of its own (`__call__`): the scoring
 client sends to those directly, one hop from Serve's proxy, and fails over itself."""
@@ -80,6 +81,7 @@ class ScoringReplica:
                       "provider": self.session.get_providers()[0]}
         self._score_feeds.set_max_batch_size(max_batch_size)
         self._score_feeds.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self.ongoing = 0  # requests in this replica, from arrival (an HTTP body still being read) to answer
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _score_feeds(self, batch: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
@@ -89,6 +91,14 @@ class ScoringReplica:
         return [scores[bounds[i]:bounds[i + 1]] for i in range(len(batch))]
 
     async def score(self, payload: dict) -> dict:
+        """The handle entry: `payload` scored as the module docstring says."""
+        self.ongoing += 1
+        try:
+            return await self._answer(payload)
+        finally:
+            self.ongoing -= 1
+
+    async def _answer(self, payload: dict) -> dict:
         request_id = str(payload.get("request_id") or "")
         started = time.perf_counter()
         try:
@@ -98,7 +108,10 @@ class ScoringReplica:
             feeds = input_feeds(rows, self.numeric, self.categorical)
         except InputError as exc:
             return {"request_id": request_id, "model": self.model_id, "status": 422, "error": str(exc)}
-        scores = await self._score_feeds(feeds)
+        if self.ongoing == 1:  # nothing overlaps it: no batch to wait for (the replica's loop is single-threaded)
+            scores = self.session.run(["probability"], feeds)[0]
+        else:
+            scores = await self._score_feeds(feeds)
         values = [float(s) for s in scores]
         answer = {"request_id": request_id, "model": self.model_id,
                   "scores": [v if math.isfinite(v) else None for v in values],  # JSON has no NaN
@@ -113,11 +126,14 @@ class ScoringReplica:
         not a JSON object, 405 for another method)."""
         if request.method != "POST":
             return JSONResponse({"error": 'method: POST {"rows": [...]} to score'}, 405, headers={"Allow": "POST"})
+        self.ongoing += 1
         try:
             payload = await read_payload(request)
+            answer = await self._answer(payload)
         except InputError as exc:
             return JSONResponse({"error": str(exc), "model": self.model_id}, 400)
-        answer = await self.score(payload)
+        finally:
+            self.ongoing -= 1
         return JSONResponse(answer, answer.pop("status", 200))
 
     def check_health(self) -> None:

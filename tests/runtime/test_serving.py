@@ -104,6 +104,65 @@ def test_deploy_scores_at_the_edge_over_http_and_python(served, trained, keys): 
     assert events[-1][1] == "deploy" and events[-1][2] == 1
 
 
+class RecordingSession:
+    """An ONNX Runtime session that records how many rows each run scored."""
+
+    def __init__(self, session):
+        self.session, self.rows_per_run, self.tasks = session, [], []
+
+    def run(self, outputs, feeds):
+        import asyncio
+
+        self.rows_per_run.append(len(next(iter(feeds.values()))))
+        self.tasks.append(asyncio.current_task())  # the caller's own task, or Serve's batch loop
+        return self.session.run(outputs, feeds)
+
+
+def slow_post(body: dict):
+    """A Starlette POST request whose body arrives after 20 ms (as a slow client's would)."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    async def receive():
+        await asyncio.sleep(0.02)
+        return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": []}, receive)
+
+
+def test_overlapping_requests_are_batched_and_a_lone_one_is_scored_at_once(demo_cluster, trained, keys, tmp_path,  # noqa: F811
+                                                                          monkeypatch):
+    import asyncio
+
+    from ray.serve import batching
+
+    from runtime.serving.replica import ScoringReplica
+
+    # outside a Serve replica, Serve's batch queue cannot read max_ongoing_requests for a warning
+    monkeypatch.setattr(batching._BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None)
+
+    artifact = make_artifact(tmp_path, trained, keys, "v1")
+    replica = ScoringReplica(str(artifact), str(keys[1]), "cpu", "fraud:v1", "dc1", "center", THRESHOLDS)
+    recorder = replica.session = RecordingSession(replica.session)
+    rows = rows_of(trained, 8)
+    expected = load_artifact(artifact, keys[1]).predict(rows)
+
+    async def lone_then_eight_together():
+        lone = await replica(slow_post({"rows": rows[:1]}))
+        together = await asyncio.gather(*(replica(slow_post({"rows": [row]})) for row in rows))
+        return asyncio.current_task(), lone, together
+
+    caller, lone, together = asyncio.run(lone_then_eight_together())
+    # alone: scored at once in the caller's own task, not handed to Serve's batch loop
+    assert lone.status_code == 200 and recorder.rows_per_run[0] == 1 and recorder.tasks[0] is caller
+    # overlapping: scored together by the batch loop
+    assert sum(recorder.rows_per_run[1:]) == 8 and max(recorder.rows_per_run[1:]) > 1
+    scores = [json.loads(answer.body)["scores"][0] for answer in together]
+    np.testing.assert_allclose(scores, expected, atol=1e-6)  # each request got its own row's score
+    assert replica.ongoing == 0
+
+
 def test_bad_rows_withdrawn_versions_and_bad_settings_are_refused(served, trained, keys):  # noqa: F811
     from runtime.client import SpecError
 
