@@ -2,7 +2,7 @@
 nodes (route `/models/<name>/v<version>/edges/<site>`), one in the centre (`.../centre`), and the
 edge-first router (`/models/<name>/v<version>`: `/sites/<site>/score`, `/score`) for callers that
 do not fail over themselves. The scoring client calls the site's and the centre's routes directly
-(one hop from Serve's proxy) and fails over itself. Only a version the registry holds and has not
+(one hop from the HTTP ingress) and fails over itself. Only a version the registry holds and has not
 withdrawn is deployed, and every deploy is recorded in the registry (who, when, which version,
 where).
 
@@ -129,7 +129,7 @@ def build_apps(artifact_dir: str, public_key: str | None, model_id: str, app: st
     # it, taking the centre route down too. It scales like the replicas. Each router replica takes
     # twice what one scoring replica holds (ongoing + queued), so when the replicas are the
     # bottleneck their bounded queues refuse first (503 from the router); when the router itself
-    # is, Serve's proxy refuses past the router's queue instead of letting requests wait without
+    # is, Serve refuses past the router's queue instead of letting requests wait without
     # bound. Both name the same Retry-After.
     router_options = _replica_options(settings, {"tier:center": MARKER_AMOUNT}, "router")
     router_options["max_ongoing_requests"] = 2 * (settings.max_ongoing_requests + settings.max_queued_requests)

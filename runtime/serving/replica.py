@@ -6,7 +6,7 @@ scored together (`@serve.batch`); one that arrives alone is scored at once, with
 and its wait. Each answer carries the request id, the model version and where it was computed.
 
 Each site's deployment and the centre's is also an HTTP route of its own (`__call__`): the scoring
-client sends to those directly, one hop from Serve's proxy, and fails over itself."""
+client sends to those directly, one hop from the HTTP ingress, and fails over itself."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ deadline per request; the edge gets traffic back on the first answer after the p
 Congestion: when the centre's queue is full too, the caller gets 503 with Retry-After at once
 (Serve's `max_queued_requests` bounds every replica's queue); a request never waits past its
 deadline at the edge. The router's own concurrency is bounded too (see `deploy.py`), so when the
-router itself is the bottleneck Serve's proxy refuses the excess (503 with the same Retry-After)
+router itself is the bottleneck Serve refuses the excess (503 with the same Retry-After)
 instead of queueing it.
 """
 
