@@ -13,6 +13,7 @@ by who used the cores rather than guessed.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from itertools import pairwise
 
@@ -73,8 +74,6 @@ class CpuAccount:
         self.last: dict[int, tuple[str, float]] = {}
 
     def __enter__(self) -> CpuAccount:
-        import threading
-
         self.first = _cpu_seconds()
         self.last = dict(self.first)
         self.idle_before = psutil.cpu_times().idle
@@ -126,9 +125,9 @@ class CpuAccount:
         """Cores used per role, the host's idle share, and CPU milliseconds per answered request per
         role beyond what the same role used in `quiet` (the same processes with no load: Serve's
         proxy and controller poll and report even when nothing is asked of them)."""
-        background = quiet.cores_used()
+        background, used = quiet.cores_used(), self.seconds_by_role()
         return {"wall_s": round(self.wall_s, 2), "cores": psutil.cpu_count() or 1, "idle_share": self.idle_share(),
                 "cores_used": self.cores_used(), "cores_used_without_load": background,
                 "cpu_ms_per_request": {
                     name: round(1000 * max(0.0, seconds - background.get(name, 0.0) * self.wall_s) / max(1, answered), 2)
-                    for name, seconds in self.seconds_by_role().items()}}
+                    for name, seconds in used.items()}}

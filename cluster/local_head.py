@@ -22,23 +22,12 @@ from pathlib import Path
 from cluster.config import SuanliConfig
 from cluster.devices import discover_local
 from cluster.errors import ConfigError
+from cluster.ports import free_ports
 from cluster.ray_cluster import LOOPBACK, local_node_args
 from cluster.serve_ingress import serve_ingress_environment
 
 HEAD_FILE = "ray-head.json"
 START_TIMEOUT_S = 90.0
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets, ports = [], []
-    for _ in range(count):
-        s = socket.socket()
-        s.bind((LOOPBACK, 0))
-        sockets.append(s)
-        ports.append(s.getsockname()[1])
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _answers(address: str, timeout: float = 1.0) -> bool:
@@ -78,7 +67,7 @@ def ensure_local_head(state_dir: Path, config: SuanliConfig) -> str:
                 return known["address"]
             stop_local_head(state_dir)
         temp_dir = f"/tmp/suanli-ray-{hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]}"
-        ports = _free_ports(5)
+        ports = free_ports(5, LOOPBACK)
         env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **serve_ingress_environment()}
         done = subprocess.run(head_command(config, temp_dir, ports), env=env, capture_output=True, text=True,
                               timeout=START_TIMEOUT_S, start_new_session=True)

@@ -14,7 +14,8 @@ give that environment to each way suanli starts a Ray node.
 from __future__ import annotations
 
 import shutil
-import socket
+
+from cluster.ports import free_ports
 
 DIRECT_INGRESS_PORTS = (30000, 31000)  # Serve's default range for replicas' own HTTP ports
 DRAINING_PERIOD_S = 3
@@ -38,20 +39,9 @@ def serve_ingress_environment() -> dict[str, str]:
     clusters on one host do not collide on Serve's fixed defaults (8404, 9101)."""
     if haproxy_binary() is None:
         return {}
-    stats, metrics = _free_ports(2)
+    stats, metrics = free_ports(2, "")  # HAProxy binds them on every interface
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1",
             "RAY_SERVE_HAPROXY_STATS_PORT": str(stats), "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics),
             # a stopping replica keeps answering this long (Serve's default, 30 s, gives cloud load
             # balancers time to notice; Serve's own HAProxy is told within 0.1 s)
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(DRAINING_PERIOD_S)}
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()

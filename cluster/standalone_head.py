@@ -19,7 +19,8 @@ from pathlib import Path
 
 from cluster.errors import ConfigError
 from cluster.labels import node_labels_and_resources
-from cluster.local_head import _answers, _free_ports, head_pids
+from cluster.local_head import _answers, head_pids
+from cluster.ports import free_ports
 from cluster.ray_cluster import LOOPBACK
 from cluster.serve_ingress import DIRECT_INGRESS_PORTS, serve_ingress_environment
 
@@ -115,7 +116,7 @@ def start_head(name: str, root: str | Path, site: str | None = None, tier: str =
     token_file = root / f"{name}.token"
     token_file.write_text(token)
     token_file.chmod(0o600)
-    gcs, dashboard, node_manager, object_manager, agent, agent_grpc, metrics, env_agent = _free_ports(8)
+    gcs, dashboard, node_manager, object_manager, agent, agent_grpc, metrics, env_agent = free_ports(8, LOOPBACK)
     low, high = worker_ports or _worker_port_block()
     labels, resources = node_labels_and_resources(cluster=name, tier=tier, site=site or name, accelerators={},
                                                   emulated=False, name=f"{name}-head")
