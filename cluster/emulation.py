@@ -11,6 +11,10 @@ it starts carries the label ``emulated=true`` and everything reported about it s
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -170,17 +174,26 @@ class EmulatedCluster:
         return self._cluster.address
 
     def remove_node(self, ray_node_id: str) -> None:
-        """Kill one emulated node's raylet, as when a machine is lost."""
+        """Lose one emulated node as a machine is lost: its Ray daemons and every process they
+        started (the workers: replicas, training workers) get SIGKILL together, so nothing of the
+        node answers afterwards. (Killing only the daemons would leave its workers serving until
+        they notice their raylet is gone, about a second, which no lost machine does.)"""
         for node in self._cluster.list_all_nodes():
             if node.node_id == ray_node_id:
+                _kill_with_descendants([p.process.pid for ps in node.all_processes.values() for p in ps])
                 self._cluster.remove_node(node, allow_graceful=False)
                 return
         raise KeyError(f"node_id: no emulated node {ray_node_id}")
 
-    def add_node_like(self, index: int) -> str:
+    def add_node_like(self, index: int, cpu_priority: Literal["normal", "idle"] = "normal") -> str:
         """Start a new node built like the spec's node `index` (a lost machine coming back); its
-        Ray node id."""
-        node = self._cluster.add_node(**self._node_args(index, self.spec.expanded()[index]))
+        Ray node id. With `cpu_priority="idle"` the node's daemons and every worker they start
+        run under Linux's SCHED_IDLE policy: on this one host the new node takes only CPU the
+        other emulated nodes leave idle, as a replacement machine brings its own cores instead of
+        taking theirs (benchmarks use it; the node keeps the policy for its life)."""
+        args = self._node_args(index, self.spec.expanded()[index])
+        with _forks_at_idle_priority() if cpu_priority == "idle" else nullcontext():
+            node = self._cluster.add_node(**args)
         self._cluster.wait_for_nodes()
         return node.node_id
 
@@ -196,3 +209,47 @@ class EmulatedCluster:
 
     def __exit__(self, *exc) -> None:
         self.shutdown()
+
+
+def _kill_with_descendants(pids: list[int]) -> None:
+    """SIGKILL the processes and all their descendants, found before the first is killed (a
+    killed parent's children are reparented and could not be found afterwards)."""
+    import psutil
+
+    found = []
+    for pid in pids:
+        try:
+            parent = psutil.Process(pid)
+            found += [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    for process in found:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+_idle_forks_from: int | None = None  # the thread whose forks start under SCHED_IDLE, while one is set
+_idle_hook_registered = False
+
+
+def _idle_in_child() -> None:
+    if _idle_forks_from == threading.get_ident():  # the child of a fork keeps the forking thread's id
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+@contextmanager
+def _forks_at_idle_priority() -> Iterator[None]:
+    """Every process this thread forks meanwhile starts under SCHED_IDLE (an at-fork hook in the
+    child, before it execs: Ray starts its daemons with a preexec function, which runs the hooks);
+    this process keeps its own policy, which an unprivileged process could not get back."""
+    global _idle_forks_from, _idle_hook_registered
+    if not _idle_hook_registered:
+        os.register_at_fork(after_in_child=_idle_in_child)
+        _idle_hook_registered = True
+    _idle_forks_from = threading.get_ident()
+    try:
+        yield
+    finally:
+        _idle_forks_from = None

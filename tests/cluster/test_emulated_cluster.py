@@ -91,3 +91,42 @@ def test_emulated_node_counts_are_bounded():
                                                 {"tier": "edge", "site": "b", "count": 40}]})
     with pytest.raises(ConfigError, match="count"):
         parse_emulation({"name": "x", "nodes": [{"tier": "center", "site": "a", "count": 400}]})
+
+
+def test_a_lost_node_takes_its_workers_and_a_replacement_can_start_at_idle_priority(demo_cluster):
+    """remove_node loses the machine (its workers die with its daemons, nothing of it answers), and
+    add_node_like(cpu_priority="idle") starts the node's daemons and workers under SCHED_IDLE."""
+    import os
+
+    import psutil
+
+    @ray.remote(num_cpus=0, resources={"tier:edge": 0.001})
+    class OnTheEdge:
+        def pid(self):
+            return os.getpid()
+
+    before = OnTheEdge.remote()
+    worker_pid = ray.get(before.pid.remote(), timeout=60)
+    edge = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Labels"].get("tier") == "edge")
+    demo_cluster.remove_node(edge)
+    # SIGKILLed with the daemons: dead at once (a worker left running notices its raylet is gone
+    # and exits by itself, 0.07-1 s later on this machine, answering meanwhile)
+    removed = time.monotonic()
+    while True:
+        try:
+            state = psutil.Process(worker_pid).status()
+        except psutil.NoSuchProcess:
+            break  # killed and reaped
+        if state == psutil.STATUS_ZOMBIE or time.monotonic() > removed + 0.2:
+            assert state == psutil.STATUS_ZOMBIE  # killed, not yet reaped
+            break
+        time.sleep(0.005)
+    new_edge = demo_cluster.add_node_like(3, cpu_priority="idle")
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's own thread keeps its policy
+    [node] = [n for n in demo_cluster._cluster.list_all_nodes() if n.node_id == new_edge]
+    daemons = [p.process.pid for ps in node.all_processes.values() for p in ps]
+    assert daemons and all(os.sched_getscheduler(pid) == os.SCHED_IDLE for pid in daemons)
+    after = OnTheEdge.remote()
+    worker_pid = ray.get(after.pid.remote(), timeout=120)
+    assert os.sched_getscheduler(worker_pid) == os.SCHED_IDLE
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 4
