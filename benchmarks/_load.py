@@ -10,7 +10,8 @@ A request goes to `plan.first_url` with `plan.first_timeout_s`; when `plan.fallb
 a transport error, a timeout, a 5xx or an answer that is not the application's (a proxy's plain
 text; `runtime.serving.client.application_answered`) there sends the same body (same request id)
 to the fallback, as the scoring client does (skipping the first for 2 s after 3 failures in a
-row). An outcome without "error" got an HTTP answer; its "status" says which.
+row). An outcome without "error" got an HTTP answer; its "status" says which (a 503 or 504 is an
+answer, any other 5xx an error). `plan.timeout_header_ms` is sent as X-Request-Timeout-Ms.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class LoadPlan:
     first_timeout_s: float
     fallback_url: str | None = None
     fallback_timeout_s: float = 10.0
+    timeout_header_ms: float | None = None  # sent as X-Request-Timeout-Ms (the router's deadline) when set
     start_wall: float = 0.0
     process_index: int = 0
     processes: int = 1
@@ -45,17 +47,17 @@ class _FirstPaused(Exception):
     """The first address is skipped: it failed several times in a row a moment ago."""
 
 
-async def _post(session, url: str, body: dict, timeout_s: float) -> dict:
+async def _post(session, url: str, body: dict, timeout_s: float, headers: dict) -> dict:
     import aiohttp
 
-    async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
+    async with session.post(url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
         status = response.status
         retry_after = response.headers.get("Retry-After")
         try:
             answer = await response.json(content_type=None)
         except ValueError:
             answer = None
-    if status >= 500 and status != 503:
+    if status >= 500 and status not in (503, 504):
         raise RuntimeError(f"HTTP {status}")
     tier = answer.get("served_by", {}).get("tier") if isinstance(answer, dict) else None
     return {"status": status, "tier": tier, "retry_after": retry_after, "ours": application_answered(status, answer)}
@@ -66,6 +68,7 @@ async def _run(plan: LoadPlan) -> list[dict]:
 
     outcomes: list[dict] = []
     first_health = EdgeHealth(3, 2.0)  # the scoring client's outlier detection, with its defaults
+    headers = {"X-Request-Timeout-Ms": f"{plan.timeout_header_ms:g}"} if plan.timeout_header_ms else {}
     connector = aiohttp.TCPConnector(limit=2000)
     async with aiohttp.ClientSession(connector=connector) as session:
         async def one(i: int, at_wall: float) -> None:
@@ -75,7 +78,7 @@ async def _run(plan: LoadPlan) -> list[dict]:
                 try:
                     if plan.fallback_url and not first_health.admit(time.monotonic()):
                         raise _FirstPaused()
-                    record.update(await _post(session, plan.first_url, body, plan.first_timeout_s))
+                    record.update(await _post(session, plan.first_url, body, plan.first_timeout_s, headers))
                     if plan.fallback_url and not record["ours"]:
                         raise RuntimeError(f"first answered {record['status']}")
                     first_health.answered()
@@ -84,7 +87,8 @@ async def _run(plan: LoadPlan) -> list[dict]:
                         raise
                     if not isinstance(first_failed, _FirstPaused):
                         first_health.failed(time.monotonic())
-                    record.update(await _post(session, plan.fallback_url, body, plan.fallback_timeout_s), via="fallback")
+                    record.update(await _post(session, plan.fallback_url, body, plan.fallback_timeout_s, headers),
+                                  via="fallback")
             except Exception as exc:  # noqa: BLE001 - a lost request is a result
                 record["error"] = f"{type(exc).__name__}: {exc}"[:200]
             record["answered"] = time.time()

@@ -3,7 +3,8 @@ figure beside its peer from the same run:
 
 - edge_loss: an open-loop load at `--rate` requests/s for `--seconds` s as the scoring client sends
   it (the site's scoring route first, the centre's on failure, one hop each); the edge node is
-  killed a third of the way in and a new edge node started two thirds in. sent / answered (HTTP
+  lost a third of the way in (its daemons and workers SIGKILLed together) and a new edge node,
+  under SCHED_IDLE so that on one host it takes only idle CPU, started two thirds in. sent / answered (HTTP
   200 with scores) / lost (anything else: a 503, a timeout, an error; `lost_by` counts them),
   reroute_s (kill -> first answer from the centre), latency p50/p99 of the answered before, while
   the edge is gone, and after it is back, and a per-second `timeline` (plotted to
@@ -21,9 +22,10 @@ figure beside its peer from the same run:
   spends per answered request beyond what it uses with no load, ours and bare Serve's, so the
   ceiling reads as cores used (benchmarks/_cpu.py). The edge-loss runs record cores used per role too.
 - overload: twice the sustainable rate (ours or bare Serve's, the higher; at least 50 req/s) for 10 s
-  with a 1 s client deadline: the share answered, answered 503 (with Retry-After) and answered
-  later than the deadline (goal 0); through the router and through the centre's scoring route
-  (`overload_direct`, where Serve's proxy refuses past the bounds).
+  with a 1 s client deadline: the share answered, answered 503 (with Retry-After), answered 504
+  (the router's deadline: the caller sends X-Request-Timeout-Ms 750) and answered later than the
+  deadline or not at all (goal 0); through the router and through the centre's scoring route
+  (`overload_direct`, where Serve refuses past the bounds).
 - accuracy: the held-back rows scored one request at a time over HTTP; online AUC beside the
   offline AUC of the same artifact, and single-request latency.
 
@@ -149,12 +151,13 @@ def plot_edge_loss(runs: dict[str, dict], path: Path) -> None:
 
 def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate: float, seconds: float,
                   deadline_s: float, processes: int) -> dict:
-    """One open-loop run (from `processes` load processes) with the edge node killed at 1/3 of
-    the run and a new edge node started at 2/3; `cores_used` per process role and the host's
-    `idle_share` over the run. Latency phases: before the kill, `during` (kill -> the edge answers
-    again), after; and `during_before_new_node` (kill -> the new node starts): on one host the new
-    node's daemons start on the same cores as the serving path, which a real replacement machine
-    would not do."""
+    """One open-loop run (from `processes` load processes) with the edge node lost at 1/3 of the
+    run (its daemons and workers SIGKILLed together, as a machine is lost) and a new edge node
+    started at 2/3; `cores_used` per process role and the host's `idle_share` over the run.
+    Latency phases: before the kill, `during` (kill -> the edge answers again), after; and
+    `during_before_new_node` (kill -> the new node starts). The new node runs under SCHED_IDLE
+    (`replacement_cpu_priority`): on this one host it would otherwise take the cores of the serving
+    path while its daemons start, which a replacement machine, bringing its own, does not do."""
     import ray
 
     plan = LoadPlan(first_url, rows, rate, seconds, deadline_s if fallback_url else 5.0, fallback_url)
@@ -168,8 +171,8 @@ def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate:
         cluster.remove_node(edge)
         progress(f"edge node {edge[:12]} killed")
         time.sleep(max(0.0, began + 2 * seconds / 3 - time.time()))
-        cluster.add_node_like(3)
-        progress("a new edge node joined")
+        cluster.add_node_like(3, cpu_priority="idle")
+        progress("a new edge node joined (its processes under SCHED_IDLE)")
         outcomes = load.result()
     killed = killed_wall - began
     answered = [o for o in outcomes if o.get("status") == 200]
@@ -184,12 +187,13 @@ def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate:
         phase["before" if t < killed else "during" if t < back_at else "after"].append(o["latency"])
         if killed <= t < 2 * seconds / 3:  # the edge gone, its replacement not yet starting on these cores
             phase["during_before_new_node"].append(o["latency"])
-    return {"rate": rate, "seconds": seconds, "load_processes": processes, "sent": len(outcomes),
+    return {"rate": rate, "seconds": seconds, "load_processes": processes, "replacement_cpu_priority": "idle",
+            "sent": len(outcomes),
             "answered": len(answered), "lost": len(outcomes) - len(answered),
             "answered_by_centre": sum(1 for o in answered if o["tier"] == "center"),
             "killed_at_s": round(killed, 2),
             "reroute_s": round(min(centre_after) - killed, 3) if centre_after else None,
-            # the killed node's replica answers until its process notices that its raylet is gone
+            # answers from the lost node's replica received after the kill (sent before it)
             "edge_answered_until_s": round(max(edge_after_kill) - killed, 3) if edge_after_kill else None,
             "edge_back_at_s": None if back_at == float("inf") else round(back_at, 2),
             "latency": {k: percentiles(v) for k, v in phase.items()},
@@ -243,20 +247,26 @@ def serve_cpu_ms(cost: dict) -> float:
                      if role in ("proxy", "haproxy") or role.startswith("replica")), 1)
 
 
-def overload(url: str, rows: list, rate: float, seconds: float, deadline_s: float, processes: int) -> dict:
-    """`rate` req/s against a deployment with small queues: how many are refused at once (503 with
-    Retry-After), answered, or answered after the deadline."""
-    outcomes = open_loop(LoadPlan(url, rows, rate, seconds, deadline_s), processes)
+def overload(url: str, rows: list, rate: float, seconds: float, deadline_s: float, processes: int,
+             timeout_header_ms: float | None = None) -> dict:
+    """`rate` req/s against a deployment with small queues, each request waiting `deadline_s` at
+    most: how many are refused at once (503 with Retry-After), answered, answered 504 (the router's
+    deadline, `timeout_header_ms` when given, reached first), or answered late / not at all within
+    the deadline (the goal: none)."""
+    outcomes = open_loop(LoadPlan(url, rows, rate, seconds, deadline_s, timeout_header_ms=timeout_header_ms), processes)
     n = len(outcomes)
     ok = [o for o in outcomes if o.get("status") == 200]
     rejected = [o for o in outcomes if o.get("status") == 503]
+    deadline = [o for o in outcomes if o.get("status") == 504]
     late = [o for o in outcomes if "error" in o or o["latency"] > deadline_s]
-    return {"rate": rate, "seconds": seconds, "deadline_s": deadline_s, "sent": n, "answered_ok": len(ok),
-            "answered_503": len(rejected), "answered_503_with_retry_after": sum(1 for o in rejected if o["retry_after"]),
+    return {"rate": rate, "seconds": seconds, "deadline_s": deadline_s, "timeout_header_ms": timeout_header_ms,
+            "sent": n, "answered_ok": len(ok), "answered_503": len(rejected),
+            "answered_503_with_retry_after": sum(1 for o in rejected if o["retry_after"]), "answered_504": len(deadline),
             "late_or_timed_out": len(late), "share_ok": round(len(ok) / n, 3), "share_503": round(len(rejected) / n, 3),
-            "share_late": round(len(late) / n, 4),
+            "share_504": round(len(deadline) / n, 4), "share_late": round(len(late) / n, 4),
             "p99_ms_ok": percentiles([o["latency"] for o in ok]).get("p99_ms"),
-            "p99_ms_503": percentiles([o["latency"] for o in rejected]).get("p99_ms")}
+            "p99_ms_503": percentiles([o["latency"] for o in rejected]).get("p99_ms"),
+            "p99_ms_504": percentiles([o["latency"] for o in deadline]).get("p99_ms")}
 
 
 def served_accuracy(url: str, artifact: Path, public: Path, rows: list, labels: np.ndarray) -> dict:
@@ -354,7 +364,9 @@ def main() -> None:
         # twice a rate measured low would not overload anything
         sustainable = max(ours_sweep["sustainable_rate"], bare_sweep["sustainable_rate"], 50)
         progress(f"overload at twice the sustainable rate ({2 * sustainable:.0f} req/s), through the router")
-        over = overload(tight.centre_url, rows, 2 * sustainable, 10, 1.0, processes)
+        # the caller leaves the router 750 of its 1,000 ms: the rest is for the hops before the router
+        # (HAProxy, the router replica's socket) and the answer's way back, on cores the load saturates
+        over = overload(tight.centre_url, rows, 2 * sustainable, 10, 1.0, processes, timeout_header_ms=750)
         progress("the same through the centre's scoring route")
         over_direct = overload(tight.centre_route, rows, 2 * sustainable, 10, 1.0, processes)
 
@@ -401,7 +413,8 @@ def main() -> None:
                 f"CPU per request in the ingress + replicas at {args.cpu_rate:.0f} req/s: ours "
                 f"{serve_cpu_ms(cpu['ours'])} ms vs bare {serve_cpu_ms(cpu['bare_serve_constant'])} ms on "
                 f"{os.cpu_count()} cores | "
-                f"overload 2x: {over['share_503']:.0%} 503, {over['share_late']:.1%} late (router), "
+                f"overload 2x: {over['share_503']:.0%} 503, {over['share_504']:.1%} 504 at the deadline, "
+                f"{over['share_late']:.1%} late (router), "
                 f"{over_direct['share_503']:.0%} 503, {over_direct['share_late']:.1%} late (scoring route) | "
                 f"online AUC {accuracy['online_auc']} vs offline {accuracy['offline_auc']}, one request p50 "
                 f"{accuracy['single_request_latency']['p50_ms']} ms |")

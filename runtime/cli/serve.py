@@ -27,6 +27,10 @@ def deploy(
     max_ongoing: int = typer.Option(128, "--max-ongoing-requests"),
     max_queued: int = typer.Option(64, "--max-queued-requests"),
     deadline_ms: float = typer.Option(150, "--edge-deadline-ms", help="Time the edge gets before the centre answers."),
+    request_deadline_ms: float = typer.Option(
+        1000, "--request-deadline-ms",
+        help="The router answers 504 when it has no answer this long after reading a request "
+             "(a caller's X-Request-Timeout-Ms header shortens it)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Deploy a registry version; prints its HTTP entry."""
@@ -36,7 +40,8 @@ def deploy(
             raise fail("thresholds: give --block, --hold and --warn together")
         thresholds = {"block": block, "hold": hold, "warn": warn}
     settings = {"thresholds": thresholds, "min_replicas": min_replicas, "max_replicas": max_replicas,
-                "max_ongoing_requests": max_ongoing, "max_queued_requests": max_queued, "edge_deadline_ms": deadline_ms}
+                "max_ongoing_requests": max_ongoing, "max_queued_requests": max_queued, "edge_deadline_ms": deadline_ms,
+                "request_deadline_ms": request_deadline_ms}
     try:
         with client_or_fail() as client:
             endpoint = client.deploy(registry, model, int(version) if version.isdigit() else version, site,

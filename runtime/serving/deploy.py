@@ -42,6 +42,9 @@ class ServeSettings(BaseModel):
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     batch_wait_timeout_s: float = Field(default=0.002, ge=0, le=1)
     edge_deadline_ms: float = Field(default=150, gt=0, le=60_000)
+    # the router answers 504 when it has no answer this long after reading a request (a caller's
+    # X-Request-Timeout-Ms header shortens it)
+    request_deadline_ms: float = Field(default=1000, gt=0, le=600_000)
     eject_after: int = Field(default=3, ge=1, le=100)
     eject_s: float = Field(default=2.0, gt=0, le=600)
     retry_after_s: int = Field(default=1, ge=0, le=3600)  # Retry-After of every 503 past the queue bounds
@@ -49,6 +52,9 @@ class ServeSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeSettings:
+        if self.request_deadline_ms < self.edge_deadline_ms:
+            raise ValueError(f"request_deadline_ms: {self.request_deadline_ms:g} is below edge_deadline_ms "
+                             f"{self.edge_deadline_ms:g}; the request's deadline must leave the edge its own")
         if self.max_replicas < self.min_replicas:
             raise ValueError(f"max_replicas: {self.max_replicas} is below min_replicas {self.min_replicas}")
         if self.max_batch_size > self.max_ongoing_requests:
@@ -135,7 +141,8 @@ def build_apps(artifact_dir: str, public_key: str | None, model_id: str, app: st
     router_options["max_ongoing_requests"] = 2 * (settings.max_ongoing_requests + settings.max_queued_requests)
     router = serve.deployment(EdgeFirstRouter).options(**router_options)
     targets.append(serve.RunTarget(router.bind(edge_apps, centre_app, SCORING, model_id, settings.edge_deadline_ms / 1e3,
-                                               settings.eject_after, settings.eject_s, settings.retry_after_s),
+                                               settings.eject_after, settings.eject_s, settings.retry_after_s,
+                                               settings.request_deadline_ms / 1e3),
                                    name=app, route_prefix=prefix))
     return targets
 

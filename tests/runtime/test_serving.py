@@ -234,6 +234,44 @@ def test_overload_is_answered_503_with_retry_after_never_late(served, trained, k
         client.deploy(registry.root, "fraud", version=1, public_key=keys[1], retry_after_s=-1)
 
 
+def test_the_router_answers_504_at_the_request_deadline_when_the_centre_stalls(served, trained, keys):  # noqa: F811
+    import signal
+
+    import psutil
+
+    from runtime.client import SpecError
+    from runtime.serving.router import DeadlineExceeded
+
+    client, registry, _ = served
+    endpoint = client.deploy(registry.root, "fraud", version=1, public_key=keys[1], request_deadline_ms=1500)
+    body = {"rows": rows_of(trained, 1)}
+    assert httpx.post(endpoint.centre_url, json=body, timeout=10).status_code == 200
+    [centre] = [p for p in psutil.process_iter(["cmdline"])
+                if "ServeReplica:fraud-v1:centre" in " ".join(p.info["cmdline"] or [])]
+    centre.send_signal(signal.SIGSTOP)  # the centre's replica stalls: what reaches it gets no answer
+    try:
+        began = time.monotonic()
+        answer = httpx.post(endpoint.centre_url, json=body, headers={"X-Request-Timeout-Ms": "300"}, timeout=10)
+        took = time.monotonic() - began
+        assert answer.status_code == 504 and answer.headers["retry-after"] == "1", answer.text
+        assert "deadline: no answer within 300 ms" in answer.json()["error"] and answer.json()["request_id"]
+        assert 0.3 <= took < 1.2, took  # at the caller's deadline, not the deployment's 1.5 s
+        began = time.monotonic()
+        answer = httpx.post(endpoint.centre_url, json=body, timeout=10)
+        assert answer.status_code == 504 and 1.5 <= time.monotonic() - began < 3, answer.text
+        with pytest.raises(DeadlineExceeded):  # the Python handle's equivalent
+            endpoint.handle().score.remote(body["rows"], None, None, 0.3).result(timeout_s=10)
+    finally:
+        centre.send_signal(signal.SIGCONT)
+    assert centre.is_running()  # the stall did not get the replica replaced
+    answer = httpx.post(endpoint.centre_url, json=body, timeout=10)  # the stall over, answers again
+    assert answer.status_code == 200 and len(answer.json()["scores"]) == 1
+    answer = httpx.post(endpoint.centre_url, json=body, headers={"X-Request-Timeout-Ms": "soon"}, timeout=10)
+    assert answer.status_code == 400 and "X-Request-Timeout-Ms: 'soon'" in answer.json()["error"]
+    with pytest.raises(SpecError, match="request_deadline_ms: 100 is below edge_deadline_ms 150"):
+        client.deploy(registry.root, "fraud", version=1, public_key=keys[1], request_deadline_ms=100)
+
+
 def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, trained, keys, demo_cluster):  # noqa: F811
     client, registry, _ = served
     endpoint = client.deploy(registry.root, "fraud", version=1, sites=["branch-sh"], public_key=keys[1],
