@@ -4,7 +4,8 @@ interpreter (and its one core) with the cluster it measures.
 `open_loop(plan, processes)` sends `plan.rate` requests/s for `plan.seconds` s, spread over
 `processes` spawned processes (request i goes from process i mod processes), never waiting for an
 answer before sending the next. Every request's outcome is returned with wall-clock times
-(`time.time()`), so the caller can line them up with what it did meanwhile (killing a node).
+(`time.time()`), so the caller can line them up with what it did meanwhile (killing a node);
+latency counts from the time a request was due, and `send_lag` says how late it was sent.
 
 A request goes to `plan.first_url` with `plan.first_timeout_s`; when `plan.fallback_url` is set,
 a transport error, a timeout, a 5xx or an answer that is not the application's (a proxy's plain
@@ -73,7 +74,7 @@ async def _run(plan: LoadPlan) -> list[dict]:
     async with aiohttp.ClientSession(connector=connector) as session:
         async def one(i: int, at_wall: float) -> None:
             body = {"rows": [plan.rows[i % len(plan.rows)]], "request_id": str(uuid.uuid4())}
-            record = {"i": i, "sent": at_wall}
+            record = {"i": i, "sent": at_wall, "send_lag": time.time() - at_wall}
             try:
                 try:
                     if plan.fallback_url and not first_health.admit(time.monotonic()):

@@ -266,7 +266,9 @@ def overload(url: str, rows: list, rate: float, seconds: float, deadline_s: floa
             "share_504": round(len(deadline) / n, 4), "share_late": round(len(late) / n, 4),
             "p99_ms_ok": percentiles([o["latency"] for o in ok]).get("p99_ms"),
             "p99_ms_503": percentiles([o["latency"] for o in rejected]).get("p99_ms"),
-            "p99_ms_504": percentiles([o["latency"] for o in deadline]).get("p99_ms")}
+            "p99_ms_504": percentiles([o["latency"] for o in deadline]).get("p99_ms"),
+            # how far behind its schedule the load generator sent (latency counts from the schedule)
+            "p99_ms_send_lag": percentiles([o["send_lag"] for o in outcomes]).get("p99_ms")}
 
 
 def served_accuracy(url: str, artifact: Path, public: Path, rows: list, labels: np.ndarray) -> dict:

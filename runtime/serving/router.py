@@ -14,12 +14,13 @@ deadline per request; the edge gets traffic back on the first answer after the p
 
 Congestion: when the centre's queue is full too, the caller gets 503 with Retry-After at once
 (Serve's `max_queued_requests` bounds every replica's queue); a request never waits past its
-deadline at the edge. The router's own concurrency is bounded too (see `deploy.py`), so when the
-router itself is the bottleneck Serve refuses the excess (503 with the same Retry-After)
-instead of queueing it. Every request has a deadline, `request_deadline_s` after the router reads
-it, shortened by the caller's `X-Request-Timeout-Ms` header (as gRPC propagates its timeout): when
-no answer has come by then the call in flight is cancelled and the caller gets 504 with
-Retry-After, never an answer after it has given up.
+deadline at the edge. The router bounds its own requests in flight (`max_in_flight`) itself and
+refuses the excess with the same 503 at once: a request waiting in Serve's queue for one of the
+router's slots would wait outside its deadline, and could be answered after the caller gave up.
+Every request has a deadline, `request_deadline_s` after the router reads it, shortened by the
+caller's `X-Request-Timeout-Ms` header (as gRPC propagates its timeout): when no answer has come by
+then the call in flight is cancelled and the caller gets 504 with Retry-After, never an answer
+after it has given up.
 """
 
 from __future__ import annotations
@@ -56,15 +57,27 @@ class EdgeFirstRouter:
 
     def __init__(self, edge_apps: dict[str, str], centre_app: str, deployment: str, model_id: str,
                  edge_deadline_s: float, eject_after: int = 3, eject_s: float = 2.0, retry_after_s: int = 1,
-                 request_deadline_s: float = 1.0):
+                 request_deadline_s: float = 1.0, max_in_flight: int = 256):
         self.edges = {site: serve.get_deployment_handle(deployment, app) for site, app in edge_apps.items()}
         self.centre = serve.get_deployment_handle(deployment, centre_app)
         self.model_id, self.deadline, self.retry_after = model_id, edge_deadline_s, str(retry_after_s)
         self.request_deadline = request_deadline_s
         self.health = {site: EdgeHealth(eject_after, eject_s) for site in self.edges}
         self.counts = {"edge": 0, "centre": 0, "fallback": 0, "rejected": 0, "deadline_exceeded": 0}
+        self.max_in_flight, self.in_flight = max_in_flight, 0
 
     async def _answer(self, payload: dict, site: str | None, deadline_at: float) -> dict:
+        """`_failover`'s answer, or QueuesFull at once when `max_in_flight` requests are in flight."""
+        if self.in_flight >= self.max_in_flight:
+            self.counts["rejected"] += 1
+            raise QueuesFull()
+        self.in_flight += 1
+        try:
+            return await self._failover(payload, site, deadline_at)
+        finally:
+            self.in_flight -= 1
+
+    async def _failover(self, payload: dict, site: str | None, deadline_at: float) -> dict:
         """The edge's answer within the edge deadline, else the centre's; either by `deadline_at`
         (monotonic) or DeadlineExceeded, the call in flight cancelled."""
         reason = None

@@ -215,8 +215,8 @@ def test_overload_is_answered_503_with_retry_after_never_late(served, trained, k
     statuses = flood(through_router)
     codes = [code for code, _ in statuses]
     assert set(codes) <= {200, 503} and codes.count(503) >= 1 and codes.count(200) >= 1
-    # refused by the router (the replica's queue full) or by Serve's proxy (the router's): the delay
-    # is the deploy's in both
+    # refused by the router (the replica's queue full, or its own requests in flight at their bound)
+    # or by Serve (the router's queue full): the delay is the deploy's in each
     assert all(retry == "2" for code, retry in statuses if code == 503), statuses
 
     def through_client():  # the scoring client's one-hop route to the centre: Overloaded with the delay
@@ -243,7 +243,9 @@ def test_the_router_answers_504_at_the_request_deadline_when_the_centre_stalls(s
     from runtime.serving.router import DeadlineExceeded
 
     client, registry, _ = served
-    endpoint = client.deploy(registry.root, "fraud", version=1, public_key=keys[1], request_deadline_ms=1500)
+    # one ongoing and one queued per scoring replica: the router admits 2 x (1 + 1) = 4 in flight
+    endpoint = client.deploy(registry.root, "fraud", version=1, public_key=keys[1], request_deadline_ms=1500,
+                             max_ongoing_requests=1, max_queued_requests=1, max_batch_size=1)
     body = {"rows": rows_of(trained, 1)}
     assert httpx.post(endpoint.centre_url, json=body, timeout=10).status_code == 200
     [centre] = [p for p in psutil.process_iter(["cmdline"])
@@ -261,6 +263,24 @@ def test_the_router_answers_504_at_the_request_deadline_when_the_centre_stalls(s
         assert answer.status_code == 504 and 1.5 <= time.monotonic() - began < 3, answer.text
         with pytest.raises(DeadlineExceeded):  # the Python handle's equivalent
             endpoint.handle().score.remote(body["rows"], None, None, 0.3).result(timeout_s=10)
+        # more callers than the router admits, all stalled: the excess is refused at once, none waits
+        # for a slot and then for its own deadline (each answer within the caller's 600 ms)
+        answers, lock = [], threading.Lock()
+
+        def stalled_call():
+            sent = time.monotonic()
+            answer = httpx.post(endpoint.centre_url, json=body, headers={"X-Request-Timeout-Ms": "600"}, timeout=10)
+            with lock:
+                answers.append((answer.status_code, time.monotonic() - sent, answer.headers.get("retry-after")))
+
+        callers = [threading.Thread(target=stalled_call) for _ in range(10)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        codes = [code for code, _, _ in answers]
+        assert set(codes) <= {503, 504} and codes.count(503) >= 6, answers
+        assert all(took < 1.0 and retry == "1" for _, took, retry in answers), answers
     finally:
         centre.send_signal(signal.SIGCONT)
     assert centre.is_running()  # the stall did not get the replica replaced
