@@ -15,7 +15,8 @@ figure beside its peer from the same run:
 - throughput: the highest rate (steps of `--steps`) at which one-row requests keep p99 <= 10 ms,
   through the centre's scoring route (the client's path), through the router (the path of callers
   that do not fail over themselves), and through a bare Serve deployment that returns a constant
-  (Serve's own ceiling here); `ratio` = ours (the client's path) / bare. The same with p99 <= `--sustainable-p99-ms`
+  (Serve's own ceiling here); each step runs `--repeats` times per target, the targets in turn,
+  and the median p99 counts; `ratio` = ours (the client's path) / bare. The same with p99 <= `--sustainable-p99-ms`
   (`sustainable_rate`, `ratio_sustainable`), for machines where 10 ms is out of reach even for
   bare Serve. `throughput.cpu_cost`: at `--cpu-rate` req/s for 10 s, the CPU milliseconds each
   process role (the ingress: HAProxy or Serve's proxy; each application's replicas; Ray's daemons; the load generator)
@@ -203,27 +204,41 @@ def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate:
             "cores_used": cpu.cores_used(), "idle_share": cpu.idle_share(), "timeline": timeline(outcomes, began, cpu.idle_by_second(began))}
 
 
-def rate_sweep(url: str, rows: list, steps: list[float], seconds: float, processes: int,
-               sustainable_p99_ms: float) -> dict:
-    """p99 at each rate (one-row requests): `best_rate`, the highest with p99 <= 10 ms and none
-    failed (the issue's bar), and `sustainable_rate`, the highest with p99 <= `sustainable_p99_ms`
-    and none failed (where the 10 ms bar is out of reach on a small machine)."""
-    results = {}
-    best = sustainable = 0.0
+def paired_sweep(urls: dict[str, str], rows: list, steps: list[float], seconds: float, processes: int,
+                 sustainable_p99_ms: float, repeats: int = 3) -> dict[str, dict]:
+    """p99 at each rate (one-row requests) for each target in `urls`: every rate is run `repeats`
+    times against each target in turn, the order reversed each round, so the targets share the
+    machine's moments, and a target's p99 at a rate is the median of its runs (`p99_ms_runs` holds
+    them). Per target: `best_rate`, the highest rate with median p99 <= 10 ms and none failed (the
+    issue's bar), and `sustainable_rate`, the highest with median p99 <= `sustainable_p99_ms` and
+    none failed; a target past that leaves the sweep (higher rates only queue more)."""
+    results = {name: {"best_rate": 0.0, "sustainable_rate": 0.0, "sustainable_p99_ms": sustainable_p99_ms,
+                      "repeats": repeats, "steps": {}} for name in urls}
+    active = list(urls)
     for rate in steps:
-        outcomes = open_loop(LoadPlan(url, rows, rate, seconds, 10.0), processes)
-        ok = [o["latency"] for o in outcomes if o.get("status") == 200]
-        stats = percentiles(ok)
-        stats["failed"] = len(outcomes) - len(ok)
-        results[str(rate)] = stats
-        progress(f"  {rate:.0f} req/s: p99 {stats.get('p99_ms')} ms, {stats['failed']} failed")
-        if stats["failed"] or stats.get("p99_ms", 1e9) > sustainable_p99_ms:
-            break  # past the ceiling: higher rates only queue more
-        sustainable = rate
-        if stats.get("p99_ms", 1e9) <= 10:
-            best = rate
-    return {"best_rate": best, "sustainable_rate": sustainable, "sustainable_p99_ms": sustainable_p99_ms,
-            "steps": results}
+        runs = {name: [] for name in active}
+        for round_index in range(repeats):
+            for name in (active if round_index % 2 == 0 else active[::-1]):
+                outcomes = open_loop(LoadPlan(urls[name], rows, rate, seconds, 10.0), processes)
+                ok = [o["latency"] for o in outcomes if o.get("status") == 200]
+                runs[name].append({**percentiles(ok), "failed": len(outcomes) - len(ok)})
+        for name in list(active):
+            p99s = sorted(run.get("p99_ms", 1e9) for run in runs[name])
+            stats = {"n": sum(run["n"] for run in runs[name]), "p99_ms": p99s[len(p99s) // 2],
+                     "p99_ms_runs": [run.get("p99_ms") for run in runs[name]],
+                     "failed": sum(run["failed"] for run in runs[name])}
+            results[name]["steps"][str(rate)] = stats
+            progress(f"  {name} {rate:.0f} req/s: p99 {stats['p99_ms']} ms (runs {stats['p99_ms_runs']}), "
+                     f"{stats['failed']} failed")
+            if stats["failed"] or stats["p99_ms"] > sustainable_p99_ms:
+                active.remove(name)
+                continue
+            results[name]["sustainable_rate"] = rate
+            if stats["p99_ms"] <= 10:
+                results[name]["best_rate"] = rate
+        if not active:
+            break
+    return results
 
 
 def cpu_cost(url: str, rows: list, rate: float, seconds: float, processes: int) -> dict:
@@ -301,6 +316,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=36)
     parser.add_argument("--deadline-ms", type=float, default=150)
     parser.add_argument("--steps", default="50,100,150,200,300,400,500,700")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each throughput step per target (their median p99 counts)")
     parser.add_argument("--load-processes", type=int, default=2, help="processes sending the load")
     parser.add_argument("--sustainable-p99-ms", type=float, default=150,
                         help="p99 bound of the sustainable rate (the overload run sends twice that rate)")
@@ -343,13 +360,12 @@ def main() -> None:
 
         serve.run(Constant.bind(), name="constant", route_prefix="/constant")
         steps = [float(s) for s in args.steps.split(",")]
-        progress("throughput sweep (ours: the centre's scoring route)")
-        ours_sweep = rate_sweep(centre_url, rows, steps, 5, processes, args.sustainable_p99_ms)
-        progress("throughput sweep (ours through the router)")
-        router_sweep = rate_sweep(endpoint.centre_url, rows, steps, 5, processes, args.sustainable_p99_ms)
-        progress("throughput sweep (bare Serve returning a constant)")
-        bare_sweep = rate_sweep(f"http://127.0.0.1:{PORT}/constant", rows, steps, 5, processes,
-                                args.sustainable_p99_ms)
+        progress("throughput sweep: ours (the centre's scoring route), ours through the router, bare Serve "
+                 f"returning a constant, each rate {args.repeats} times per target in turn")
+        sweeps = paired_sweep({"ours": centre_url, "ours_via_router": endpoint.centre_url,
+                               "bare_serve_constant": f"http://127.0.0.1:{PORT}/constant"},
+                              rows, steps, 5, processes, args.sustainable_p99_ms, args.repeats)
+        ours_sweep, router_sweep, bare_sweep = sweeps["ours"], sweeps["ours_via_router"], sweeps["bare_serve_constant"]
         progress(f"CPU per request at {args.cpu_rate:.0f} req/s (ours: the centre's scoring route; bare Serve)")
         cpu = {"ours": cpu_cost(centre_url, rows, args.cpu_rate, 10, processes),
                "bare_serve_constant": cpu_cost(f"http://127.0.0.1:{PORT}/constant", rows, args.cpu_rate, 10, processes)}

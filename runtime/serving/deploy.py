@@ -65,6 +65,8 @@ class ServeSettings(BaseModel):
 
 
 SCORING = "scoring"  # the deployment's name in each site's and the centre's application
+ROUTER_QUEUE = 4  # Serve's queue in front of each router replica (see build_apps)
+ROUTER_ON_ONE_LOOP = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0"}
 
 
 def app_name(model: str, version: int) -> str:
@@ -137,13 +139,18 @@ def build_apps(artifact_dir: str, public_key: str | None, model_id: str, app: st
     # (503, the same Retry-After), so when the replicas are the bottleneck their bounded queues
     # refuse first and when the router is, it does. Serve's own slots for the router are twice
     # that, so that no request waits in Serve's queue for one (the wait would be outside its
-    # deadline). Serve's queue holds one: it counts a request from its arrival until it gets a slot,
-    # so a router process falling behind refuses (503, Retry-After) rather than letting requests
-    # pile up in it (two benchmark runs at 200 req/s, the router's ceiling here: 3 of 1,000 refused, p99
-    # 18 ms, against none refused and p99 278 ms with a queue of 8; benchmarks/serving.py).
+    # deadline), and its queue is short: Serve counts a request as queued from its arrival until
+    # it has a slot, so a router process that falls behind refuses rather than piling requests up.
+    # The router's code and its handles run on the replica's one event loop (Serve's defaults put
+    # each on a thread of its own): it is all awaits, and one loop answers without a thread hop.
+    # Measured with benchmarks/serving.py's load (2 cores): through the router at 150-200 req/s p99
+    # 16-25 ms and none refused (66-98 ms with threads), 0 answered late in 3 x 10 s at 1,400 req/s
+    # (with threads and Serve's queue of 8: 0.2-0.8% late in some runs; with a queue of 1, 0.1-2%
+    # refused at 150-200 req/s).
     router_in_flight = 2 * (settings.max_ongoing_requests + settings.max_queued_requests)
     router_options = _replica_options(settings, {"tier:center": MARKER_AMOUNT}, "router")
-    router_options.update(max_ongoing_requests=2 * router_in_flight, max_queued_requests=1)
+    router_options.update(max_ongoing_requests=2 * router_in_flight, max_queued_requests=ROUTER_QUEUE)
+    router_options["ray_actor_options"]["runtime_env"] = {"env_vars": ROUTER_ON_ONE_LOOP}
     router = serve.deployment(EdgeFirstRouter).options(**router_options)
     targets.append(serve.RunTarget(router.bind(edge_apps, centre_app, SCORING, model_id, settings.edge_deadline_ms / 1e3,
                                                settings.eject_after, settings.eject_s, settings.retry_after_s,
