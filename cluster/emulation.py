@@ -11,7 +11,10 @@ it starts carries the label ``emulated=true`` and everything reported about it s
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -142,15 +145,24 @@ def ray_node_args(spec: EmulationSpec, index: int, group: NodeGroupSpec) -> dict
 class EmulatedCluster:
     """A running emulated cluster; use as a context manager, or call `shutdown()`.
 
-    The driver (this process) is connected to it with `ray.init` while it runs.
+    The driver (this process) is connected to it with `ray.init` while it runs. It runs with Ray
+    token auth and the token at `token_path` (a fresh one in a private temp dir by default, never
+    the user's `~/.ray`); this process's environment points at it, so the processes it starts
+    (a server joining with `--ray-address`) connect with it too.
     """
 
-    def __init__(self, spec: EmulationSpec):
+    def __init__(self, spec: EmulationSpec, token_path: Path | None = None):
+        from cluster.ray_auth import ensure_token, use_token
         from cluster.ray_cluster import prepare_loopback
 
         prepare_loopback()
         from ray.cluster_utils import Cluster
 
+        if token_path is None:  # removed when this process exits: Ray's threads may read it until then
+            token_dir = tempfile.mkdtemp(prefix="suanli-emulated-")
+            atexit.register(shutil.rmtree, token_dir, True)
+            token_path = ensure_token(Path(token_dir))
+        use_token(token_path)
         self.spec = spec
         self.environment = serve_ingress_environment()  # every node's, so a node that replaces one matches it
         nodes = spec.expanded()

@@ -3,7 +3,10 @@ loopback as its own processes, so that it outlives any one server. A second serv
 state directory (a standby), or a restarted one, joins the same head instead of starting another.
 
 `state_dir/ray-head.json` records the address, the temp dir (the head's processes carry it on
-their command line, which is how `stop_local_head` finds them) and the ports.
+their command line, which is how `stop_local_head` finds them) and the ports. The head runs with
+Ray token auth and the state directory's own token (`cluster/ray_auth.py`), whatever the user's
+`~/.ray/auth_token` or `RAY_AUTH_*` variables say; a head recorded without that token (started by
+an older suanli) is stopped and started again.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from cluster.config import SuanliConfig
 from cluster.devices import discover_local
 from cluster.errors import ConfigError
 from cluster.ports import free_ports
+from cluster.ray_auth import child_environment, ensure_token
 from cluster.ray_cluster import LOOPBACK, local_node_args
 from cluster.serve_ingress import serve_ingress_environment
 
@@ -55,33 +59,48 @@ def head_command(config: SuanliConfig, temp_dir: str, ports: list[int]) -> list[
     ]
 
 
-def ensure_local_head(state_dir: Path, config: SuanliConfig) -> str:
-    """The address of the state directory's Ray head, starting it when none answers."""
+def head_temp_dir(state_dir: Path) -> str:
+    """The Ray temp dir of the state directory's head (short: Ray's socket paths must fit)."""
+    return f"/tmp/suanli-ray-{hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]}"
+
+
+def ensure_local_head(state_dir: Path, config: SuanliConfig) -> tuple[str, bool]:
+    """(address, started): the address of the state directory's Ray head, and whether this call
+    started it (False when a live head was joined). The caller connects with
+    `ray_auth.use_token(ray_auth.ensure_token(state_dir))`. ConfigError when the head cannot start;
+    then no process of it is left running."""
     state_dir.mkdir(parents=True, exist_ok=True)
     record = state_dir / HEAD_FILE
+    token_path = ensure_token(state_dir)
     with (state_dir / "ray-head.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two servers starting together start one head
         if record.exists():
             known = json.loads(record.read_text())
-            if _answers(known["address"]):
-                return known["address"]
+            if known.get("auth") == "state-token" and _answers(known["address"]):
+                return known["address"], False
             stop_local_head(state_dir)
-        temp_dir = f"/tmp/suanli-ray-{hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]}"
+        temp_dir = head_temp_dir(state_dir)
         ports = free_ports(5, LOOPBACK)
-        env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", **serve_ingress_environment()}
-        done = subprocess.run(head_command(config, temp_dir, ports), env=env, capture_output=True, text=True,
-                              timeout=START_TIMEOUT_S, start_new_session=True)
-        if done.returncode != 0:
-            raise ConfigError(f"ray start: exit {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}")
-        address = f"{LOOPBACK}:{ports[0]}"
-        deadline = time.time() + START_TIMEOUT_S
-        while not _answers(address):
-            if time.time() > deadline:
-                raise ConfigError(f"ray start: the head at {address} did not answer within {START_TIMEOUT_S:g} s")
-            time.sleep(0.2)
-        record.write_text(json.dumps({"address": address, "temp_dir": temp_dir, "ports": ports,
-                                      "started": time.time()}))
-        return address
+        env = child_environment(token_path, {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+                                             **serve_ingress_environment()})
+        # recorded before the start, so that a failed start is cleaned up by the same stop
+        record.write_text(json.dumps({"address": f"{LOOPBACK}:{ports[0]}", "temp_dir": temp_dir, "ports": ports,
+                                      "auth": "state-token", "started": time.time()}))
+        try:
+            done = subprocess.run(head_command(config, temp_dir, ports), env=env, capture_output=True, text=True,
+                                  timeout=START_TIMEOUT_S, start_new_session=True)
+            if done.returncode != 0:
+                raise ConfigError(f"ray start: exit {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}")
+            address = f"{LOOPBACK}:{ports[0]}"
+            deadline = time.time() + START_TIMEOUT_S
+            while not _answers(address):
+                if time.time() > deadline:
+                    raise ConfigError(f"ray start: the head at {address} did not answer within {START_TIMEOUT_S:g} s")
+                time.sleep(0.2)
+        except BaseException:
+            stop_local_head(state_dir)
+            raise
+        return address, True
 
 
 def head_pids(temp_dir: str) -> list[int]:

@@ -64,7 +64,7 @@ def server(
             cluster_healthy_after=cluster_healthy_after)
         instance = Server(options)
         instance.start()
-    except (ConfigError, StoreError, ValueError) as exc:
+    except (ConfigError, StoreError, ValueError, ConnectionError) as exc:
         raise fail(str(exc)) from None
     instance.serve()  # uvicorn turns SIGTERM/SIGINT into a clean stop that releases the lease
 

@@ -175,6 +175,7 @@ class Server:
                                registry=self.metrics.registry)
         self.admission = Admission(self)
         self.emulated = None
+        self.started_head = False  # True when this server started the state directory's Ray head
         self.ray_address = ""
         self.controller: JobController | None = None
         self.clusters = ClusterStore(self.store)
@@ -241,23 +242,45 @@ class Server:
 
     # ---- Ray -----------------------------------------------------------------------------
     def connect_ray(self) -> None:
+        """Connect to Ray: the emulated cluster, the configured cluster (its token as Ray documents),
+        or the state directory's own head, started when none runs, with the state directory's token
+        (never the user's `~/.ray`). A head this call started is stopped again if connecting fails."""
         cluster.prepare_loopback()
         import ray
 
+        from cluster.ray_auth import ensure_token, use_token
+
         config = cluster.load_config()
+        address = self.options.ray_address or config.ray_address
+        if not address:
+            use_token(ensure_token(self.state_dir))
         if self.options.emulate:
             from cluster.emulation import EmulatedCluster, load_emulation
 
-            self.emulated = EmulatedCluster(load_emulation(self.options.emulate))
+            self.emulated = EmulatedCluster(load_emulation(self.options.emulate), ensure_token(self.state_dir))
             self.ray_address = self.emulated.address
             return
-        address = self.options.ray_address or config.ray_address
         if not address:
             from cluster.local_head import ensure_local_head
 
-            address = ensure_local_head(self.state_dir, config)
+            address, self.started_head = ensure_local_head(self.state_dir, config)
         ray.init(address=address, log_to_driver=False, namespace="suanli")
         self.ray_address = ray.get_runtime_context().gcs_address
+
+    def stop_started_ray(self) -> None:
+        """Stop the Ray this server started (the emulated cluster, or the state directory's head
+        when this server started it): after a failed start, so that no Ray process is orphaned."""
+        import ray
+
+        ray.shutdown()
+        if self.emulated is not None:
+            self.emulated.shutdown()
+            self.emulated = None
+        if self.started_head:
+            from cluster.local_head import stop_local_head
+
+            stop_local_head(self.state_dir)
+            self.started_head = False
 
     def current_snapshot(self) -> ClusterState:
         """A snapshot at most SNAPSHOT_MAX_AGE_S old (the controller's, or a fresh one)."""
@@ -333,7 +356,16 @@ class Server:
                           "port": self.options.port, "store": self.store.where, "policy": self.options.policy},
                           level="notice")
         self.audit.start()
-        self.connect_ray()
+        try:
+            self.connect_ray()
+            self._start_control()
+        except BaseException:
+            self.stop_started_ray()  # a failed start leaves no Ray process behind
+            raise
+        threading.Thread(target=self._watch, name="suanli-watch", daemon=True).start()
+        threading.Thread(target=self._verify_audit_periodically, name="suanli-audit-verify", daemon=True).start()
+
+    def _start_control(self) -> None:
         config = SchedulerConfig(throughput=load_throughput_model(self.options.profile),
                                  min_run_before_preempt_s=120.0)
         self.backends = FederatedBackend(RayBackend(), self.federation, self.runs_dir, self.clusters.list)
@@ -343,8 +375,6 @@ class Server:
         self.federation.start()
         self.lease.start()
         self.controller.start()
-        threading.Thread(target=self._watch, name="suanli-watch", daemon=True).start()
-        threading.Thread(target=self._verify_audit_periodically, name="suanli-audit-verify", daemon=True).start()
 
     def _watch(self) -> None:
         """Metrics every METRICS_INTERVAL_S; the state directory's admin token checked every
