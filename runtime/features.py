@@ -4,7 +4,6 @@ names (`run_feature_task`), on the GPU when it was placed on one that is real.""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -75,11 +74,10 @@ def run_feature_task(spec: dict, run_dir: str, use_gpu: bool) -> dict:
     """Compute the job's features on this node and write its output (atomically); what ran where."""
     import torch
 
-    from runtime.training.recorder import WORKER_GROUP_FILE
+    from runtime.rundir import AttemptDir
 
     node = ray.get_runtime_context().get_node_id()
-    (Path(run_dir) / WORKER_GROUP_FILE).write_text(json.dumps({"placement_group": None,
-                                                               "workers": [{"rank": 0, "node_id": node}]}))
+    AttemptDir.at(run_dir).write_worker_group({"placement_group": None, "workers": [{"rank": 0, "node_id": node}]})
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
     frame = read_input(Path(spec["input"]))

@@ -4,7 +4,6 @@ operator, times, iterations, per-epoch metrics and parameter history. Exported a
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import socket
 import sys
@@ -42,13 +41,6 @@ def code_record(user_code: dict | None, model: str | None = None) -> dict:
     name = {"xgboost": "xgboost_train_loop", "lightgbm": "lightgbm_train_loop"}.get(model or "", "torch_train_loop")
     return {"source": f"{module.__name__}.{name}", "sha256": hashlib.sha256(source.encode()).hexdigest(),
             "lines": source.count("\n")}
-
-
-def read_progress(path: Path) -> list[dict]:
-    """The per-epoch lines rank 0 wrote, in order (empty when none)."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def steps_repeated(progress: list[dict]) -> dict:

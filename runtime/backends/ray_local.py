@@ -15,8 +15,8 @@ import ray
 
 from runtime.backends.base import AttemptStatus, LaunchSpec, attempt_name
 from runtime.placement_to_ray import NODE_ID_LABEL
+from runtime.rundir import AttemptDir, RunFileError
 from runtime.training.attempt import AttemptRunner
-from runtime.training.recorder import read_worker_group
 from schedulers.types import Placement
 
 NAMESPACE = "suanli-attempts"
@@ -56,8 +56,7 @@ class RayBackend:
 
     def poll(self, handle: dict) -> AttemptStatus:
         runner = self._runner(handle)
-        group = read_worker_group(handle["run_dir"]) or {}
-        workers = tuple(group.get("workers", ()))
+        workers = tuple((_worker_group(handle) or {}).get("workers", ()))
         if runner is None:
             return AttemptStatus("lost", error="the attempt's runner is gone from the Ray cluster (its node or "
                                  "the cluster was lost)", workers=workers)
@@ -95,7 +94,7 @@ class RayBackend:
         from ray._raylet import PlacementGroupID
         from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
 
-        group = (read_worker_group(handle["run_dir"]) or {}).get("placement_group")
+        group = (_worker_group(handle) or {}).get("placement_group")
         if not group:
             return
         entry = placement_group_table().get(group)
@@ -111,3 +110,12 @@ class RayBackend:
                         return
                     time.sleep(0.2)
 
+
+
+def _worker_group(handle: dict) -> dict | None:
+    """The attempt's recorded worker group (None before it started, or when the record cannot be
+    trusted: then the runner's own status is what counts)."""
+    try:
+        return AttemptDir.at(handle["run_dir"]).worker_group()
+    except RunFileError:
+        return None

@@ -19,7 +19,6 @@ controller also stops its Ray job once the cluster answers again.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import sys
 from dataclasses import asdict
@@ -29,13 +28,9 @@ import httpx
 
 from cluster.federation import ClusterEntry
 from runtime.backends.base import AttemptStatus, LaunchSpec, attempt_name
-from runtime.training.recorder import read_worker_group
-from runtime.training.worker import STOP_FILE
+from runtime.rundir import AttemptDir, RunFileError
 from schedulers.types import Placement
 
-LAUNCH_FILE = "launch.json"
-STATUS_FILE = "status.json"
-FENCED_FILE = "FENCED"
 STATUS_TIMEOUT_S = 2.0
 log = logging.getLogger(__name__)
 
@@ -72,18 +67,16 @@ class RemoteRayBackend:
                 "run_dir": spec.run_dir}
 
     def launch(self, placement: Placement, spec: LaunchSpec) -> None:
-        run_dir = Path(spec.run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        attempt_dir = AttemptDir.at(spec.run_dir)
+        attempt_dir.create()
         remote = {**asdict(spec), "run_dir": self.cluster_path(spec.run_dir),
                   "resume_path": self.cluster_path(spec.resume_path),
                   "train_fn": base64.b64encode(spec.train_fn).decode() if spec.train_fn else None}
-        tmp = run_dir / (LAUNCH_FILE + ".tmp")
-        tmp.write_text(json.dumps({"spec": remote, "placement": asdict(placement)}))
-        tmp.replace(run_dir / LAUNCH_FILE)
+        launch_file = attempt_dir.write_launch({"spec": remote, "placement": asdict(placement)})
         sid = attempt_name(spec.job_id, spec.attempt)
         try:
             self.client().submit_job(entrypoint=f"{sys.executable} -m runtime.backends.remote_entry "
-                                                f"{self.cluster_path(str(run_dir / LAUNCH_FILE))}",
+                                                f"{self.cluster_path(str(launch_file))}",
                                      submission_id=sid, metadata={"suanli_job": spec.job_id,
                                                                   "suanli_attempt": str(spec.attempt)})
         except RuntimeError:
@@ -102,11 +95,14 @@ class RemoteRayBackend:
         return answer.json()
 
     def poll(self, handle: dict) -> AttemptStatus:
-        run_dir = Path(handle["run_dir"])
-        workers = tuple((read_worker_group(run_dir) or {}).get("workers", ()))
+        attempt_dir = AttemptDir.at(handle["run_dir"])
+        try:
+            workers = tuple((attempt_dir.worker_group() or {}).get("workers", ()))
+        except RunFileError:
+            workers = ()
         if self.health() == "lost":
             return AttemptStatus("lost", error=f"cluster {self.entry.name} was lost", workers=workers)
-        written = _read_json(run_dir / STATUS_FILE)
+        written = attempt_dir.status()
         if written and written["phase"] in ("succeeded", "failed", "stopped"):
             return AttemptStatus(written["phase"], error=written.get("error"), traceback=written.get("traceback"),
                                  checkpoint=written.get("checkpoint"), metrics=written.get("metrics") or {},
@@ -119,7 +115,7 @@ class RemoteRayBackend:
             return AttemptStatus("lost", error=f"cluster {self.entry.name} has no Ray job "
                                                f"{handle['submission_id']}", workers=workers)
         if job["status"] in ("FAILED", "STOPPED", "SUCCEEDED"):
-            written = _read_json(run_dir / STATUS_FILE)  # it may have ended between the two reads
+            written = attempt_dir.status()  # it may have ended between the two reads
             if written and written["phase"] in ("succeeded", "failed", "stopped"):
                 return self.poll(handle)
             return AttemptStatus("failed" if job["status"] != "STOPPED" else "stopped", workers=workers,
@@ -128,9 +124,7 @@ class RemoteRayBackend:
         return AttemptStatus("running" if written and written["phase"] == "running" else "starting", workers=workers)
 
     def stop(self, handle: dict, force: bool = False) -> None:
-        run_dir = Path(handle["run_dir"])
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / STOP_FILE).touch()
+        AttemptDir.at(handle["run_dir"]).request_stop()
         if force and self.health() != "lost":
             try:
                 self.client().stop_job(handle["submission_id"])
@@ -139,17 +133,7 @@ class RemoteRayBackend:
 
     def fence(self, handle: dict) -> None:
         """Mark the attempt fenced in its directory: its run stops and reports nothing."""
-        run_dir = Path(handle["run_dir"])
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / FENCED_FILE).touch()
-        (run_dir / STOP_FILE).touch()
+        AttemptDir.at(handle["run_dir"]).mark_fenced()
 
     def release(self, handle: dict) -> None:
         """Nothing to free: the Ray job ended with its driver, and Ray keeps its record."""
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None

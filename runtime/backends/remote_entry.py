@@ -19,25 +19,19 @@ from pathlib import Path
 STATUS_EVERY_S = 1.0
 
 
-def write_status(run_dir: Path, status: dict) -> None:
-    tmp = run_dir / "status.json.tmp"
-    tmp.write_text(json.dumps({**status, "at": time.time()}))
-    tmp.replace(run_dir / "status.json")
-
-
 def main(launch_path: str) -> int:
     import ray
 
-    from runtime.backends.ray_remote import FENCED_FILE
     from runtime.placement_to_ray import NODE_ID_LABEL
+    from runtime.rundir import AttemptDir
     from runtime.training.attempt import AttemptRunner
 
     launch = json.loads(Path(launch_path).read_text())
     spec, placement = launch["spec"], launch["placement"]
     if spec.get("train_fn"):
         spec["train_fn"] = base64.b64decode(spec["train_fn"])
-    run_dir = Path(spec["run_dir"])
-    if (run_dir / FENCED_FILE).exists():
+    attempt_dir = AttemptDir.at(spec["run_dir"])
+    if attempt_dir.fenced():
         print(f"attempt {spec['attempt']} of {spec['job_id']} was fenced off before it started", flush=True)
         return 0
     ray.init(log_to_driver=True)
@@ -47,7 +41,7 @@ def main(launch_path: str) -> int:
     fenced_noted = False
     while True:
         status = ray.get(runner.status.remote())
-        if (run_dir / FENCED_FILE).exists():
+        if attempt_dir.fenced():
             if not fenced_noted:
                 print("fenced: stopping the attempt; no status is reported any more", flush=True)
                 ray.get(runner.stop.remote())
@@ -55,7 +49,7 @@ def main(launch_path: str) -> int:
             if status["phase"] in ("succeeded", "failed", "stopped"):
                 return 0
         else:
-            write_status(run_dir, status)
+            attempt_dir.write_status({**status, "at": time.time()})
             if status["phase"] in ("succeeded", "failed", "stopped"):
                 print(f"attempt ended: {status['phase']} {status.get('error') or ''}", flush=True)
                 return 0

@@ -17,11 +17,15 @@ as "fenced" before anything else: its checkpoints are refused from then on, and 
 to stop) and its job requeued, not counted as a failure, to resume from its last recorded
 checkpoint wherever the scheduler places it; the stale run is stopped once the cluster answers
 again. Jobs that can only run on lost clusters wait (never rejected) with a reason naming them.
+
+Failures are per job: a file of a run directory that cannot be trusted (a user's code can write
+there) fails that job with a `RunFileError` naming the file; any other error while following one
+job is counted against that job, which fails after MAX_JOB_STEP_ERRORS in a row, and never stops
+the other jobs or the loop. An attempt's end and its job's move are one store transaction.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -35,9 +39,10 @@ from runtime.controller.failure_policy import FailurePolicy
 from runtime.controller.finish import finish_job
 from runtime.controller.lease_keeper import LeaseKeeper
 from runtime.controller.requests import job_request, progress_from_epochs
+from runtime.rundir import CHECKPOINT_META, RunFileError, RunsDir
 from runtime.specs import JobState
-from runtime.store import FencedOut, JobRecord, JobStore
-from runtime.training.checkpoints import CHECKPOINT_META, checkpoint_digest
+from runtime.store import FencedOut, JobRecord, JobStore, Move
+from runtime.training.checkpoints import checkpoint_digest
 from runtime.training.devices import collective_backend, compute_kind
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
 from schedulers.policies import make_policy
@@ -46,6 +51,7 @@ from schedulers.types import ClusterState, Placement, Waiting, WorkerAssignment
 log = logging.getLogger(__name__)
 
 FEATURE_KEYS = ("input", "keys", "time_column", "amount_column", "windows_s", "statistics", "output")
+MAX_JOB_STEP_ERRORS = 3  # unexpected errors in a row while following one job before it fails
 RESCHEDULE_UNCHANGED_S = 10.0  # an unchanged queue and cluster is still rescheduled this often (ageing)
 LOOP_KEYS = ("model", "dataset", "label", "categorical", "validation_fraction", "test_fraction", "seed", "hidden",
              "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every", "trees", "max_depth",
@@ -83,6 +89,8 @@ class JobController:
         self.lease = lease
         self.runs_dir = Path(runs_dir).resolve()
         self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.runs = RunsDir(self.runs_dir)
+        self._job_errors: dict[str, int] = {}  # unexpected errors in a row, per job
         self.policy = make_policy(policy)
         self.config = config or SchedulerConfig(min_run_before_preempt_s=120.0)
         self.poll_s = poll_s
@@ -150,112 +158,168 @@ class JobController:
         """Follow every open attempt the store knows (launched by us before a restart, or by a
         holder that lost the lease); requeue or fail only those the cluster no longer has."""
         for attempt in self.store.open_attempts():
-            record = self.store.get(attempt.job_id)
-            placement = placement_from_dict(attempt.placement)
-            tracked = _Tracked(attempt.number, attempt.handle, placement, attempt.started)
-            self.tracked[record.id] = tracked
-            if attempt.number != record.attempts or not record.state.active:
-                self._settle(record, tracked, AttemptStatus("stopped"), token, stale=True)
+            try:
+                self._adopt_one(attempt, token)
+            except FencedOut:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one job's failure is that job's, never the loop's
+                self._job_error(attempt.job_id, token, exc)
+        self._repair_orphans(token)
+
+    def _repair_orphans(self, token: int) -> None:
+        """An active job whose latest attempt has ended (a crash between two writes of an older
+        version) is moved on as its attempt's end would have moved it: requeued, or cancelled."""
+        for record in self.store.list(states=(JobState.STARTING, JobState.RUNNING, JobState.STOPPING)):
+            if record.id in self.tracked:
                 continue
-            status = self.backend.poll(attempt.handle)
-            log.info("adopting %s attempt %d: %s", record.id, attempt.number, status.phase)
-            self.store.log(record.id, f"controller (lease token {token}) adopted attempt {attempt.number}: "
-                                      f"{status.phase} in the cluster")
-            if record.state == JobState.STOPPING:
-                self._ask_stop(record, tracked)  # the old holder may have died before asking
+            latest = self.store.attempt(record.id, record.attempts) if record.attempts else None
+            if latest is not None and latest.state != "ended":
+                continue
+            detail = (f"attempt {record.attempts} had ended while the job was still {record.state.value}; "
+                      "repaired on adoption")
+            moves = [] if record.state == JobState.STOPPING else [Move(JobState.STOPPING, detail)]
+            moves.append(Move(JobState.CANCELLED, detail) if record.cancel_requested
+                         else Move(JobState.QUEUED, f"{detail}: resumes from its latest checkpoint"))
+            self.store.move(record.id, moves, fence=token, expect=(record.state,), attempt=record.attempts or None)
+
+    def _adopt_one(self, attempt, token: int) -> None:
+        record = self.store.get(attempt.job_id)
+        placement = placement_from_dict(attempt.placement)
+        tracked = _Tracked(attempt.number, attempt.handle, placement, attempt.started)
+        self.tracked[record.id] = tracked
+        if attempt.number != record.attempts or not record.state.active:
+            self._settle(record, tracked, AttemptStatus("stopped"), token, stale=True)
+            return
+        status = self.backend.poll(attempt.handle)
+        log.info("adopting %s attempt %d: %s", record.id, attempt.number, status.phase)
+        self.store.log(record.id, f"controller (lease token {token}) adopted attempt {attempt.number}: "
+                                  f"{status.phase} in the cluster")
+        if record.state == JobState.STOPPING:
+            self._ask_stop(record, tracked)  # the old holder may have died before asking
 
     def _follow(self, token: int) -> None:
         for job_id, tracked in list(self.tracked.items()):
-            record = self.store.get(job_id)
-            lost_since = self.backend.lost_since(tracked.placement.cluster)
-            if lost_since is not None:
-                self._fence(record, tracked, lost_since, token)
-                continue
-            status = self.backend.poll(tracked.handle)
-            self._record_checkpoints(record, tracked, token)
-            if status.workers and record.state == JobState.STARTING:
-                self._check_workers(record, tracked, status)
-                self.store.transition(job_id, JobState.RUNNING, detail=self._workers_detail(tracked, status),
-                                      expect=(JobState.STARTING,), fence=token, attempt=tracked.attempt)
-                self.store.update_attempt(job_id, tracked.attempt, token, state="running")
-            if record.state in (JobState.STARTING, JobState.RUNNING):
-                self._record_progress(record, tracked, token)
-            lost = self._placed_nodes_lost(tracked) if record.state == JobState.STARTING and not status.ended else None
-            if lost:  # its workers can never start where they were placed: stop it, let the policy decide
-                self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
-                self.backend.stop(tracked.handle, force=True)
-                status = AttemptStatus("lost", error=f"node(s) {', '.join(lost)} of the placement were lost before "
-                                                     "its workers started")
-            if status.ended:
-                self._settle(self.store.get(job_id), tracked, status, token)
-            elif (record.state == JobState.STOPPING and tracked.stop_asked_at and not tracked.forced
-                  and time.time() - tracked.stop_asked_at > self.stop_grace_s):
-                self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
-                self.store.log(job_id, f"attempt {tracked.attempt} did not stop within {self.stop_grace_s:g} s; "
-                                       "stopping it by force")
-                self.backend.stop(tracked.handle, force=True)
-                tracked.forced = True
+            try:
+                self._follow_one(job_id, tracked, token)
+                self._job_errors.pop(job_id, None)
+            except FencedOut:
+                raise
+            except RunFileError as exc:
+                self._fail(job_id, tracked, token, f"run directory: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one job's failure is that job's, never the loop's
+                self._job_error(job_id, token, exc)
+
+    def _job_error(self, job_id: str, token: int, exc: Exception) -> None:
+        """An unexpected error while handling one job: logged and counted; the job fails once
+        MAX_JOB_STEP_ERRORS happened in a row (the others go on either way)."""
+        self.step_failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        log.exception("job %s: controller step failed", job_id)
+        errors = self._job_errors[job_id] = self._job_errors.get(job_id, 0) + 1
+        if errors >= MAX_JOB_STEP_ERRORS:
+            self._job_errors.pop(job_id, None)
+            self._fail(job_id, self.tracked.get(job_id), token,
+                       f"the controller failed {errors} times in a row following it: {type(exc).__name__}: {exc}")
+
+    def _fail(self, job_id: str, tracked: _Tracked | None, token: int, reason: str) -> None:
+        """Fail one job now: stop its attempt by force and end it with the job, in one write."""
+        log.warning("job %s fails: %s", job_id, reason)
+        record = self.store.get(job_id)
+        if record.state.finished:
+            self.tracked.pop(job_id, None)
+            return
+        moves = [Move(JobState.FAILED, reason, fields={"error": reason, "failures": record.failures + 1})]
+        if tracked is None:
+            self.store.move(job_id, moves, fence=token)
+            return
+        self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
+        try:
+            self.backend.stop(tracked.handle, force=True)
+            self.backend.release(tracked.handle)
+        finally:
+            self.store.end_attempt(job_id, tracked.attempt, token, outcome="failed", error=reason, moves=moves)
+            self.tracked.pop(job_id, None)
+
+    def _follow_one(self, job_id: str, tracked: _Tracked, token: int) -> None:
+        record = self.store.get(job_id)
+        lost_since = self.backend.lost_since(tracked.placement.cluster)
+        if lost_since is not None:
+            self._fence(record, tracked, lost_since, token)
+            return
+        status = self.backend.poll(tracked.handle)
+        self._record_checkpoints(record, tracked, token)
+        if status.workers and record.state == JobState.STARTING:
+            self._check_workers(record, tracked, status)
+            self.store.transition(job_id, JobState.RUNNING, detail=self._workers_detail(tracked, status),
+                                  expect=(JobState.STARTING,), fence=token, attempt=tracked.attempt)
+            self.store.update_attempt(job_id, tracked.attempt, token, state="running")
+        if record.state in (JobState.STARTING, JobState.RUNNING):
+            self._record_progress(record, tracked, token)
+        lost = self._placed_nodes_lost(tracked) if record.state == JobState.STARTING and not status.ended else None
+        if lost:  # its workers can never start where they were placed: stop it, let the policy decide
+            self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
+            self.backend.stop(tracked.handle, force=True)
+            status = AttemptStatus("lost", error=f"node(s) {', '.join(lost)} of the placement were lost before "
+                                                 "its workers started")
+        if status.ended:
+            self._settle(self.store.get(job_id), tracked, status, token)
+        elif (record.state == JobState.STOPPING and tracked.stop_asked_at and not tracked.forced
+              and time.time() - tracked.stop_asked_at > self.stop_grace_s):
+            self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
+            self.store.log(job_id, f"attempt {tracked.attempt} did not stop within {self.stop_grace_s:g} s; "
+                                   "stopping it by force")
+            self.backend.stop(tracked.handle, force=True)
+            tracked.forced = True
 
     def _settle(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus, token: int,
                 stale: bool = False) -> None:
         """An attempt ended: record how (a fenced write first: a holder that lost the lease must
         not touch the cluster either), release it, and move the job on."""
         self._record_checkpoints(record, tracked, token)
-        self.store.update_attempt(record.id, tracked.attempt, token, state="ended", outcome=status.phase,
-                                  error=status.error, ended=time.time())
+        # a fenced write first: a holder that lost the lease must not touch the cluster either
+        self.store.update_attempt(record.id, tracked.attempt, token, state="stopping")
         if stale:
             self.backend.stop(tracked.handle, force=True)
         self.backend.release(tracked.handle)
-        self.tracked.pop(record.id, None)
-        if stale:
-            return
-        if status.traceback:
+        if status.traceback and not stale:
             self.store.log(record.id, f"attempt {tracked.attempt} {status.phase}:\n{status.traceback}")
+        moves = [] if stale else self._moves_after(record, tracked, status, token)
+        self.store.end_attempt(record.id, tracked.attempt, token, outcome=status.phase, error=status.error, moves=moves)
+        self.tracked.pop(record.id, None)
+
+    def _moves_after(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus, token: int) -> list[Move]:
+        """Where the job goes now that its attempt ended as `status` (written with the attempt's end)."""
         state = record.state
         if state == JobState.STOPPING and not (status.phase == "succeeded" and not record.cancel_requested):
             if record.cancel_requested:
-                self.store.transition(record.id, JobState.CANCELLED, actor="controller", fence=token,
-                                      detail=f"attempt {tracked.attempt} stopped and released its devices",
-                                      attempt=tracked.attempt)
-            else:
-                self.store.transition(record.id, JobState.QUEUED, fence=token, attempt=tracked.attempt,
-                                      detail=f"attempt {tracked.attempt} stopped and released its devices; the job "
-                                             "waits to resume from its latest checkpoint")
-            return
+                return [Move(JobState.CANCELLED, f"attempt {tracked.attempt} stopped and released its devices")]
+            return [Move(JobState.QUEUED, f"attempt {tracked.attempt} stopped and released its devices; the job "
+                                          "waits to resume from its latest checkpoint")]
         if status.phase == "succeeded":
-            if state == JobState.STARTING:
-                self.store.transition(record.id, JobState.RUNNING, fence=token, detail=self._workers_detail(tracked, status))
-            self._succeed(record, tracked, status, token)
-            return
+            moves = [Move(JobState.RUNNING, self._workers_detail(tracked, status))] if state == JobState.STARTING else []
+            return moves + [self._success(record, tracked, status)]
         decision = self.failure_policy.decide(record, status)
         if decision.action == "retry":
-            self.store.transition(record.id, JobState.STOPPING, detail=decision.reason, fence=token, attempt=tracked.attempt)
-            self.store.transition(record.id, JobState.QUEUED, fence=token, failures=record.failures + 1,
-                                  detail="resumes from its latest checkpoint on a new placement")
-        else:
-            self.store.transition(record.id, JobState.FAILED, detail=decision.reason, fence=token,
-                                  error=decision.reason, failures=record.failures + 1, attempt=tracked.attempt)
+            return [Move(JobState.STOPPING, decision.reason),
+                    Move(JobState.QUEUED, "resumes from its latest checkpoint on a new placement",
+                         fields={"failures": record.failures + 1})]
+        return [Move(JobState.FAILED, decision.reason, fields={"error": decision.reason, "failures": record.failures + 1})]
 
     def _fence(self, record: JobRecord, tracked: _Tracked, lost_since: float, token: int) -> None:
         """The attempt's cluster was lost: end the attempt as fenced (a fenced write, first), mark
         its directory so the run stops and reports nothing, and requeue the job (no retry used)."""
         cluster_name = tracked.placement.cluster
         at = time.strftime("%H:%M:%S", time.localtime(lost_since))
-        self.store.update_attempt(record.id, tracked.attempt, token, state="ended", outcome="fenced",
-                                  error=f"cluster {cluster_name} lost {at}", ended=time.time())
-        self.backend.fence(tracked.handle)
-        self.tracked.pop(record.id, None)
         latest = self.store.checkpoints(record.id)
         resume = f"from epoch {latest[-1]['epoch']}" if latest else "from the start (no checkpoint yet)"
         reason = f"cluster {cluster_name} lost {at}; attempt {tracked.attempt} fenced"
-        if record.state in (JobState.STARTING, JobState.RUNNING):
-            self.store.transition(record.id, JobState.STOPPING, detail=reason, fence=token, attempt=tracked.attempt)
-        if record.cancel_requested:
-            self.store.transition(record.id, JobState.CANCELLED, fence=token, attempt=tracked.attempt,
-                                  detail=f"{reason}; cancelled as requested")
-        else:
-            self.store.transition(record.id, JobState.QUEUED, fence=token, attempt=tracked.attempt,
-                                  detail=f"{reason}; resumes {resume} on another cluster")
+        moves = [Move(JobState.STOPPING, reason)] if record.state in (JobState.STARTING, JobState.RUNNING) else []
+        moves.append(Move(JobState.CANCELLED, f"{reason}; cancelled as requested") if record.cancel_requested
+                     else Move(JobState.QUEUED, f"{reason}; resumes {resume} on another cluster"))
+        self.store.end_attempt(record.id, tracked.attempt, token, outcome="fenced",
+                               error=f"cluster {cluster_name} lost {at}", moves=moves)
+        self.tracked.pop(record.id, None)
+        self.backend.fence(tracked.handle)
 
     def _stop_stale_runs(self, token: int) -> None:
         """Stop the Ray job of each fenced attempt whose cluster answers again (every 2 s)."""
@@ -281,25 +345,25 @@ class JobController:
                 kinds[a.kind] = kinds.get(a.kind, 0.0) + a.workers * a.devices_per_worker
         return held
 
-    def _succeed(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus, token: int) -> None:
+    def _success(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus) -> Move:
+        """SUCCEEDED with the job's result (its evaluation checked and its provenance written), or
+        FAILED when the evaluation cannot be trusted."""
         if record.spec.get("_kind") == "features":
             result = {"kind": "features", **status.metrics, "placement": asdict(tracked.placement)}
-            self.store.transition(record.id, JobState.SUCCEEDED, fence=token, result=result, attempt=tracked.attempt,
-                                  detail=f"{status.metrics.get('rows')} rows of features in "
-                                         f"{status.metrics.get('seconds')} s on {status.metrics.get('device')}")
-            return
+            return Move(JobState.SUCCEEDED, f"{status.metrics.get('rows')} rows of features in "
+                                            f"{status.metrics.get('seconds')} s on {status.metrics.get('device')}",
+                        fields={"result": result})
         try:
-            result = finish_job(self.store, record, tracked.placement, status, self.runs_dir / record.id, tracked.started)
+            result = finish_job(self.store, record, tracked.placement, status, self.runs.job(record.id), tracked.started)
         except Exception as exc:  # noqa: BLE001 - an evaluation failure fails the job, not the controller
             import traceback
 
             self.store.log(record.id, "evaluation failed:\n" + traceback.format_exc())
-            self.store.transition(record.id, JobState.FAILED, detail=f"evaluation failed: {exc}", fence=token,
-                                  error=f"evaluation failed: {type(exc).__name__}: {exc}")
-            return
+            return Move(JobState.FAILED, f"evaluation failed: {exc}",
+                        fields={"error": f"evaluation failed: {type(exc).__name__}: {exc}"})
         auc = result["metrics"].get("auc")
-        self.store.transition(record.id, JobState.SUCCEEDED, fence=token, result=result, attempt=tracked.attempt,
-                              detail=f"test AUC {auc:.4f}" if isinstance(auc, float) else "finished")
+        return Move(JobState.SUCCEEDED, f"test AUC {auc:.4f}" if isinstance(auc, float) else "finished",
+                    fields={"result": result})
 
     def _placed_nodes_lost(self, tracked: _Tracked) -> list[str]:
         """Nodes of the attempt's placement missing from the latest snapshot (dead)."""
@@ -321,19 +385,19 @@ class JobController:
         return (f"attempt {tracked.attempt}: {len(status.workers)} worker(s) on {p.kind}({p.model}), node(s) "
                 f"{', '.join(nodes)} as placed")
 
-    def _attempt_dir(self, job_id: str, attempt: int) -> Path:
-        return self.runs_dir / job_id / f"attempt-{attempt}"
-
     def _record_checkpoints(self, record: JobRecord, tracked: _Tracked, token: int) -> None:
         """Record each checkpoint the attempt persisted, once, with the sha256 its writer
         computed. One whose files do not (yet) match it is looked at again next step (Ray Train
         may still be copying it into place) and left out, logged once, while they differ."""
-        for meta in sorted(self._attempt_dir(record.id, tracked.attempt).glob(f"checkpoint_*/{CHECKPOINT_META}")):
-            path = str(meta.parent)
+        for directory, info in self.runs.attempt(record.id, tracked.attempt).checkpoints():
+            path = str(directory)
             if path in tracked.checkpoints_seen:
                 continue
-            info = json.loads(meta.read_text())
-            if checkpoint_digest(meta.parent) != info["sha256"]:
+            try:
+                digest = checkpoint_digest(directory)
+            except ValueError as exc:  # a link or a device planted inside it
+                raise RunFileError(str(exc)) from None
+            if digest != info["sha256"]:
                 if path not in tracked.checkpoints_suspect:
                     tracked.checkpoints_suspect.add(path)
                     self.store.log(record.id, f"checkpoint {path} does not match the sha256 its writer recorded "
@@ -343,16 +407,15 @@ class JobController:
             self.store.record_checkpoint(record.id, tracked.attempt, int(info["epoch"]), path, info["sha256"], token)
 
     def _record_progress(self, record: JobRecord, tracked: _Tracked, token: int) -> None:
-        current = self._attempt_dir(record.id, tracked.attempt) / "progress.jsonl"
-        size = current.stat().st_size if current.exists() else 0
+        """The job's measured progress from every attempt's progress lines (RunFileError naming the
+        file and line when one cannot be trusted)."""
+        size = self.runs.attempt(record.id, tracked.attempt).progress_size()
         if size == tracked.progress_size:
             return  # no new epoch since the last step (earlier attempts' files no longer change)
         tracked.progress_size = size
         lines = []
         for attempt in range(1, tracked.attempt + 1):
-            path = self._attempt_dir(record.id, attempt) / "progress.jsonl"
-            if path.exists():
-                lines += [{**json.loads(line), "attempt": attempt} for line in path.read_text().splitlines() if line]
+            lines += [{**line, "attempt": attempt} for line in self.runs.attempt(record.id, attempt).progress()]
         progress = progress_from_epochs(lines, asdict(tracked.placement))
         if progress and progress != record.progress:
             self.store.set_progress(record.id, progress, token)
@@ -441,7 +504,8 @@ class JobController:
         checkpoints = [c for c in self.store.checkpoints(record.id) if Path(c["path"], CHECKPOINT_META).exists()]
         resume = checkpoints[-1] if checkpoints else None
         number = record.attempts + 1
-        run_dir = self._attempt_dir(record.id, number)
+        attempt_dir = self.runs.attempt(record.id, number)
+        run_dir = attempt_dir.path
         emulated = any(nodes[a.node_id].emulated for a in placement.assignments if a.node_id in nodes)
         spec = record.spec
         if spec.get("_kind") == "features":
@@ -472,12 +536,11 @@ class JobController:
         if self.store.start_attempt(record.id, asdict(placement), self.backend.name_for(placement.cluster), token,
                                     detail, handle) != number:
             return
-        run_dir.mkdir(parents=True, exist_ok=True)
         try:
+            attempt_dir.create()
             self.backend.launch(placement, launch)
         except Exception as exc:  # noqa: BLE001 - a launch the cluster refused goes back to the queue
-            self.store.update_attempt(record.id, number, token, state="ended", outcome="lost", error=str(exc),
-                                      ended=time.time())
-            self.store.transition(record.id, JobState.QUEUED, fence=token, detail=f"launch failed: {exc}")
+            self.store.end_attempt(record.id, number, token, outcome="lost", error=str(exc),
+                                   moves=[Move(JobState.QUEUED, f"launch failed: {exc}")])
             return
         self.tracked[record.id] = _Tracked(number, handle, placement, time.time())

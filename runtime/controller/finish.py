@@ -1,21 +1,19 @@
 """Finishing a successful job: take the test-split evaluation that rank 0 computed inside the
-cluster from the final model (`evaluation.json`), check that the final checkpoint is the one whose
+cluster from the final model (recorded in its attempt directory), check that the final checkpoint is the one whose
 sha256 the store recorded, and write the provenance record. Nothing here reads the dataset."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
 from runtime.backends.base import AttemptStatus
-from runtime.provenance import build_provenance, read_progress
+from runtime.provenance import build_provenance
+from runtime.rundir import JobDir
 from runtime.store import JobRecord, JobStore
 from runtime.training.checkpoints import verify_checkpoint
-from runtime.training.worker import EVALUATION_FILE
 from schedulers.types import Placement
 
 
@@ -24,9 +22,10 @@ def recorded_sha256(store: JobStore, job_id: str, path: str | None) -> str | Non
     return next((c["sha256"] for c in store.checkpoints(job_id) if c["path"] == path), None)
 
 
-def finish_job(store: JobStore, record: JobRecord, placement: Placement, status: AttemptStatus, job_dir: Path,
+def finish_job(store: JobStore, record: JobRecord, placement: Placement, status: AttemptStatus, job_dir: JobDir,
                started: float) -> dict:
-    """The job's result: {metrics, checkpoint, checkpoint_sha256, provenance_path}."""
+    """The job's result: {metrics, checkpoint, checkpoint_sha256, provenance_path}. RunFileError
+    (a ValueError naming the file) when a file of its run directory cannot be trusted."""
     spec = record.spec
     metrics = dict(status.metrics)
     test = None
@@ -35,17 +34,16 @@ def finish_job(store: JobStore, record: JobRecord, placement: Placement, status:
         if checkpoint_sha is None:
             raise ValueError(f"checkpoint: {status.checkpoint} was never recorded with its sha256; not evaluated")
         verify_checkpoint(status.checkpoint, checkpoint_sha)
-        evaluation = job_dir / f"attempt-{record.attempts}" / EVALUATION_FILE
-        if not evaluation.exists():
-            raise ValueError(f"evaluation: {evaluation} was not written; the final epoch did not evaluate the model")
-        test = json.loads(evaluation.read_text())
+        test = job_dir.attempt(record.attempts).evaluation()
+        if test is None:
+            raise ValueError(f"evaluation: attempt {record.attempts} recorded none; the final epoch did not evaluate "
+                             "the model")
         metrics = {k: v for k, v in metrics.items() if not k.startswith("test_")}
         metrics.update(test)
     progress, nodes = [], []
-    for attempt_dir in sorted(job_dir.glob("attempt-*"), key=lambda p: int(p.name.split("-")[1])):
-        attempt = int(attempt_dir.name.split("-")[1])
-        progress += [{**line, "attempt": attempt} for line in read_progress(attempt_dir / "progress.jsonl")]
-        nodes += [{**line, "attempt": attempt} for line in read_progress(attempt_dir / "workers.jsonl")]
+    for attempt_dir in job_dir.attempts():
+        progress += [{**line, "attempt": attempt_dir.number} for line in attempt_dir.progress()]
+        nodes += [{**line, "attempt": attempt_dir.number} for line in attempt_dir.workers()]
     if not nodes:  # a user train_fn writes no workers.jsonl: where Ray Train's recorder saw them
         nodes = [{**w, "attempt": record.attempts} for w in status.workers]
     user_code = None if record.train_fn is None else {
@@ -57,7 +55,6 @@ def finish_job(store: JobStore, record: JobRecord, placement: Placement, status:
     placed = sorted(a.node_id for a in placement.assignments for _ in range(a.workers))
     provenance["modelling"]["environment"]["workers_on_placed_nodes"] = (
         sorted(w["node_id"] for w in status.workers) == placed if status.workers else None)
-    path = job_dir / "provenance.json"
-    path.write_text(json.dumps(provenance, indent=2, default=str))
+    path = job_dir.write_provenance(provenance)
     return {"metrics": {k: (v.item() if isinstance(v, np.generic) else v) for k, v in metrics.items()},
             "checkpoint": status.checkpoint, "checkpoint_sha256": checkpoint_sha, "provenance_path": str(path)}

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,25 @@ MAX_LOG_LINE = 64 * 1024
 
 class StoreError(RuntimeError):
     """The store cannot be opened or used; the message names the file or URL and the check."""
+
+
+JOB_FIELDS = ("placement", "result", "error", "failures", "progress")  # what a state change may also set
+
+
+class StoreConflict(RuntimeError):
+    """Another writer changed the row between this transaction's read and its write (nothing
+    was written; the caller may retry)."""
+
+
+@dataclass(frozen=True)
+class Move:
+    """One state change of a job: to `state`, with the event's detail and actor, setting `fields`
+    (any of JOB_FIELDS) in the same write."""
+
+    state: JobState
+    detail: str = ""
+    actor: str = "controller"
+    fields: dict = field(default_factory=dict)
 
 
 class FencedOut(RuntimeError):
@@ -225,23 +244,67 @@ class JobStore:
         the same transaction, with an event. False when the job is not in one of `expect` (it moved
         meanwhile); ValueError when the table of transitions forbids the move; FencedOut when
         `fence` is not the lease's current token."""
-        allowed_fields = ("placement", "result", "error", "failures", "progress")
-        for key in fields:
-            if key not in allowed_fields:
-                raise ValueError(f"fields: {key!r} cannot be set on a job")
-        values = {k: (_json(v) if k in ("placement", "result", "progress") else v) for k, v in fields.items()}
         with self._write() as conn:
             self._check_fence(conn, fence)
-            current = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
-            if current is None:
-                raise KeyError(f"job: no job {job_id!r}")
-            current = JobState(current)
-            if expect is not None and current not in tuple(expect):
+            return self._move(conn, job_id, Move(state, detail, actor, fields), expect, fence, attempt)
+
+    @staticmethod
+    def _current_state(conn: Connection, job_id: str) -> JobState:
+        """The job's state, its row locked until the transaction ends (PostgreSQL: FOR UPDATE;
+        SQLite's BEGIN IMMEDIATE already holds the only write lock)."""
+        query = select(jobs.c.state).where(jobs.c.id == job_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        current = conn.execute(query).scalar()
+        if current is None:
+            raise KeyError(f"job: no job {job_id!r}")
+        return JobState(current)
+
+    def _move(self, conn: Connection, job_id: str, move: Move, expect: Iterable[JobState] | None,
+              fence: int | None, attempt: int | None) -> bool:
+        """One state change inside the caller's transaction: a conditional update (`WHERE state =`
+        the state read), so two writers can never both move the job from the same state."""
+        for key in move.fields:
+            if key not in JOB_FIELDS:
+                raise ValueError(f"fields: {key!r} cannot be set on a job")
+        values = {k: (_json(v) if k in ("placement", "result", "progress") else v) for k, v in move.fields.items()}
+        current = self._current_state(conn, job_id)
+        if expect is not None and current not in tuple(expect):
+            return False
+        check_transition(current, move.state)
+        changed = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == current.value)
+                               .values(state=move.state.value, updated=time.time(), **values)).rowcount
+        if changed != 1:
+            raise StoreConflict(f"job: {job_id} changed state while it was being moved to {move.state.value}; retry")
+        self._event(conn, job_id, move.state.value, move.actor, move.detail, attempt, fence)
+        self._log(conn, job_id, f"{move.state.value}{': ' + move.detail if move.detail else ''}")
+        return True
+
+    def move(self, job_id: str, moves: Iterable[Move], fence: int | None = None,
+             expect: Iterable[JobState] | None = None, attempt: int | None = None) -> bool:
+        """Move a job through `moves`, in order, in one transaction (False, nothing written, when
+        it is not in one of `expect`)."""
+        with self._write() as conn:
+            self._check_fence(conn, fence)
+            if expect is not None and self._current_state(conn, job_id) not in tuple(expect):
                 return False
-            check_transition(current, state)
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(state=state.value, updated=time.time(), **values))
-            self._event(conn, job_id, state.value, actor, detail, attempt, fence)
-            self._log(conn, job_id, f"{state.value}{': ' + detail if detail else ''}")
+            for step in moves:
+                self._move(conn, job_id, step, None, fence, attempt)
+        return True
+
+    def end_attempt(self, job_id: str, number: int, fence: int, outcome: str, error: str | None = None,
+                    moves: Iterable[Move] = (), expect: Iterable[JobState] | None = None) -> bool:
+        """End an attempt (its outcome, error and end time) and move its job through `moves`, in
+        ONE transaction: a crash or a lost lease between the two can never leave an active job
+        with an ended attempt. False (nothing written) when the job is not in one of `expect`."""
+        with self._write() as conn:
+            self._check_fence(conn, fence)
+            if expect is not None and self._current_state(conn, job_id) not in tuple(expect):
+                return False
+            conn.execute(update(attempts).where(attempts.c.job_id == job_id, attempts.c.number == number)
+                         .values(state="ended", outcome=outcome, error=error, ended=time.time()))
+            for move in moves:
+                self._move(conn, job_id, move, None, fence, number)
         return True
 
     def note(self, job_id: str, detail: str, fence: int | None, attempt: int | None = None,
@@ -263,16 +326,16 @@ class JobStore:
         is marked, and the controller stops the attempt and records CANCELLED. The job's state
         after the call; ValueError when it has already finished."""
         with self._write() as conn:
-            current = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id)).scalar()
-            if current is None:
-                raise KeyError(f"job: no job {job_id!r}")
-            current = JobState(current)
+            current = self._current_state(conn, job_id)
             if current.finished:
                 raise ValueError(f"job: {job_id} has already finished ({current.value}); nothing to cancel")
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True, updated=time.time()))
+            changed = conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == current.value).values(
+                cancel_requested=True, updated=time.time(),
+                **({"state": JobState.CANCELLED.value} if current == JobState.QUEUED else {}))).rowcount
+            if changed != 1:
+                raise StoreConflict(f"job: {job_id} changed state during the cancellation; retry")
             self._event(conn, job_id, "cancel-requested", actor, "")
             if current == JobState.QUEUED:
-                conn.execute(update(jobs).where(jobs.c.id == job_id).values(state=JobState.CANCELLED.value))
                 self._event(conn, job_id, JobState.CANCELLED.value, actor, "cancelled on request before it started")
                 self._log(conn, job_id, "CANCELLED: cancelled on request before it started")
                 return JobState.CANCELLED
@@ -320,14 +383,20 @@ class JobStore:
         transaction; the attempt's number, or None when the job is no longer QUEUED."""
         with self._write() as conn:
             self._check_fence(conn, fence)
-            row = conn.execute(select(jobs.c.state, jobs.c.attempts, jobs.c.cancel_requested)
-                               .where(jobs.c.id == job_id)).first()
+            query = select(jobs.c.state, jobs.c.attempts, jobs.c.cancel_requested).where(jobs.c.id == job_id)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            row = conn.execute(query).first()
             if row is None or row.state != JobState.QUEUED.value or row.cancel_requested:
                 return None
             number = row.attempts + 1
             now = time.time()
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(
-                state=JobState.STARTING.value, attempts=number, placement=_json(placement), updated=now))
+            changed = conn.execute(update(jobs).where(
+                jobs.c.id == job_id, jobs.c.state == JobState.QUEUED.value, jobs.c.cancel_requested.is_(False),
+                jobs.c.attempts == row.attempts).values(
+                state=JobState.STARTING.value, attempts=number, placement=_json(placement), updated=now)).rowcount
+            if changed != 1:
+                return None
             conn.execute(insert(attempts).values(job_id=job_id, number=number, state="launching", backend=backend,
                                                  handle=_json(handle), placement=_json(placement), started=now,
                                                  fence=fence))

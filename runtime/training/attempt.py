@@ -19,7 +19,7 @@ from pathlib import Path
 import ray
 
 from runtime.placement_to_ray import NODE_ID_LABEL
-from runtime.training.worker import STOP_FILE
+from runtime.rundir import AttemptDir
 
 
 def worker_selectors(placement: dict) -> list[dict]:
@@ -86,8 +86,9 @@ def build_trainer(spec: dict, config: dict, placement: dict, run_dir: Path):
     from runtime.data.ray_io import split_dataset
 
     prepared = prepared_data(config)
-    config["prepared_dir"] = str(run_dir / "prepared")
-    prepared.save(run_dir / "prepared")
+    prepared_dir = AttemptDir.at(run_dir).prepared_dir
+    config["prepared_dir"] = str(prepared_dir)
+    prepared.save(prepared_dir)
     datasets = {name: split_dataset(config["dataset"], prepared, name) for name in ("train", "val", "test")}
     if model == "xgboost":
         from ray.train.xgboost import XGBoostTrainer
@@ -120,13 +121,13 @@ class AttemptRunner:
         self._phase = "starting"
         self._outcome: dict = {}
         self._thread: threading.Thread | None = None
-        self._run_dir: Path | None = None
+        self._attempt_dir: AttemptDir | None = None
         self._task = None
 
     def run(self, spec: dict, placement: dict) -> None:
         """Start the attempt (returns at once; idempotent)."""
         if self._thread is None:
-            self._run_dir = Path(spec["run_dir"])
+            self._attempt_dir = AttemptDir.at(spec["run_dir"])
             target = self._features if spec.get("kind") == "features" else self._fit
             self._thread = threading.Thread(target=target, args=(spec, placement), daemon=True)
             self._thread.start()
@@ -145,7 +146,7 @@ class AttemptRunner:
             self._outcome = {"metrics": ray.get(self._task)}
             self._phase = "succeeded"
         except BaseException as exc:  # noqa: BLE001 - the attempt's outcome, for the controller
-            stopped = self._run_dir is not None and (self._run_dir / STOP_FILE).exists()
+            stopped = self._attempt_dir is not None and self._attempt_dir.stop_requested()
             self._outcome = {"error": root_cause(exc), "traceback": "".join(traceback.format_exception(exc))}
             self._phase = "stopped" if stopped else "failed"
 
@@ -160,11 +161,11 @@ class AttemptRunner:
             result = trainer.fit()
         except BaseException as exc:  # noqa: BLE001 - any failure is this attempt's outcome, for the controller
             self._outcome = {"error": root_cause(exc), "traceback": "".join(traceback.format_exception(exc))}
-            self._phase = "stopped" if (run_dir / STOP_FILE).exists() else "failed"
+            self._phase = "stopped" if AttemptDir.at(run_dir).stop_requested() else "failed"
             return
         self._outcome = {"checkpoint": result.checkpoint.path if result.checkpoint else None,
                          "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float, str))}}
-        self._phase = "stopped" if (run_dir / STOP_FILE).exists() else "succeeded"
+        self._phase = "stopped" if AttemptDir.at(run_dir).stop_requested() else "succeeded"
 
     def status(self) -> dict:
         """{"phase", "error", "traceback", "checkpoint", "metrics"}."""
@@ -173,8 +174,7 @@ class AttemptRunner:
     def stop(self) -> None:
         """Write the stop token: the built-in loop ends at its next epoch boundary (a feature
         task, which has none, is cancelled)."""
-        if self._run_dir is not None:
-            self._run_dir.mkdir(parents=True, exist_ok=True)
-            (self._run_dir / STOP_FILE).touch()
+        if self._attempt_dir is not None:
+            self._attempt_dir.request_stop()
         if self._task is not None:
             ray.cancel(self._task, force=True)

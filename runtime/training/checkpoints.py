@@ -8,27 +8,44 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 
-CHECKPOINT_META = "meta.json"
+from runtime.rundir import CHECKPOINT_META
+
 MODEL_FILES = {"mlp": "state.pt", "logistic": "state.pt", "xgboost": "model.ubj", "lightgbm": "model.txt"}
 
 
 def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes."""
+    """The sha256 of a regular file's bytes; ValueError for a link, a FIFO or a device (a user's
+    code can plant one in a checkpoint directory: /dev/zero would never end)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     h = hashlib.sha256()
-    with Path(path).open("rb") as f:
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"checkpoint: {path} is not a regular file; remove it")
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
 def checkpoint_digest(directory: str | Path) -> str:
-    """The sha256 over the names and sha256s of every file of a checkpoint but `meta.json`."""
+    """The sha256 over the names and sha256s of every file of a checkpoint but `meta.json`;
+    ValueError when the checkpoint is a link or holds one (links are never followed)."""
     folder = Path(directory)
-    lines = [f"{p.relative_to(folder)}:{file_sha256(p)}\n" for p in sorted(folder.rglob("*"))
-             if p.is_file() and p.name != CHECKPOINT_META]
-    return hashlib.sha256("".join(lines).encode()).hexdigest()
+    if folder.is_symlink() or not folder.is_dir():
+        raise ValueError(f"checkpoint: {folder} is not a directory (a link?); checkpoints are real directories")
+    found: list[tuple[Path, str]] = []
+    for parent, dirs, files in os.walk(folder, followlinks=False):
+        for name in dirs:
+            if (Path(parent) / name).is_symlink():
+                raise ValueError(f"checkpoint: {Path(parent) / name} is a link; checkpoints hold no links")
+        for name in files:
+            path = Path(parent) / name
+            if path.relative_to(folder) != Path(CHECKPOINT_META):
+                found.append((path.relative_to(folder), file_sha256(path)))
+    return hashlib.sha256("".join(f"{relative}:{sha}\n" for relative, sha in sorted(found)).encode()).hexdigest()
 
 
 def write_meta(directory: str | Path, epoch: int, model: str, **extra) -> dict:

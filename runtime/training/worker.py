@@ -5,7 +5,6 @@ cluster."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -14,11 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from runtime.data.ray_io import PreparedData
+from runtime.rundir import AttemptDir
 from runtime.training.checkpoints import write_meta
-
-STOP_FILE = "STOP"  # the attempt's stop token: built-in loops end at the next epoch boundary
-EVALUATION_FILE = "evaluation.json"
-PROGRESS_FILE = "progress.jsonl"
 
 
 class WorkerRun:
@@ -30,8 +26,8 @@ class WorkerRun:
         ctx = ray.train.get_context()
         self.config = config
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
-        self.run_dir = Path(config["run_dir"])
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.attempt_dir = AttemptDir.at(config["run_dir"])
+        self.attempt_dir.create()
         self.prepared = PreparedData.load(config["prepared_dir"])
         self.features = len(self.prepared.preprocessing.feature_names)
 
@@ -46,14 +42,13 @@ class WorkerRun:
     def record_worker(self, device: str, resumed_from_epoch: int) -> None:
         import ray
 
-        with (self.run_dir / "workers.jsonl").open("a") as f:  # the devices actually used, for provenance
-            f.write(json.dumps({"rank": self.rank, "world_size": self.world,
-                                "node_id": ray.get_runtime_context().get_node_id(), "device": device,
-                                "resumed_from_epoch": resumed_from_epoch, "started": time.time()}) + "\n")
+        self.attempt_dir.append_worker({"rank": self.rank, "world_size": self.world,  # the devices used, for provenance
+                                        "node_id": ray.get_runtime_context().get_node_id(), "device": device,
+                                        "resumed_from_epoch": resumed_from_epoch, "started": time.time()})
 
     def stop_flag(self) -> float:
         """1.0 when the controller wrote the stop token (callers agree on it over their collective)."""
-        return 1.0 if (self.run_dir / STOP_FILE).exists() else 0.0
+        return 1.0 if self.attempt_dir.stop_requested() else 0.0
 
     def shard(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """This worker's rows of dataset `name` ("train", "val", "test") as (x, y) arrays."""
@@ -88,24 +83,22 @@ class WorkerRun:
         ray.train.report(metrics, checkpoint=checkpoint, delete_local_checkpoint_after_upload=True)
 
     def record_memory(self) -> None:
-        """Append this worker's peak resident memory to memory.jsonl (every rank, at the end)."""
+        """Record this worker's peak resident memory (every rank, at the end)."""
         import resource
 
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        with (self.run_dir / "memory.jsonl").open("a") as f:
-            f.write(json.dumps({"rank": self.rank, "peak_rss_mb": round(peak_mb, 1)}) + "\n")
+        self.attempt_dir.append_memory({"rank": self.rank, "peak_rss_mb": round(peak_mb, 1)})
 
     def log_epoch(self, metrics: dict, checkpointed: bool) -> None:
-        with (self.run_dir / PROGRESS_FILE).open("a") as f:
-            f.write(json.dumps({**metrics, "time": time.time(), "checkpointed": checkpointed}) + "\n")
+        self.attempt_dir.append_progress({**metrics, "time": time.time(), "checkpointed": checkpointed})
 
     def evaluate(self, predict: Callable[[np.ndarray], np.ndarray]) -> dict:
-        """Rank 0: the final model's metrics on the test split, written to evaluation.json."""
+        """Rank 0: the final model's metrics on the test split, recorded in the attempt directory."""
         from runtime.metrics import binary_metrics
 
         x, y = self.shard("test")
         metrics = binary_metrics(y, predict(x), funds_related=self.config.get("funds_related", True))
-        (self.run_dir / EVALUATION_FILE).write_text(json.dumps(metrics, default=float))
+        self.attempt_dir.write_evaluation(metrics)
         return metrics
 
 

@@ -216,3 +216,62 @@ def test_an_attempt_whose_node_is_lost_before_its_workers_start_is_replaced(setu
     record = store.get(job)
     assert record.attempts == 2 and record.state == JobState.RUNNING
     assert [a["node_id"] for a in record.placement["assignments"]] == [n for n in cluster.nodes]
+
+
+def test_a_hostile_run_directory_fails_only_its_job_and_never_the_loop(setup, tmp_path):
+    """A user's code can write its attempt's directory: a checkpoint meta without sha256, a
+    progress line without epoch, a progress file linked to /dev/zero. Each fails that job with the
+    file and field named; the other job runs on and succeeds; the loop never counts a failure."""
+    store, cluster, make = setup
+    ctl = make("a")
+    runs = tmp_path / "runs"
+    bad, good = submit(store, "bad", workers=1), submit(store, "good", workers=1)
+    ctl.step()
+    ctl.step()
+    assert {store.get(bad).state, store.get(good).state} == {JobState.RUNNING}
+    (runs / bad / "attempt-1" / "checkpoint_000000").mkdir(parents=True)
+    (runs / bad / "attempt-1" / "checkpoint_000000" / "meta.json").write_text('{"epoch": 0}')
+    (runs / good / "attempt-1").mkdir(parents=True, exist_ok=True)
+    (runs / good / "attempt-1" / "progress.jsonl").write_text('{"epoch": 0, "epoch_seconds": 1.5}\n')
+    victim = tmp_path / "victim.json"
+    victim.write_text("precious")
+    (runs / good / "provenance.json").symlink_to(victim)  # the server's own write must not follow it
+    ctl.step()
+    record = store.get(bad)
+    assert record.state == JobState.FAILED
+    assert f"{bad}/attempt-1/checkpoint_000000/meta.json: missing field 'sha256'" in record.error
+    assert (f"{bad}.1", True) in cluster.stops and store.attempt(bad, 1).outcome == "failed"
+    assert store.get(good).state == JobState.RUNNING and ctl.step_failures == 0
+    no_epoch, linked = submit(store, "no-epoch", workers=1), submit(store, "linked", workers=1)
+    cluster.phase[f"{good}.1"] = "succeeded"
+    ctl.step()
+    ctl.step()
+    assert store.get(good).state == JobState.SUCCEEDED and victim.read_text() == "precious"
+    assert not (runs / good / "provenance.json").is_symlink()
+    ctl.step()
+    assert {store.get(no_epoch).state, store.get(linked).state} == {JobState.RUNNING}
+    (runs / no_epoch / "attempt-1" / "progress.jsonl").write_text('{"epoch": 0, "epoch_seconds": 1}\n{"loss": 0.5}\n')
+    (runs / linked / "attempt-1").mkdir(parents=True, exist_ok=True)
+    (runs / linked / "attempt-1" / "progress.jsonl").symlink_to("/dev/zero")
+    ctl.step()
+    assert f"{no_epoch}/attempt-1/progress.jsonl: line 2: missing field 'epoch', 'epoch_seconds'" in store.get(no_epoch).error
+    assert "symbolic link" in store.get(linked).error and store.get(linked).state == JobState.FAILED
+    assert ctl.step_failures == 0
+
+
+def test_an_active_job_whose_attempt_ended_is_repaired_on_adoption(setup):
+    """A crash between an attempt's end and its job's move (two writes in older versions) left a
+    RUNNING job with an ended attempt; the next holder requeues and relaunches it."""
+    store, cluster, make = setup
+    old = make("old", ttl=0.6)
+    orphan = submit(store, "orphan", workers=1)
+    old.step()
+    old.step()
+    assert store.get(orphan).state == JobState.RUNNING
+    store.update_attempt(orphan, 1, old.lease.token(), state="ended", outcome="succeeded", ended=time.time())
+    time.sleep(0.7)
+    new = make("new")
+    new.step()
+    assert store.get(orphan).attempts == 2 and store.get(orphan).state in (JobState.STARTING, JobState.RUNNING)
+    assert states(store, orphan)[-3:] == ["STOPPING", "QUEUED", "STARTING"]
+    assert "repaired on adoption" in " ".join(e["detail"] for e in store.events(orphan))

@@ -110,3 +110,50 @@ def test_a_corrupt_store_is_refused_naming_the_file_and_check(tmp_path):
     assert out.returncode == 2 and "jobs.db failed SQLite's quick_check" in out.stderr
     with pytest.raises(StoreError, match="unsupported URL 'mysql'"):
         JobStore("mysql://x")
+
+
+def test_a_cancel_racing_a_launch_never_restarts_a_cancelled_job(store):
+    """Both stores: a cancel and a launch of the same QUEUED job, from two threads at once, many
+    times. Either the cancel wins (CANCELLED, no attempt) or the launch does (STARTING with the
+    cancellation marked, for the controller to stop); never CANCELLED -> STARTING."""
+    import threading
+
+    token = LeaseStore(store).try_acquire("me", 60).token
+    for i in range(25):
+        job_id = store.add(f"race{i}", "t", "u", {}, None)
+        barrier = threading.Barrier(2)
+        result = {}
+
+        def cancel():
+            barrier.wait()
+            result["cancel"] = store.request_cancel(job_id, "alice")
+
+        def launch():
+            barrier.wait()
+            result["attempt"] = store.start_attempt(job_id, {"kind": "cpu"}, "ray", token, "go", {"actor": "a"})
+
+        threads = [threading.Thread(target=cancel), threading.Thread(target=launch)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        record = store.get(job_id)
+        kinds = [e["kind"] for e in store.events(job_id) if e["kind"].isupper()]
+        if result["attempt"] is None:
+            assert record.state == JobState.CANCELLED and record.attempts == 0 and kinds == ["CANCELLED"]
+        else:
+            assert record.state == JobState.STARTING and record.cancel_requested and kinds == ["STARTING"]
+
+
+def test_an_attempts_end_and_its_jobs_move_are_one_transaction(store):
+    """A move the table forbids, after the attempt's end in the same call: nothing is written."""
+    from runtime.store import Move
+
+    token = LeaseStore(store).try_acquire("me", 60).token
+    job_id = store.add("atomic", "t", "u", {}, None)
+    assert store.start_attempt(job_id, {"kind": "cpu"}, "ray", token, "go", {"actor": "a"}) == 1
+    with pytest.raises(ValueError, match="STARTING -> SUCCEEDED is not allowed"):
+        store.end_attempt(job_id, 1, token, outcome="succeeded", moves=[Move(JobState.SUCCEEDED, "done")])
+    assert store.attempt(job_id, 1).state != "ended" and store.get(job_id).state == JobState.STARTING
+    assert store.end_attempt(job_id, 1, token, outcome="lost", moves=[Move(JobState.QUEUED, "again")])
+    assert store.attempt(job_id, 1).state == "ended" and store.get(job_id).state == JobState.QUEUED
