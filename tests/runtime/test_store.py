@@ -119,10 +119,8 @@ def test_a_cancel_racing_a_launch_never_restarts_a_cancelled_job(store):
     import threading
 
     token = LeaseStore(store).try_acquire("me", 60).token
-    for i in range(25):
-        job_id = store.add(f"race{i}", "t", "u", {}, None)
-        barrier = threading.Barrier(2)
-        result = {}
+    def race(job_id: str) -> dict:
+        barrier, result = threading.Barrier(2), {}
 
         def cancel():
             barrier.wait()
@@ -137,6 +135,11 @@ def test_a_cancel_racing_a_launch_never_restarts_a_cancelled_job(store):
             t.start()
         for t in threads:
             t.join(timeout=60)
+        return result
+
+    for i in range(25):
+        job_id = store.add(f"race{i}", "t", "u", {}, None)
+        result = race(job_id)
         record = store.get(job_id)
         kinds = [e["kind"] for e in store.events(job_id) if e["kind"].isupper()]
         if result["attempt"] is None:
