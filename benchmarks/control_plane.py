@@ -11,9 +11,14 @@ node) started here, with `suanli server` processes joining it:
   snapshot, store, audit) while the cluster is full (a 3-worker job whose workers hold their cores
   and compute nothing), so the jobs wait and the controller reschedules a growing queue; p50, p99;
 - overhead: the same short 1-worker Ray Train job through suanli (submit -> SUCCEEDED) and run
-  directly with Ray Train's TorchTrainer from this driver, on the same cluster.
+  directly with Ray Train's TorchTrainer from this driver, on the same cluster;
+- production round (`--only round`, written to control_plane_round.json): one controller round,
+  store reads included, with 10,000 jobs queued on a full 100-node cluster, on SQLite and on
+  PostgreSQL, while submissions arrive at 20/s (benchmarks/_round.py); goals p99 <= 200 ms per
+  round, <= 50 ms per submission.
 
     python benchmarks/control_plane.py --trials 3 --json
+    python benchmarks/control_plane.py --only round --queued 10000 --json
 """
 
 from __future__ import annotations
@@ -195,13 +200,38 @@ def overhead(address: str, jobs: int) -> dict:
             "ratio": round(statistics.median(through) / statistics.median(raw), 2)}
 
 
+def production_round(args) -> None:
+    """The production round on SQLite and PostgreSQL (see the module docstring)."""
+    from benchmarks._round import measure_round, postgres
+
+    results = [measure_round(None, args.queued, 100, args.rounds, 20.0, log)]
+    log(f"sqlite: {results[-1]}")
+    with postgres() as url:
+        results.append(measure_round(url, args.queued, 100, args.rounds, 20.0, log))
+    log(f"postgresql: {results[-1]}")
+    result = {"queued": args.queued, "nodes": 100, "goal_round_p99_ms": 200, "goal_submit_p99_ms": 50,
+              "stores": results}
+    markdown = "| controller round, {:,} queued | ".format(args.queued) + "; ".join(
+        f"{r['store']}: round p50 {r['round_p50_ms']} / p99 {r['round_p99_ms']} ms (read "
+        f"{r['stage_median_ms']['read']}, requests {r['stage_median_ms']['requests']}, decide "
+        f"{r['stage_median_ms']['decide']}, write {r['stage_median_ms']['write']} ms median), submit p99 "
+        f"{r['submit_p99_ms']} ms" for r in results) + " |"
+    emit("control_plane_round", result, markdown, args.json)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--submissions", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", choices=["round"], help="Run one part alone: the production round.")
+    parser.add_argument("--queued", type=int, default=10_000, help="Jobs queued for the production round.")
+    parser.add_argument("--rounds", type=int, default=30, help="Rounds measured per store.")
     args = parser.parse_args()
+    if args.only == "round":
+        production_round(args)
+        return
     from cluster.emulation import EmulatedCluster, parse_emulation
 
     spec = parse_emulation({"name": "bench-cp", "nodes": [{"tier": "center", "site": "dc1", "count": 3, "cpu": 1,

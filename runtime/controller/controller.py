@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 
 FEATURE_KEYS = ("input", "keys", "time_column", "amount_column", "windows_s", "statistics", "output")
 MAX_JOB_STEP_ERRORS = 3  # unexpected errors in a row while following one job before it fails
+FULL_SYNC_S = 10.0  # the queue's ids and versions are all read again this often
+CLOCK_MARGIN_S = 5.0  # writes are read again this long after their writer's clock says they happened
 RESCHEDULE_UNCHANGED_S = 10.0  # an unchanged queue and cluster is still rescheduled this often (ageing)
 LOOP_KEYS = ("model", "dataset", "label", "categorical", "validation_fraction", "test_fraction", "seed", "hidden",
              "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every", "trees", "max_depth",
@@ -91,6 +93,11 @@ class JobController:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.runs = RunsDir(self.runs_dir)
         self._job_errors: dict[str, int] = {}  # unexpected errors in a row, per job
+        self.round_stages_s: dict[str, float] = {}  # the last scheduling round's time, by stage
+        self._queued_cache: dict[str, tuple[float, JobRecord]] = {}  # job id: (updated, record)
+        self._queue_synced_at = 0.0  # when the whole queue's ids and versions were last read
+        self._queue_seen_until = 0.0  # the newest `updated` read so far
+        self._request_cache: dict[str, tuple[float, object]] = {}  # job id: (updated, JobRequest)
         self.policy = make_policy(policy)
         self.config = config or SchedulerConfig(min_run_before_preempt_s=120.0)
         self.poll_s = poll_s
@@ -440,23 +447,30 @@ class JobController:
 
     # ---- scheduling ------------------------------------------------------------------------
     def _schedule(self, token: int) -> None:
-        queued = self.store.list(states=(JobState.QUEUED,), cancel_requested=False)
+        """One scheduling round; `round_stages_s` says where its time went (read: the store and
+        the snapshot; requests: the scheduler's view of each job; decide: the policy; write: the
+        decisions stored and carried out)."""
+        clock = time.perf_counter()
+        stages = self.round_stages_s = {"read": 0.0, "requests": 0.0, "decide": 0.0, "write": 0.0}
+        queued = self._queued()
         state = self.take_snapshot()
         if self.federation is not None:
             state = self.federation.merged_state(state, self.held_devices())
         self.last_state = state
         if not queued:
             return
+        active = self.store.list(states=(JobState.STARTING, JobState.RUNNING))  # one query, not one per job
+        limits = self.store.quotas()  # caps as set now (suanli quota set)
+        stages["read"], clock = time.perf_counter() - clock, time.perf_counter()
         throughput = self.config.throughput
-        requests = {r.id: job_request(r, throughput, state) for r in queued}
+        requests = {r.id: self._request(r, state) for r in queued}
         running = []
-        for record in self.store.list(states=(JobState.STARTING, JobState.RUNNING)):  # one query, not one per job
+        for record in active:
             tracked = self.tracked.get(record.id)
             if tracked is not None:
                 expected = tracked.started + tracked.placement.predicted_completion_s
                 running.append(RunningJob(job_request(record, throughput, state), tracked.placement, tracked.started,
                                           expected))
-        limits = self.store.quotas()  # caps as set now (suanli quota set)
         fingerprint = (tuple((r.id, r.updated, r.attempts) for r in queued), tuple((r.request.id, r.request.work)
                        for r in running), tuple((n.id, n.healthy, tuple(d.free for d in n.devices)) for n in state.nodes),
                        repr(sorted(limits.items())))
@@ -464,7 +478,9 @@ class JobController:
             return  # nothing changed since the last round: the same decisions
         self._last_round, self._last_round_at = fingerprint, time.time()
         config = replace(self.config, limits=limits)
+        stages["requests"], clock = time.perf_counter() - clock, time.perf_counter()
         decisions = schedule(list(requests.values()), state, time.time(), self.policy, running, config)
+        stages["decide"], clock = time.perf_counter() - clock, time.perf_counter()
         lost = self.backend.lost_clusters()
         waiting = list(decisions.waiting)
         for rejection in decisions.rejected:
@@ -490,6 +506,48 @@ class JobController:
         labels = {n.id: n for n in state.nodes}
         for placement in decisions.placements:
             self._launch(self.store.get(placement.job_id), placement, labels, token)
+        stages["write"] = time.perf_counter() - clock
+
+    def _queued(self) -> list[JobRecord]:
+        """The QUEUED jobs not being cancelled, in submission order, read incrementally: each round
+        reads only the jobs written since the last one (less CLOCK_MARGIN_S, for writers whose
+        clocks differ) and, in full, those that changed; every FULL_SYNC_S the whole list of ids
+        and versions is read again, so a change missed by the margin waits at most that long."""
+        cache = self._queued_cache
+        now = time.time()
+        if now - self._queue_synced_at > FULL_SYNC_S:
+            rows = [(job_id, updated, JobState.QUEUED, False)
+                    for job_id, updated in self.store.versions((JobState.QUEUED,), cancel_requested=False)]
+            for job_id in set(cache) - {row[0] for row in rows}:
+                del cache[job_id]
+            self._queue_synced_at = now
+        else:
+            rows = self.store.changed_since(self._queue_seen_until - CLOCK_MARGIN_S)
+        stale = []
+        for job_id, updated, state, cancel_requested in rows:
+            self._queue_seen_until = max(self._queue_seen_until, updated)
+            if state != JobState.QUEUED or cancel_requested:
+                cache.pop(job_id, None)
+            elif cache.get(job_id, (None,))[0] != updated:
+                stale.append(job_id)
+        for job_id, record in self.store.records(stale).items():
+            if record.state == JobState.QUEUED and not record.cancel_requested:
+                cache[job_id] = (record.updated, record)
+            else:
+                cache.pop(job_id, None)
+        for job_id in [k for k in self._request_cache if k not in cache]:
+            del self._request_cache[job_id]
+        return sorted((record for _, record in cache.values()), key=lambda r: r.created)
+
+    def _request(self, record: JobRecord, state: ClusterState):
+        """The scheduler's view of a queued job, kept while the job is unchanged (one with measured
+        epoch times depends on the cluster's device models too: computed each round)."""
+        if (record.progress or {}).get("seconds_per_epoch"):
+            return job_request(record, self.config.throughput, state)
+        cached = self._request_cache.get(record.id)
+        if cached is None or cached[0] != record.updated:
+            cached = self._request_cache[record.id] = (record.updated, job_request(record, self.config.throughput, state))
+        return cached[1]
 
     @staticmethod
     def _pinned_to_lost(waiting: Waiting, lost: dict[str, float], request) -> Waiting:

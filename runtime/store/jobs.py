@@ -146,7 +146,9 @@ def _engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")  # one writer at a time, across processes
+            # one writer at a time, across processes; reads (JobStore.reader) take no write lock
+            read_only = connection.get_execution_options().get("suanli_read_only", False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql"):
@@ -170,10 +172,13 @@ class JobStore:
     def __init__(self, url: str):
         self.url = url
         self.engine = _engine(url)
+        self.reader = self.engine.execution_options(suanli_read_only=True)  # for reads: no write lock
         self.listeners: list = []  # called with each event dict after its transaction commits (the audit log)
         self._pending = threading.local()
         try:
             schema.metadata.create_all(self.engine)
+            for index in schema.jobs.indexes:  # added to stores created before the index existed
+                index.create(self.engine, checkfirst=True)
             with self.engine.begin() as conn:
                 found = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).scalar()
                 if found is None:
@@ -343,7 +348,7 @@ class JobStore:
             return current
 
     def get(self, job_id: str) -> JobRecord:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
         if row is None:
             raise KeyError(f"job: no job {job_id!r}")
@@ -359,14 +364,41 @@ class JobStore:
             query = query.where(jobs.c.state.in_([s.value for s in states]))
         if cancel_requested is not None:
             query = query.where(jobs.c.cancel_requested == cancel_requested)
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return [self._record(r) for r in conn.execute(query).mappings()]
+
+    def versions(self, states: Iterable[JobState], cancel_requested: bool | None = None) -> list[tuple[str, float]]:
+        """(id, updated) of the jobs in `states`, in submission order: a cheap read that tells a
+        caller which of the records it holds changed (every write to a job sets `updated`)."""
+        query = select(jobs.c.id, jobs.c.updated).where(jobs.c.state.in_([s.value for s in states])
+                                                         ).order_by(jobs.c.created)
+        if cancel_requested is not None:
+            query = query.where(jobs.c.cancel_requested == cancel_requested)
+        with self.reader.connect() as conn:
+            return [(r.id, r.updated) for r in conn.execute(query)]
+
+    def changed_since(self, since: float) -> list[tuple[str, float, JobState, bool]]:
+        """(id, updated, state, cancel_requested) of every job written at or after `since` (by the
+        writer's clock): what an incremental reader must look at again."""
+        query = select(jobs.c.id, jobs.c.updated, jobs.c.state, jobs.c.cancel_requested).where(jobs.c.updated >= since)
+        with self.reader.connect() as conn:
+            return [(r.id, r.updated, JobState(r.state), bool(r.cancel_requested)) for r in conn.execute(query)]
+
+    def records(self, ids: Iterable[str]) -> dict[str, JobRecord]:
+        """The jobs of `ids` that exist, by id (read in chunks: one IN list per 500)."""
+        ids = list(ids)
+        found: dict[str, JobRecord] = {}
+        with self.reader.connect() as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(select(jobs).where(jobs.c.id.in_(ids[start:start + 500]))).mappings()
+                found.update((row["id"], self._record(row)) for row in rows)
+        return found
 
     def events(self, job_id: str | None = None) -> list[dict]:
         query = select(events).order_by(events.c.seq)
         if job_id:
             query = query.where(events.c.job_id == job_id)
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def _event(self, conn: Connection, job_id: str, kind: str, actor: str, detail: str, attempt: int | None = None,
@@ -415,26 +447,26 @@ class JobStore:
             conn.execute(update(attempts).where(attempts.c.job_id == job_id, attempts.c.number == number).values(**values))
 
     def attempt(self, job_id: str, number: int) -> AttemptRecord | None:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(select(attempts).where(attempts.c.job_id == job_id, attempts.c.number == number)
                                ).mappings().first()
         return None if row is None else self._attempt(row)
 
     def attempts_of(self, job_id: str) -> list[AttemptRecord]:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             rows = conn.execute(select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number))
             return [self._attempt(r) for r in rows.mappings()]
 
     def open_attempts(self) -> list[AttemptRecord]:
         """Attempts that have not ended: what a new lease holder must adopt or requeue."""
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             rows = conn.execute(select(attempts).where(attempts.c.state != "ended").order_by(attempts.c.started))
             return [self._attempt(r) for r in rows.mappings()]
 
     def fenced_attempts(self) -> list[AttemptRecord]:
         """Attempts fenced off when their cluster was lost whose stale run has not been stopped
         yet (outcome "fenced"; "fenced-stopped" once it was)."""
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             rows = conn.execute(select(attempts).where(attempts.c.outcome == "fenced").order_by(attempts.c.started))
             return [self._attempt(r) for r in rows.mappings()]
 
@@ -458,7 +490,7 @@ class JobStore:
 
     def checkpoints(self, job_id: str) -> list[dict]:
         """The job's recorded checkpoints, oldest first."""
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             rows = conn.execute(select(checkpoints).where(checkpoints.c.job_id == job_id)
                                 .order_by(checkpoints.c.epoch, checkpoints.c.id)).mappings()
             return [dict(r) for r in rows]
@@ -474,7 +506,7 @@ class JobStore:
 
     def quotas(self) -> dict[str, dict]:
         """Every cap: {key: {kind or "jobs": limit}}."""
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return {r.key: json.loads(r.limits) for r in conn.execute(select(quotas.c.key, quotas.c.limits))}
 
     # ---- logs ------------------------------------------------------------------------------
@@ -486,14 +518,17 @@ class JobStore:
     def note_waiting(self, reasons: list[tuple[str, str, float | None]]) -> None:
         """Record a scheduling round's changed waiting reasons, (job id, reason, estimated start or
         None), in one transaction: each becomes a log line and the job's current reason."""
-        if reasons:
-            with self.engine.begin() as conn:
-                now = time.time()
-                conn.execute(delete(waiting).where(waiting.c.job_id.in_([job_id for job_id, _, _ in reasons])))
-                for job_id, reason, estimated_start in reasons:
-                    self._log(conn, job_id, reason)
-                    conn.execute(insert(waiting).values(job_id=job_id, reason=reason[-MAX_LOG_LINE:],
-                                                        estimated_start=estimated_start, at=now))
+        if not reasons:
+            return
+        now = time.time()
+        with self.engine.begin() as conn:  # three statements, each over every row (executemany)
+            for start in range(0, len(reasons), 500):
+                conn.execute(delete(waiting).where(waiting.c.job_id.in_([r[0] for r in reasons[start:start + 500]])))
+            conn.execute(insert(log_lines), [{"job_id": job_id, "at": now, "line": reason[-MAX_LOG_LINE:]}
+                                             for job_id, reason, _ in reasons])
+            conn.execute(insert(waiting), [{"job_id": job_id, "reason": reason[-MAX_LOG_LINE:],
+                                            "estimated_start": estimated_start, "at": now}
+                                           for job_id, reason, estimated_start in reasons])
 
     def queue(self) -> list[dict]:
         """The QUEUED jobs in submission order, each with its newest waiting reason, when the
@@ -502,7 +537,7 @@ class JobStore:
                         waiting.c.estimated_start, waiting.c.at.label("reason_at"))
                  .select_from(jobs.outerjoin(waiting, waiting.c.job_id == jobs.c.id))
                  .where(jobs.c.state == JobState.QUEUED.value).order_by(jobs.c.created))
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def _log(self, conn: Connection, job_id: str, line: str) -> None:
@@ -510,13 +545,13 @@ class JobStore:
 
     def logs(self, job_id: str) -> str:
         """The job's log as text, one timestamped line per entry."""
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             rows = conn.execute(select(log_lines.c.at, log_lines.c.line).where(log_lines.c.job_id == job_id)
                                 .order_by(log_lines.c.id)).all()
         return "".join(f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(at))}Z {line}\n" for at, line in rows)
 
     def count(self) -> int:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return conn.execute(select(func.count()).select_from(jobs)).scalar_one()
 
     # ---- rows ------------------------------------------------------------------------------

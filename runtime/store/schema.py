@@ -31,7 +31,7 @@ jobs = Table(
     Column("train_fn", LargeBinary),  # cloudpickled bytes, stored and hashed; only Ray workers load them
     Column("train_fn_sha256", String(64)),
     Column("created", Float, nullable=False),
-    Column("updated", Float, nullable=False),
+    Column("updated", Float, nullable=False, index=True),  # the controller reads what changed since a time
     Column("attempts", Integer, nullable=False, default=0),
     Column("failures", Integer, nullable=False, default=0),  # attempts that failed: the retry budget's count
     Column("placement", Text),

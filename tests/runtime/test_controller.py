@@ -275,3 +275,27 @@ def test_an_active_job_whose_attempt_ended_is_repaired_on_adoption(setup):
     assert store.get(orphan).attempts == 2 and store.get(orphan).state in (JobState.STARTING, JobState.RUNNING)
     assert states(store, orphan)[-3:] == ["STOPPING", "QUEUED", "STARTING"]
     assert "repaired on adoption" in " ".join(e["detail"] for e in store.events(orphan))
+
+
+def test_the_queue_is_read_incrementally_and_misses_nothing(setup, monkeypatch):
+    """Each round reads only what changed since the last; a submission, a cancellation and a
+    write stamped by a clock far behind (another server's) are all seen, the last by the full
+    read every FULL_SYNC_S."""
+    from sqlalchemy import update
+
+    from runtime.controller import controller as module
+    from runtime.store.schema import jobs
+
+    store, cluster, make = setup
+    ctl = make("a")
+    cluster.nodes = {}  # nothing can start: every job stays queued
+    first, second = submit(store, "first"), submit(store, "second")
+    assert [r.id for r in ctl._queued()] == [first, second]
+    third = submit(store, "third")
+    store.request_cancel(first, "alice")
+    assert [r.id for r in ctl._queued()] == [second, third]
+    with store.engine.begin() as conn:  # a write by a server whose clock is an hour behind
+        conn.execute(update(jobs).where(jobs.c.id == second).values(spec='{"epochs": 9}', updated=time.time() - 3600))
+    assert ctl._queued()[0].spec.get("priority") == 0  # not seen yet: older than the margin
+    monkeypatch.setattr(module, "FULL_SYNC_S", 0.0)
+    assert ctl._queued()[0].spec == {"epochs": 9}  # the full read finds it
