@@ -211,7 +211,7 @@ def production_round(args) -> None:
     log(f"postgresql: {results[-1]}")
     result = {"queued": args.queued, "nodes": 100, "goal_round_p99_ms": 200, "goal_submit_p99_ms": 50,
               "stores": results}
-    markdown = "| controller round, {:,} queued | ".format(args.queued) + "; ".join(
+    markdown = f"| controller round, {args.queued:,} queued | " + "; ".join(
         f"{r['store']}: round p50 {r['round_p50_ms']} / p99 {r['round_p99_ms']} ms (read "
         f"{r['stage_median_ms']['read']}, requests {r['stage_median_ms']['requests']}, decide "
         f"{r['stage_median_ms']['decide']}, write {r['stage_median_ms']['write']} ms median), submit p99 "
