@@ -205,6 +205,11 @@ class JobDir:
                    if is_dir and re.fullmatch(r"attempt-[1-9][0-9]{0,5}", name)]
         return [self.attempt(n) for n in sorted(numbers)]
 
+    def provenance(self) -> dict | None:
+        """The job's provenance record (None before the job finished; at most 16 MiB)."""
+        data = self.runs.read_bytes((self.job_id, PROVENANCE_FILE), MAX_LINES_BYTES)
+        return None if data is None else _object(data, f"{self.job_id}/{PROVENANCE_FILE}", ())
+
     def write_provenance(self, record: dict) -> Path:
         """Write provenance.json (atomically, never through a link); its path."""
         self.runs.replace_bytes((self.job_id, PROVENANCE_FILE), json.dumps(record, indent=2, default=str).encode())

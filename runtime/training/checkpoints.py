@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 from runtime.rundir import CHECKPOINT_META
+from runtime.rundir import MAX_JSON_BYTES as MAX_META_BYTES
 
 MODEL_FILES = {"mlp": "state.pt", "logistic": "state.pt", "xgboost": "model.ubj", "lightgbm": "model.txt"}
 
@@ -57,7 +58,25 @@ def write_meta(directory: str | Path, epoch: int, model: str, **extra) -> dict:
 
 
 def read_meta(directory: str | Path) -> dict:
-    return json.loads((Path(directory) / CHECKPOINT_META).read_text())
+    """A checkpoint's meta.json (never through a link, at most 1 MiB); ValueError naming it."""
+    path = Path(directory) / CHECKPOINT_META
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ValueError(f"checkpoint: {path} cannot be read ({exc.strerror}); it must be a regular file") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"checkpoint: {path} is not a regular file")
+        data = f.read(MAX_META_BYTES + 1)
+    if len(data) > MAX_META_BYTES:
+        raise ValueError(f"checkpoint: {path} is over {MAX_META_BYTES:,} bytes")
+    try:
+        meta = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError(f"checkpoint: {path} is not JSON") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"checkpoint: {path} is not a JSON object")
+    return meta
 
 
 def verify_checkpoint(directory: str | Path, sha256: str | None) -> Path:
