@@ -20,11 +20,13 @@ from pydantic import (
 
 from cluster.errors import ConfigError, one_line, read_yaml_mapping
 
-LOOP_FIELDS = frozenset({
+LOOP_FIELDS = (  # the TrainingJob fields its training loop receives (the controller sends exactly these)
     "model", "dataset", "label", "categorical", "validation_fraction", "test_fraction", "seed", "hidden",
-    "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every", "workers", "device", "trees",
-    "max_depth", "early_stopping_rounds",
-})  # training-loop fields of TrainingJob: refused inside the free-form `config`
+    "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every", "trees", "max_depth",
+    "early_stopping_rounds", "funds_related",
+)
+CONFIG_CLASHES = frozenset(LOOP_FIELDS) | {"workers", "device"}  # fields of the job: refused inside `config`
+FEATURE_LOOP_FIELDS = ("input", "keys", "time_column", "amount_column", "windows_s", "statistics", "output")
 BUILTIN_MODELS = {"logistic": "linear", "mlp": "mlp", "xgboost": "gbdt", "lightgbm": "gbdt"}  # -> algorithm class
 DEFAULT_LEARNING_RATE = {"linear": 1e-3, "mlp": 1e-3, "gbdt": 0.05}
 _DEVICE = re.compile(r"^(auto|cpu|gpu|npu)(:[A-Za-z0-9_.-]+)?$")
@@ -142,7 +144,7 @@ class TrainingJob(BaseModel):
     @field_validator("config")
     @classmethod
     def _config(cls, value: dict[str, Any]) -> dict[str, Any]:
-        clashes = sorted(set(value) & LOOP_FIELDS)
+        clashes = sorted(set(value) & CONFIG_CLASHES)
         if clashes:
             raise ValueError(f"{clashes[0]!r} is a field of the job itself; set {clashes[0]}=... on the job, "
                              "not inside config")

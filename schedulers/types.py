@@ -236,6 +236,22 @@ class Placement:
         """The distinct nodes the job's workers run on."""
         return tuple(a.node_id for a in self.assignments)
 
+    @property
+    def devices(self) -> int:
+        """The devices the placement holds: every worker's, on every node."""
+        return sum(a.workers * a.devices_per_worker for a in self.assignments)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values (what the store and the API keep); `from_dict` reads them back."""
+        return {**{f: getattr(self, f) for f in ("job_id", "cluster", "kind", "model", "queue_s", "transfer_s",
+                                                  "compute_s", "borrowed", "note")},
+                "assignments": [vars(a).copy() for a in self.assignments]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Placement:
+        """The placement `to_dict` wrote."""
+        return cls(**{**data, "assignments": tuple(WorkerAssignment(**a) for a in data["assignments"])})
+
 
 @dataclass(frozen=True)
 class Waiting:

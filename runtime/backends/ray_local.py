@@ -44,7 +44,7 @@ class RayBackend:
         except ValueError:  # a retried launch of the same attempt: the name is taken, the runner exists
             runner = ray.get_actor(name, namespace=NAMESPACE)
         self._launched[name] = runner
-        runner.run.remote(asdict(spec), asdict(placement))
+        runner.run.remote(asdict(spec), placement.to_dict())
 
     def _runner(self, handle: dict):
         if handle["actor"] in self._launched:

@@ -72,7 +72,7 @@ class RemoteRayBackend:
         remote = {**asdict(spec), "run_dir": self.cluster_path(spec.run_dir),
                   "resume_path": self.cluster_path(spec.resume_path),
                   "train_fn": base64.b64encode(spec.train_fn).decode() if spec.train_fn else None}
-        launch_file = attempt_dir.write_launch({"spec": remote, "placement": asdict(placement)})
+        launch_file = attempt_dir.write_launch({"spec": remote, "placement": placement.to_dict()})
         sid = attempt_name(spec.job_id, spec.attempt)
         try:
             self.client().submit_job(entrypoint=f"{sys.executable} -m runtime.backends.remote_entry "

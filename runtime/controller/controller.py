@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cluster
@@ -40,28 +40,20 @@ from runtime.controller.finish import finish_job
 from runtime.controller.lease_keeper import LeaseKeeper
 from runtime.controller.requests import job_request, progress_from_epochs
 from runtime.rundir import CHECKPOINT_META, RunFileError, RunsDir
-from runtime.specs import JobState
+from runtime.specs import FEATURE_LOOP_FIELDS, LOOP_FIELDS, JobState
 from runtime.store import FencedOut, JobRecord, JobStore, Move
 from runtime.training.checkpoints import checkpoint_digest
 from runtime.training.devices import collective_backend, compute_kind
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
 from schedulers.policies import make_policy
-from schedulers.types import ClusterState, Placement, Waiting, WorkerAssignment
+from schedulers.types import ClusterState, Placement, Waiting
 
 log = logging.getLogger(__name__)
 
-FEATURE_KEYS = ("input", "keys", "time_column", "amount_column", "windows_s", "statistics", "output")
 MAX_JOB_STEP_ERRORS = 3  # unexpected errors in a row while following one job before it fails
 FULL_SYNC_S = 10.0  # the queue's ids and versions are all read again this often
 CLOCK_MARGIN_S = 5.0  # writes are read again this long after their writer's clock says they happened
 RESCHEDULE_UNCHANGED_S = 10.0  # an unchanged queue and cluster is still rescheduled this often (ageing)
-LOOP_KEYS = ("model", "dataset", "label", "categorical", "validation_fraction", "test_fraction", "seed", "hidden",
-             "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every", "trees", "max_depth",
-             "early_stopping_rounds", "funds_related")
-
-
-def placement_from_dict(data: dict) -> Placement:
-    return Placement(**{**data, "assignments": tuple(WorkerAssignment(**a) for a in data["assignments"])})
 
 
 @dataclass
@@ -191,7 +183,7 @@ class JobController:
 
     def _adopt_one(self, attempt, token: int) -> None:
         record = self.store.get(attempt.job_id)
-        placement = placement_from_dict(attempt.placement)
+        placement = Placement.from_dict(attempt.placement)
         tracked = _Tracked(attempt.number, attempt.handle, placement, attempt.started)
         self.tracked[record.id] = tracked
         if attempt.number != record.attempts or not record.state.active:
@@ -356,7 +348,7 @@ class JobController:
         """SUCCEEDED with the job's result (its evaluation checked and its provenance written), or
         FAILED when the evaluation cannot be trusted."""
         if record.spec.get("_kind") == "features":
-            result = {"kind": "features", **status.metrics, "placement": asdict(tracked.placement)}
+            result = {"kind": "features", **status.metrics, "placement": tracked.placement.to_dict()}
             return Move(JobState.SUCCEEDED, f"{status.metrics.get('rows')} rows of features in "
                                             f"{status.metrics.get('seconds')} s on {status.metrics.get('device')}",
                         fields={"result": result})
@@ -423,7 +415,7 @@ class JobController:
         lines = []
         for attempt in range(1, tracked.attempt + 1):
             lines += [{**line, "attempt": attempt} for line in self.runs.attempt(record.id, attempt).progress()]
-        progress = progress_from_epochs(lines, asdict(tracked.placement))
+        progress = progress_from_epochs(lines, tracked.placement)
         if progress and progress != record.progress:
             self.store.set_progress(record.id, progress, token)
 
@@ -568,9 +560,9 @@ class JobController:
         spec = record.spec
         if spec.get("_kind") == "features":
             launch = LaunchSpec(job_id=record.id, attempt=number, run_dir=str(run_dir), kind="features",
-                                loop_config={k: spec[k] for k in FEATURE_KEYS}, cluster=placement.cluster)
+                                loop_config={k: spec[k] for k in FEATURE_LOOP_FIELDS}, cluster=placement.cluster)
         else:
-            loop_config = {k: spec.get(k) for k in LOOP_KEYS}
+            loop_config = {k: spec.get(k) for k in LOOP_FIELDS}
             loop_config.update(spec.get("config") or {})
             loop_config["collective_backend"] = collective_backend(placement.kind, emulated)
             loop_config["device_kind"] = compute_kind(placement.kind, emulated)
@@ -591,7 +583,7 @@ class JobController:
             detail = f"{previous.error}; resumed on cluster {placement.cluster} " + (
                 f"from epoch {resume['epoch']}" if resume else "from the start") + f" ({detail})"
         handle = self.backend.handle_for(launch, placement.cluster)  # stored before launching: a successor finds it
-        if self.store.start_attempt(record.id, asdict(placement), self.backend.name_for(placement.cluster), token,
+        if self.store.start_attempt(record.id, placement.to_dict(), self.backend.name_for(placement.cluster), token,
                                     detail, handle) != number:
             return
         try:

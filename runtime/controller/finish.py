@@ -5,7 +5,6 @@ sha256 the store recorded, and write the provenance record. Nothing here reads t
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 
 import numpy as np
 
@@ -50,7 +49,7 @@ def finish_job(store: JobStore, record: JobRecord, placement: Placement, status:
         "name": spec.get("_train_fn_name"), "source": spec.get("_train_fn_source"), "sha256": record.train_fn_sha256}
     provenance = build_provenance(
         job={"id": record.id, "name": record.name}, spec=spec, dataset=spec.get("_dataset"),
-        placement=asdict(placement), nodes=nodes, user_code=user_code, progress=progress, started=started,
+        placement=placement.to_dict(), nodes=nodes, user_code=user_code, progress=progress, started=started,
         ended=time.time(), attempts=record.attempts, checkpoint=status.checkpoint, test_metrics=test)
     placed = sorted(a.node_id for a in placement.assignments for _ in range(a.workers))
     provenance["modelling"]["environment"]["workers_on_placed_nodes"] = (

@@ -12,7 +12,7 @@ decides like the simulator.
 from __future__ import annotations
 
 from schedulers.throughput import ThroughputModel, parallel_factor
-from schedulers.types import ClusterState, JobRequest
+from schedulers.types import ClusterState, JobRequest, Placement
 
 DEFAULT_ROWS = 1000  # a user train_fn job declares no dataset: a nominal size
 
@@ -50,14 +50,14 @@ def job_request(record, throughput: ThroughputModel, state: ClusterState | None 
         clusters=tuple(spec.get("clusters") or ()), sites=tuple(spec.get("sites") or ()))
 
 
-def progress_from_epochs(lines: list[dict], placement: dict) -> dict:
+def progress_from_epochs(lines: list[dict], placement: Placement) -> dict:
     """The job's progress from its epoch lines (all attempts, in order) and its current placement:
     epochs done, the median seconds per epoch on the current placement, device-seconds received."""
     if not lines:
         return {}
-    devices = sum(a["workers"] * a["devices_per_worker"] for a in placement["assignments"])
+    devices = placement.devices
     done = max(line["epoch"] for line in lines) + 1
     recent = sorted(line["epoch_seconds"] for line in lines if line.get("attempt") == lines[-1].get("attempt"))
     return {"epochs_done": done, "seconds_per_epoch": recent[len(recent) // 2] if recent else None,
-            "kind": placement["kind"], "model": placement["model"], "workers": devices,
+            "kind": placement.kind, "model": placement.model, "workers": devices,
             "device_seconds": sum(line["epoch_seconds"] for line in lines) * devices}

@@ -20,22 +20,23 @@ import ray
 
 from runtime.placement_to_ray import NODE_ID_LABEL
 from runtime.rundir import AttemptDir
+from schedulers.types import Placement
 
 
-def worker_selectors(placement: dict) -> list[dict]:
+def worker_selectors(placement: Placement) -> list[dict]:
     """One label selector per worker, pinning it to the node its placement names."""
-    return [{NODE_ID_LABEL: a["node_id"]} for a in placement["assignments"] for _ in range(a["workers"])]
+    return [{NODE_ID_LABEL: a.node_id} for a in placement.assignments for _ in range(a.workers)]
 
 
-def scaling_for(placement: dict):
+def scaling_for(placement: Placement):
     """Ray Train's ScalingConfig for a placement: its workers, devices each, pinned node by node."""
     from ray.train import ScalingConfig
 
     from runtime.placement_to_ray import ray_resource
 
     selectors = worker_selectors(placement)
-    per_worker = placement["assignments"][0]["devices_per_worker"]
-    kind = placement["kind"]
+    per_worker = placement.assignments[0].devices_per_worker
+    kind = placement.kind
     return ScalingConfig(num_workers=len(selectors), use_gpu=kind == "gpu",
                          resources_per_worker={ray_resource(kind): float(per_worker)}, label_selector=selectors)
 
@@ -65,7 +66,7 @@ def prepared_data(config: dict):
                    config["test_fraction"], config["seed"])
 
 
-def build_trainer(spec: dict, config: dict, placement: dict, run_dir: Path):
+def build_trainer(spec: dict, config: dict, placement: Placement, run_dir: Path):
     """The Ray Train trainer for the job's model (or its user function), its datasets attached."""
     import cloudpickle
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
@@ -125,20 +126,21 @@ class AttemptRunner:
         self._task = None
 
     def run(self, spec: dict, placement: dict) -> None:
-        """Start the attempt (returns at once; idempotent)."""
+        """Start the attempt (returns at once; idempotent). `placement` is `Placement.to_dict()`."""
         if self._thread is None:
+            placement = Placement.from_dict(placement)
             self._attempt_dir = AttemptDir.at(spec["run_dir"])
             target = self._features if spec.get("kind") == "features" else self._fit
             self._thread = threading.Thread(target=target, args=(spec, placement), daemon=True)
             self._thread.start()
 
-    def _features(self, spec: dict, placement: dict) -> None:
+    def _features(self, spec: dict, placement: Placement) -> None:
         """A feature job: one task on the placed node, with its device."""
         from runtime.features import run_feature_task
 
-        [assignment] = placement["assignments"]
-        gpu = placement["kind"] == "gpu"
-        options = {"label_selector": {NODE_ID_LABEL: assignment["node_id"]}, "num_cpus": 0 if gpu else 1,
+        [assignment] = placement.assignments
+        gpu = placement.kind == "gpu"
+        options = {"label_selector": {NODE_ID_LABEL: assignment.node_id}, "num_cpus": 0 if gpu else 1,
                    "num_gpus": 1 if gpu else 0}
         self._phase = "running"
         try:
@@ -150,7 +152,7 @@ class AttemptRunner:
             self._outcome = {"error": root_cause(exc), "traceback": "".join(traceback.format_exception(exc))}
             self._phase = "stopped" if stopped else "failed"
 
-    def _fit(self, spec: dict, placement: dict) -> None:
+    def _fit(self, spec: dict, placement: Placement) -> None:
         run_dir = Path(spec["run_dir"])
         try:
             config = {**spec["loop_config"], "run_dir": str(run_dir), "resume_path": spec.get("resume_path"),

@@ -18,7 +18,7 @@ from runtime.store import FencedOut, LeaseStore, open_store
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
 from schedulers.policies import make_policy
 from schedulers.throughput import ThroughputModel
-from schedulers.types import ClusterState, Device, Node
+from schedulers.types import ClusterState, Device, Node, Placement
 from tests.schedulers.helpers import cpu, node, state
 
 CORES = 2
@@ -174,19 +174,17 @@ def test_remaining_work_shrinks_and_hetero_reranks_running_jobs(setup):
     model = ThroughputModel()
     fresh = job_request(store.get(first), model, cluster)
     assert fresh.work == 1_000_000 and fresh.throughputs is None
-    placement = {"kind": "cpu", "model": "Xeon-8380",
-                 "assignments": [{"node_id": "n1", "kind": "cpu", "model": "Xeon-8380", "workers": 1,
-                                  "devices_per_worker": 1}]}
+    running_placement = Placement.from_dict({
+        "job_id": first, "cluster": "c1", "kind": "cpu", "model": "Xeon-8380", "queue_s": 0.0, "transfer_s": 0.0,
+        "compute_s": 20.0, "assignments": [{"node_id": "n1", "kind": "cpu", "model": "Xeon-8380", "workers": 1,
+                                            "devices_per_worker": 1}]})
     lines = [{"epoch": e, "epoch_seconds": 2.0, "attempt": 1} for e in range(8)]
-    store.set_progress(first, progress_from_epochs(lines, placement), fence=None)
+    store.set_progress(first, progress_from_epochs(lines, running_placement), fence=None)
     measured = job_request(store.get(first), model, cluster)
     assert measured.work == 200_000  # 2 of 10 epochs left
     assert dict(measured.throughputs)["Xeon-8380"] == pytest.approx(50_000)  # 100k rows per 2 s, measured
     assert measured.attained_service_s == pytest.approx(16.0)
-    from runtime.controller.controller import placement_from_dict
-
-    running_placement = placement_from_dict({**placement, "job_id": first, "cluster": "c1", "queue_s": 0.0,
-                                             "transfer_s": 0.0, "compute_s": 20.0})
+    assert Placement.from_dict(running_placement.to_dict()) == running_placement
     queued = job_request(store.get(second), model, cluster)  # 400k rows of work left
     policy = make_policy("hetero")
     config = SchedulerConfig(min_run_before_preempt_s=0.0)
