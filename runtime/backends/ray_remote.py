@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -82,8 +83,7 @@ class RemoteRayBackend:
         tmp.replace(run_dir / LAUNCH_FILE)
         sid = attempt_name(spec.job_id, spec.attempt)
         try:
-            self.client().submit_job(entrypoint=f"{sys.executable} -m runtime.backends.remote_entry "
-                                                f"{self.cluster_path(str(run_dir / LAUNCH_FILE))}",
+            self.client().submit_job(entrypoint=remote_entrypoint(self.cluster_path(str(run_dir / LAUNCH_FILE))),
                                      submission_id=sid, metadata={"suanli_job": spec.job_id,
                                                                   "suanli_attempt": str(spec.attempt)})
         except RuntimeError:
@@ -146,6 +146,13 @@ class RemoteRayBackend:
 
     def release(self, handle: dict) -> None:
         """Nothing to free: the Ray job ended with its driver, and Ray keeps its record."""
+
+
+def remote_entrypoint(launch_path: str) -> str:
+    """The shell command line of an attempt's Ray job. Ray runs an entrypoint with `/bin/sh -c`, so
+    every word is quoted: a registered `storage` path with spaces, quotes or `;` stays one argument
+    and is never run as shell code."""
+    return shlex.join([sys.executable, "-m", "runtime.backends.remote_entry", launch_path])
 
 
 def _read_json(path: Path) -> dict | None:
