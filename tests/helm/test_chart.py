@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "suanli"
 HELM = REPO / ".tools" / "bin" / "helm"
 K8S_VERSION = "1.30.0"
-VALUE_FILES = {"default": None, "gpu": "ci/values-gpu.yaml", "npu": "ci/values-npu.yaml", "edge": "ci/values-edge.yaml"}
+VALUE_FILES = {"default": None, "gpu": "ci/values-gpu.yaml", "npu": "ci/values-npu.yaml", "edge": "ci/values-edge.yaml",
+               "hardened": "ci/values-hardened.yaml"}
 RAYCLUSTER_SCHEMA = json.loads((Path(__file__).parent / "raycluster-v1-subset.schema.json").read_text())
 CRD_KINDS = {"RayCluster", "ServiceMonitor"}
 
@@ -59,7 +60,7 @@ def test_helm_lint(helm, name):
 @pytest.mark.parametrize("name", sorted(VALUE_FILES))
 def test_every_object_validates(helm, name):
     docs = objects(helm, name)
-    assert {"RayCluster", "Deployment", "Service", "ServiceAccount", "ClusterRole", "Role", "ConfigMap"} <= {
+    assert {"RayCluster", "Deployment", "Service", "ServiceAccount", "ConfigMap", "NetworkPolicy"} <= {
         d["kind"] for d in docs}
     for doc in docs:
         if doc["kind"] in CRD_KINDS:
@@ -143,20 +144,47 @@ def test_every_ray_pod_starts_serve_with_haproxy_ingress_unless_turned_off(helm)
     assert not any("RAY_SERVE_ENABLE_HA_PROXY" in env for env in off.values())
 
 
-def test_rbac_grants_no_more_than_the_controller_uses(helm):
-    docs = objects(helm, "default")
-    [cluster_role] = of_kind(docs, "ClusterRole")
-    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes", "pods"], "verbs": ["get", "list", "watch"]}]
-    [role] = of_kind(docs, "Role")
-    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
-    assert verbs <= {"get", "list", "watch"}
-    for rule in cluster_role["rules"] + role["rules"]:
-        assert "*" not in rule["resources"] + rule["verbs"] + rule["apiGroups"]
-    # what the controller calls (cluster/kubernetes.py) is exactly what nodes/pods list allows
-    source = (REPO / "cluster" / "kubernetes.py").read_text()
-    assert "list_node()" in source and "list_pod_for_all_namespaces(" in source
-    ray_sa = [sa for sa in of_kind(docs, "ServiceAccount") if sa["metadata"]["name"].endswith("-ray")]
-    assert ray_sa and ray_sa[0]["automountServiceAccountToken"] is False
+@pytest.mark.parametrize("name", sorted(VALUE_FILES))
+def test_rbac_is_namespaced_and_grants_nothing_to_the_server_or_user_code(helm, name):
+    """No ClusterRole or binding of any kind: the server calls no Kubernetes API and Ray pods run
+    user code, so neither gets a role or a mounted token. Only with autoscaling does the head get a
+    ServiceAccount with a token, for the Role KubeRay itself creates in the release's namespace."""
+    docs = objects(helm, name)
+    kinds = {d["kind"] for d in docs}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    for doc in docs:
+        assert "namespace" not in doc["metadata"] or doc["metadata"]["namespace"] == "suanli"
+    accounts = {sa["metadata"]["name"]: sa for sa in of_kind(docs, "ServiceAccount")}
+    [deployment] = of_kind(docs, "Deployment")
+    server = deployment["spec"]["template"]["spec"]
+    assert server["automountServiceAccountToken"] is False
+    assert accounts[server["serviceAccountName"]]["automountServiceAccountToken"] is False
+    [ray] = of_kind(docs, "RayCluster")
+    head = ray["spec"]["headGroupSpec"]["template"]["spec"]
+    for worker_group in ray["spec"]["workerGroupSpecs"]:
+        pod = worker_group["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert accounts[pod["serviceAccountName"]]["automountServiceAccountToken"] is False
+    autoscaling = ray["spec"]["enableInTreeAutoscaling"]
+    assert autoscaling is (name == "hardened")
+    if autoscaling:  # KubeRay binds its autoscaler Role to this account; nothing else has a token
+        assert head["serviceAccountName"] == "risk-suanli-ray-head" and "risk-suanli-ray-head" in accounts
+    else:
+        assert head["automountServiceAccountToken"] is False and head["serviceAccountName"] == "risk-suanli-ray"
+        assert set(accounts) == {"risk-suanli-controller", "risk-suanli-ray"}
+
+
+def test_the_server_calls_no_kubernetes_api():
+    """Why the server's account has no role: nothing the server runs imports the Kubernetes client
+    (cluster/kubernetes.py, node discovery for the scheduler's tests, is called by no server code).
+    Wiring it in must come with a namespaced Role in templates/rbac.yaml."""
+    users = []
+    for path in [*(REPO / "runtime").rglob("*.py"), *(REPO / "cluster").rglob("*.py")]:
+        text = path.read_text()
+        if path.name != "kubernetes.py" and ("kubernetes_snapshot" in text or "from kubernetes" in text
+                                             or "import kubernetes" in text or "cluster.kubernetes" in text):
+            users.append(str(path.relative_to(REPO)))
+    assert users == []
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_FILES))
@@ -182,12 +210,17 @@ def test_controller_wiring(helm):
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["SUANLI_RAY_ADDRESS"] == "risk-suanli-head-svc:6379"
     assert env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "1"
-    assert env["SUANLI_STORAGE_URI"] == "s3://risk-models/suanli"
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["signing-keys"]["secret"]["secretName"] == "suanli-signing-keys"
+    assert volumes["suanli-storage"]["persistentVolumeClaim"]["claimName"] == "suanli-runs"
     assert "--metrics-public" in container["command"]  # Prometheus scrapes without a token
     claims = [c["metadata"]["name"] for c in of_kind(docs, "PersistentVolumeClaim")]
-    assert of_kind(docs, "ServiceMonitor") and claims == ["risk-suanli-state"]  # object store: no shared PVC
+    assert of_kind(docs, "ServiceMonitor") and claims == ["risk-suanli-state"]  # an existing claim: none made
+    [ray] = of_kind(docs, "RayCluster")
+    for group in [ray["spec"]["headGroupSpec"], *ray["spec"]["workerGroupSpecs"]]:  # the same files, same path
+        pod = group["template"]["spec"]
+        assert {"name": "suanli-storage", "persistentVolumeClaim": {"claimName": "suanli-runs"}} in pod["volumes"]
+        assert {"name": "suanli-storage", "mountPath": "/var/lib/suanli"} in pod["containers"][0]["volumeMounts"]
     default = objects(helm, "default")
     assert of_kind(default, "PersistentVolumeClaim") and not of_kind(default, "ServiceMonitor")
 
@@ -265,7 +298,8 @@ def test_hardened_defaults(helm):
         assert all("secret" not in v for v in volumes.values())
     [secret] = [d for d in of_kind(docs, "Secret") if d["metadata"]["name"] == "risk-suanli-ray-auth"]
     assert len(secret["data"]["token"]) >= 48
-    [policy] = of_kind(docs, "NetworkPolicy")
+    [policy] = [p for p in of_kind(docs, "NetworkPolicy") if p["metadata"]["name"] == "risk-suanli-ray"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert policy["spec"]["podSelector"]["matchLabels"] == {"ray.io/cluster": "risk-suanli"}
     sources = [f["podSelector"]["matchLabels"] for f in policy["spec"]["ingress"][0]["from"]]
     assert {"ray.io/cluster": "risk-suanli"} in sources
