@@ -13,8 +13,9 @@ What is read from each node:
 - health: the Ready condition is True and the node is schedulable.
 Devices in use are the requests of the node's pods that have not finished.
 
-Against a real cluster: `kubernetes_snapshot()` loads the in-cluster service account (inside a pod,
-with the chart's RBAC: nodes and pods get/list/watch) or ~/.kube/config. It has been tested here
+Against a real cluster: `kubernetes_snapshot()` loads the in-cluster service account or
+~/.kube/config; it needs nodes and pods get/list cluster-wide (nodes are cluster-scoped). The server
+does not call it, so the Helm chart grants no such role. It has been tested here
 against the client's own model objects built from recorded node JSON, not yet against a live API
 server.
 """

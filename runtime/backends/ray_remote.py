@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -75,8 +76,7 @@ class RemoteRayBackend:
         launch_file = attempt_dir.write_launch({"spec": remote, "placement": placement.to_dict()})
         sid = attempt_name(spec.job_id, spec.attempt)
         try:
-            self.client().submit_job(entrypoint=f"{sys.executable} -m runtime.backends.remote_entry "
-                                                f"{self.cluster_path(str(launch_file))}",
+            self.client().submit_job(entrypoint=remote_entrypoint(self.cluster_path(str(launch_file))),
                                      submission_id=sid, metadata={"suanli_job": spec.job_id,
                                                                   "suanli_attempt": str(spec.attempt)})
         except RuntimeError:
@@ -137,3 +137,10 @@ class RemoteRayBackend:
 
     def release(self, handle: dict) -> None:
         """Nothing to free: the Ray job ended with its driver, and Ray keeps its record."""
+
+
+def remote_entrypoint(launch_path: str) -> str:
+    """The shell command line of an attempt's Ray job. Ray runs an entrypoint with `/bin/sh -c`, so
+    every word is quoted: a registered `storage` path with spaces, quotes or `;` stays one argument
+    and is never run as shell code."""
+    return shlex.join([sys.executable, "-m", "runtime.backends.remote_entry", launch_path])

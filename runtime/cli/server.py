@@ -43,6 +43,9 @@ def server(
                                            "than about 2 s x (N - 1) moves nothing."),
     cluster_healthy_after: int = typer.Option(HEALTHY_AFTER_ANSWERS, "--cluster-healthy-after", min=1, max=150,
                                               help="Answers in a row before a lost cluster is scheduled onto again."),
+    ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="Serve the API over HTTPS with this "
+                                             "certificate (PEM, chain included); needs --ssl-keyfile."),
+    ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="The private key (PEM) of --ssl-certfile."),
 ) -> None:
     """Run the suanli server: the API, the job store and (while it holds the lease) the controller."""
     import cluster
@@ -54,6 +57,10 @@ def server(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if (jwt_public_key is None) != (jwt_issuer is None):
         raise fail("--jwt-public-key and --jwt-issuer go together")
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise fail("--ssl-certfile and --ssl-keyfile go together: give the certificate and its private key")
+    if ssl_certfile is not None:
+        check_tls_pair(ssl_certfile, ssl_keyfile)
     try:
         jwt = JwtIssuer(jwt_public_key.read_bytes(), jwt_issuer, jwt_audience) if jwt_public_key else None
         options = ServerOptions(
@@ -61,12 +68,28 @@ def server(
             ray_address=ray_address, emulate=emulate, policy=policy, lease_ttl_s=lease_ttl,
             lease_renew_s=lease_renew, profile=profile, serve_port=serve_port, data_dirs=[d.expanduser().resolve() for d in data_dir],
             metrics_public=metrics_public, runs_dir=runs_dir, jwt=jwt, cluster_lost_after=cluster_lost_after,
-            cluster_healthy_after=cluster_healthy_after)
+            cluster_healthy_after=cluster_healthy_after, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
         instance = Server(options)
         instance.start()
     except (ConfigError, StoreError, ValueError, ConnectionError) as exc:
         raise fail(str(exc)) from None
     instance.serve()  # uvicorn turns SIGTERM/SIGINT into a clean stop that releases the lease
+
+
+def check_tls_pair(certfile: Path, keyfile: Path) -> None:
+    """Load the certificate and its key as uvicorn will, before anything starts; a clear error
+    naming the flag otherwise (never the files' content)."""
+    import ssl
+
+    for flag, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
+        if not path.is_file():
+            raise fail(f"{flag}: {path} is not a readable file (PEM, e.g. tls.crt / tls.key of a kubernetes.io/tls "
+                       "Secret)")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        raise fail(f"--ssl-certfile/--ssl-keyfile: {certfile} and {keyfile} are not a PEM certificate and its "
+                   f"private key ({exc.strerror or type(exc).__name__})") from None
 
 
 def server_stop(

@@ -72,6 +72,8 @@ class ServerOptions:
     serve_port: int = 8000  # Ray Serve's HTTP entry for deployed models (loopback, head node)
     cluster_lost_after: int = LOST_AFTER_MISSED  # missed probes (2 s apart) before a registered cluster is lost
     cluster_healthy_after: int = HEALTHY_AFTER_ANSWERS  # answers in a row before it is healthy again
+    ssl_certfile: Path | None = None  # with ssl_keyfile: serve the API over HTTPS
+    ssl_keyfile: Path | None = None
 
 
 def os_user() -> str:
@@ -406,8 +408,10 @@ class Server:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.options.host, self.options.port))
         port = sock.getsockname()[1]
-        url = f"http://{self.options.host}:{port}"
-        config = uvicorn.Config(create_app(self), log_level="warning", access_log=False, timeout_keep_alive=30)
+        scheme = "https" if self.options.ssl_certfile else "http"
+        url = f"{scheme}://{self.options.host}:{port}"
+        config = uvicorn.Config(create_app(self), log_level="warning", access_log=False, timeout_keep_alive=30,
+                                ssl_certfile=self.options.ssl_certfile, ssl_keyfile=self.options.ssl_keyfile)
         self._uvicorn = uvicorn.Server(config)
         info = {"url": url, "pid": os.getpid(), "started": time.time(), "ray_address": self.ray_address}
         record = self.state_dir / SERVER_FILE

@@ -28,8 +28,9 @@ app.kubernetes.io/name: {{ include "suanli.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{- define "suanli.rayImage" -}}
-{{ .Values.rayImage.repository }}:{{ .Values.rayImage.tag }}
+{{/* The one image of the server and every Ray pod. */}}
+{{- define "suanli.image" -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end -}}
 
 {{- define "suanli.signingSecret" -}}
@@ -60,19 +61,17 @@ cluster={{ .root.Values.cluster.name }},tier={{ $g.tier }},site={{ $site }},acce
 {{- end -}}
 
 {{- define "suanli.storageVolume" -}}
-{{- if eq .Values.storage.type "pvc" }}
 - name: suanli-storage
   persistentVolumeClaim:
     claimName: {{ include "suanli.claimName" . }}
-{{- end }}
 {{- end -}}
 
 {{- define "suanli.storageMount" -}}
-{{- if eq .Values.storage.type "pvc" }}
 - name: suanli-storage
   mountPath: {{ .Values.storage.mountPath }}
-{{- end }}
 {{- end -}}
+
+{{- define "suanli.tlsPath" -}}/etc/suanli/tls{{- end -}}
 
 {{- define "suanli.rayAuthSecret" -}}
 {{- default (printf "%s-ray-auth" (include "suanli.fullname" .)) .Values.rayAuth.existingSecret -}}
