@@ -10,7 +10,8 @@ import pytest
 
 from cluster.federation import ClusterEntry
 from runtime.backends.base import LaunchSpec
-from runtime.backends.ray_remote import FENCED_FILE, LAUNCH_FILE, RemoteRayBackend, remote_entrypoint
+from runtime.backends.ray_remote import RemoteRayBackend, remote_entrypoint
+from runtime.rundir import FENCED_FILE, LAUNCH_FILE
 from schedulers.types import Placement
 
 HOSTILE = "nodes see it here/it's \"quoted\"; touch INJECTED; $(touch INJECTED2) `touch INJECTED3`"
