@@ -75,6 +75,16 @@ def verify_log(directory: str | Path, public_key: str | Path | ec.EllipticCurveP
     reports only on records from that time on (the chain is still checked from the start)."""
     directory = Path(directory)
     key = public_key if isinstance(public_key, ec.EllipticCurvePublicKey) else load_public_key(public_key)
+    # read in the order they are written (records, checkpoints, then witnesses) reversed: whatever
+    # is appended while verifying only extends what was read first, so a live log never fails
+    heads: list[tuple[Witness, dict | None]] = []
+    for witness in witnesses:
+        try:
+            heads.append((witness, witness.newest(log_id(key))))
+        except Exception as exc:  # noqa: BLE001 - an unreadable witness is a failed verification, with why
+            return Verdict(False, 0, 0, None, f"{witness.name} cannot be read: {exc}")
+    path = directory / CHECKPOINTS
+    checkpoint_lines = path.read_bytes().splitlines() if path.exists() else []
     hashes_by_seq: dict[int, str] = {}
     expected, prev, count = 1, GENESIS, 0
     for segment in segments(directory):
@@ -102,10 +112,9 @@ def verify_log(directory: str | Path, public_key: str | Path | ec.EllipticCurveP
             prev, expected = record["hash"], expected + 1
     last_seq = expected - 1
     checkpoints = 0
-    path = directory / CHECKPOINTS
     previous = None
     signed: set[str] = set()  # the checkpoints as canonical JSON
-    for raw in (path.read_bytes().splitlines() if path.exists() else []):
+    for raw in checkpoint_lines:
         if not raw.strip():
             continue
         try:
@@ -131,21 +140,15 @@ def verify_log(directory: str | Path, public_key: str | Path | ec.EllipticCurveP
         previous = hashlib.sha256(canonical(body).encode()).hexdigest()
         signed.add(canonical(body))
         checkpoints += 1
-    return _check_heads(key, witnesses, hashes_by_seq, last_seq, signed,
-                        Verdict(True, count, checkpoints))
+    return _check_heads(key, heads, hashes_by_seq, last_seq, signed, Verdict(True, count, checkpoints))
 
 
-def _check_heads(key: ec.EllipticCurvePublicKey, witnesses: Sequence[Witness], hashes_by_seq: dict[int, str],
-                 last_seq: int, signed: set[str], verdict: Verdict) -> Verdict:
+def _check_heads(key: ec.EllipticCurvePublicKey, heads: list[tuple[Witness, dict | None]],
+                 hashes_by_seq: dict[int, str], last_seq: int, signed: set[str], verdict: Verdict) -> Verdict:
     """`verdict`, failed when the log does not reach a witness's newest head for this key's log."""
-    heads, warnings = [], []
-    identity = log_id(key)
+    reached, warnings = [], []
     count, checkpoints = verdict.records, verdict.checkpoints
-    for witness in witnesses:
-        try:
-            head = witness.newest(identity)
-        except Exception as exc:  # noqa: BLE001 - an unreadable witness is a failed verification, with why
-            return Verdict(False, count, checkpoints, last_seq + 1, f"{witness.name} cannot be read: {exc}")
+    for witness, head in heads:
         if head is None:
             warnings.append(f"{witness.name} holds no head for this log yet: a deleted tail is caught only from the "
                             "first checkpoint it witnesses")
@@ -158,13 +161,13 @@ def _check_heads(key: ec.EllipticCurvePublicKey, witnesses: Sequence[Witness], h
             return Verdict(False, count, checkpoints, last_seq + 1,
                            f"records {last_seq + 1}-{seq} are missing: {witness.name} holds a signed head at record "
                            f"{seq} from {when} (the log's tail was deleted)")
-        if hashes_by_seq[seq] != head["hash"]:
+        if hashes_by_seq.get(seq) != head["hash"]:
             return Verdict(False, count, checkpoints, seq,
-                           f"record {seq} has the hash {hashes_by_seq[seq][:16]}... but {witness.name} holds "
+                           f"record {seq} has the hash {hashes_by_seq.get(seq, 'none')[:16]}... but {witness.name} holds "
                            f"{head['hash'][:16]}... signed at {when}: the log up to {seq} was rewritten")
         if canonical(head) not in signed:
             return Verdict(False, count, checkpoints, seq,
                            f"the checkpoint at record {seq} from {when}, held by {witness.name}, is missing from "
                            f"{CHECKPOINTS} (checkpoints removed or rewritten)")
-        heads.append(f"{witness.name} (record {seq})")
-    return Verdict(True, count, checkpoints, heads=tuple(heads), warnings=tuple(warnings))
+        reached.append(f"{witness.name} (record {seq})")
+    return Verdict(True, count, checkpoints, heads=tuple(reached), warnings=tuple(warnings))

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -282,3 +283,30 @@ def test_a_head_only_moves_forward(store):
     assert heads.record("a" * 64, {"seq": 10, "hash": "other"}) is False
     assert heads.record("b" * 64, {"seq": 1, "hash": "b1"}) is True  # each log has its own head
     assert heads.newest("a" * 64) == {"seq": 10, "hash": "h10"} and heads.newest("c" * 64) is None
+
+
+def test_verifying_a_live_log_while_it_grows_never_fails(tmp_path):
+    """The server verifies while its checkpoint thread and requests keep writing: what is written
+    meanwhile only extends what verification read first."""
+    store = open_store(tmp_path / "state")
+    log = open_server_log(tmp_path / "state" / "audit", store, environ={})
+    stop = threading.Event()
+
+    def write():
+        i = 0
+        while not stop.is_set():
+            log.append("job-state", "alice", {"i": i})
+            i += 1
+            if i % 5 == 0:
+                log.checkpoint()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        verdicts = [log.verify() for _ in range(30)]
+    finally:
+        stop.set()
+        writer.join()
+    assert all(v.ok for v in verdicts), [v.line() for v in verdicts if not v.ok][:3]
+    assert verdicts[-1].records > verdicts[0].records and verdicts[-1].heads
+    store.close()
