@@ -106,14 +106,16 @@ def load_public_key(path: str | Path) -> ec.EllipticCurvePublicKey:
 
 
 def lines_backwards(path: Path, chunk: int = 65536) -> Iterator[bytes]:
-    """The non-blank lines of `path`, newest first, read from the end in chunks: a line of any
-    length is returned whole, and only as much of the file as needed is read."""
+    """The non-blank lines of `path`, newest first, read from the end in chunks (doubling, so a
+    long line costs linear time): a line of any length is returned whole, and only as much of the
+    file as needed is read."""
     with path.open("rb") as f:
         position = f.seek(0, os.SEEK_END)
         rest = b""
         while position > 0:
             step = min(chunk, position)
             position -= step
+            chunk *= 2
             f.seek(position)
             rest = f.read(step) + rest
             lines = rest.split(b"\n")

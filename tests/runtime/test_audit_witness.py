@@ -8,6 +8,7 @@ record an older version wrote neither stops appends nor fails verification."""
 import base64
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from runtime.audit.log import (
     AuditDetailTooLarge,
     AuditLog,
     canonical,
+    lines_backwards,
     record_hash,
     segments,
 )
@@ -310,3 +312,14 @@ def test_verifying_a_live_log_while_it_grows_never_fails(tmp_path):
     assert all(v.ok for v in verdicts), [v.line() for v in verdicts if not v.ok][:3]
     assert verdicts[-1].records > verdicts[0].records and verdicts[-1].heads
     store.close()
+
+
+def test_the_tail_reader_returns_lines_of_any_length_whole(tmp_path):
+    rng = random.Random(4)
+    for trial in range(200):
+        lines = [b"r" * rng.choice([0, 1, 90, 65_535, 65_536, 300_000]) for _ in range(rng.randrange(8))]
+        data = b"\n".join(lines) + (b"\n" if rng.random() < 0.7 else b"")
+        path = tmp_path / f"{trial}.jsonl"
+        path.write_bytes(data)
+        assert list(lines_backwards(path, chunk=rng.choice([1, 7, 65_536]))) == [
+            line for line in reversed(data.split(b"\n")) if line.strip()]
