@@ -204,7 +204,7 @@ class Server:
     def audit_refused(self, actor: str, method: str, path: str, status: int, why: str) -> None:
         self.refused.labels(str(status)).inc()
         self.audit.append("request-refused", actor, {"method": method, "path": path, "status": status, "why": why},
-                          level="warning", component="api")
+                          level="warning", component="api", oversize="digest")
 
     def _audit_job_event(self, event: dict) -> None:
         level = "warning" if event["kind"] in ("FAILED", "REJECTED") else "info"
