@@ -46,7 +46,7 @@ KEY_FILE = "audit-key.pem"
 PUBLIC_KEY_FILE = "audit-key.pub.pem"
 CHECKPOINTS = "checkpoints.jsonl"
 MAX_DETAIL_BYTES = 16 * 1024  # one record's detail, as canonical JSON
-MAX_NAME_CHARS = 256  # a record's type and actor
+MAX_NAME_CHARS = 1024  # a record's type and actor (an OIDC subject is at most 255, plus its namespace)
 DIGEST_PREFIX_CHARS = 2048  # what a digested oversize detail keeps of its start
 
 log = logging.getLogger(__name__)
