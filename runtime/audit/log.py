@@ -248,7 +248,7 @@ class AuditLog:
             raise ValueError(f"level: {level!r} is not one of {', '.join(LEVELS)}")
         for field, value in (("type", type), ("actor", actor)):
             if len(value) > MAX_NAME_CHARS:
-                raise ValueError(f"{field}: {len(value)} characters is over the audit log's limit of {MAX_NAME_CHARS}")
+                raise ValueError(f"{field}: {len(value):,} characters is over the audit log's limit of {MAX_NAME_CHARS:,}")
         text = canonical(detail)
         if len(text) > MAX_DETAIL_BYTES:
             if oversize != "digest":

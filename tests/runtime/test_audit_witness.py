@@ -323,3 +323,12 @@ def test_the_tail_reader_returns_lines_of_any_length_whole(tmp_path):
         path.write_bytes(data)
         assert list(lines_backwards(path, chunk=rng.choice([1, 7, 65_536]))) == [
             line for line in reversed(data.split(b"\n")) if line.strip()]
+
+
+def test_a_huge_actor_or_type_is_refused_naming_the_field(tmp_path):
+    log = AuditLog(tmp_path)
+    with pytest.raises(ValueError, match="^actor: 2,000 characters is over the audit log's limit of 1,024"):
+        log.append("login", "a" * 2000)
+    with pytest.raises(ValueError, match="^type: "):
+        log.append("t" * 2000, "alice")
+    assert segments(tmp_path) == []  # nothing was written
