@@ -26,7 +26,7 @@ from prometheus_client import Counter, Gauge
 import cluster
 from cluster.federation import HEALTHY_AFTER_ANSWERS, LOST_AFTER_MISSED, Federation, check_entry
 from cluster.metrics import CapacityMetrics
-from runtime.audit.log import AuditLog
+from runtime.audit.witness import open_server_log
 from runtime.backends.federated import FederatedBackend
 from runtime.backends.ray_local import RayBackend
 from runtime.controller.controller import JobController
@@ -158,7 +158,7 @@ class Server:
         self.state_dir = options.state_dir.expanduser().resolve()
         self.store = open_store(self.state_dir, options.store_url)  # StoreError on a corrupt store: refuse to start
         self.accounts = Accounts(self.store, options.jwt)
-        self.audit = AuditLog(self.state_dir / "audit", component="server")
+        self.audit = open_server_log(self.state_dir / "audit", self.store)  # witnessed by the store; key pinned
         self.audit_ok: bool | None = None
         self._identities: dict[str, tuple[float, Identity]] = {}
         self._seen_tokens: set[str] = set()
@@ -207,20 +207,18 @@ class Server:
     def audit_refused(self, actor: str, method: str, path: str, status: int, why: str) -> None:
         self.refused.labels(str(status)).inc()
         self.audit.append("request-refused", actor, {"method": method, "path": path, "status": status, "why": why},
-                          level="warning", component="api")
+                          level="warning", component="api", oversize="digest")
 
     def _audit_job_event(self, event: dict) -> None:
         level = "warning" if event["kind"] in ("FAILED", "REJECTED") else "info"
         self.audit.append(f"job-{event['kind'].lower()}", event["actor"],
                           {k: event[k] for k in ("job_id", "detail", "attempt", "fence") if event.get(k) is not None},
-                          level=level, component="controller" if event["fence"] is not None else "api")
+                          level=level, component="controller" if event["fence"] is not None else "api", oversize="digest")
 
     def verify_audit(self):
         """Verify the audit log now; update the metric and log a failure."""
-        from runtime.audit.verify import verify_log
-
         self.audit.checkpoint()
-        verdict = verify_log(self.audit.directory)
+        verdict = self.audit.verify()
         self.audit_ok = verdict.ok
         self.audit_chain_ok.set(1 if verdict.ok else 0)
         if not verdict.ok:

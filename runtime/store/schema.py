@@ -147,3 +147,12 @@ clusters = Table(
     Column("added_at", Float, nullable=False),
     Column("added_by", String(64), nullable=False),
 )
+
+audit_heads = Table(
+    "audit_heads", metadata,  # each audit log's newest signed checkpoint, kept outside the log (added on open)
+    Column("log_id", String(64), primary_key=True),  # sha256 of the log's public key (DER)
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("checkpoint", Text, nullable=False),  # the signed checkpoint as canonical JSON
+    Column("updated_at", Float, nullable=False),
+)

@@ -165,9 +165,11 @@ def test_the_audit_log_of_the_session_verifies_and_a_flipped_byte_is_named(serve
     assert call(url, "GET", "/audit/verify", admin).json()["ok"] is True
     copy = tmp_path / "state"
     shutil.copytree(state / "audit", copy / "audit")
+    pinned = shutil.copy(state / "audit" / "audit-key.pub.pem", tmp_path / "pinned.pem")
 
     def verify():
-        return subprocess.run([sys.executable, "-m", "runtime.cli.main", "audit", "verify", "--state-dir", str(copy)],
+        return subprocess.run([sys.executable, "-m", "runtime.cli.main", "audit", "verify", "--state-dir", str(copy),
+                               "--public-key", str(pinned), "--no-store"],  # the live store's head moves on
                               capture_output=True, text=True, cwd=REPO, timeout=120)
 
     out = verify()

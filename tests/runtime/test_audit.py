@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from runtime.audit.log import CHECKPOINTS, AuditLog
+from runtime.audit.log import CHECKPOINTS, PUBLIC_KEY_FILE, AuditLog, load_public_key
 from runtime.audit.verify import verify_log
 from tests.conftest import REPO
 
@@ -90,7 +90,7 @@ def tamper(directory, rng):
 
 
 def test_an_untouched_log_verifies(archived):
-    verdict = verify_log(archived)
+    verdict = verify_log(archived, archived / PUBLIC_KEY_FILE)  # untouched here; the attacks below pin a copy
     assert verdict.ok and verdict.records == RECORDS and verdict.checkpoints == 4, verdict.line()
     assert len(list(archived.glob("audit-*.jsonl"))) > 2  # rotated by size, one chain across segments
     assert (archived / "audit-key.pem").stat().st_mode & 0o777 == 0o600
@@ -98,12 +98,13 @@ def test_an_untouched_log_verifies(archived):
 
 def test_a_thousand_random_tamperings_are_all_detected_naming_the_record(archived, tmp_path):
     rng = random.Random(20261122)
+    pinned = load_public_key(archived / PUBLIC_KEY_FILE)  # read before any tampering
     missed, wrong = [], []
     for trial in range(1000):
         copy = tmp_path / f"t{trial}"
         shutil.copytree(archived, copy)
         kind, expected = tamper(copy, rng)
-        verdict = verify_log(copy)
+        verdict = verify_log(copy, pinned)
         if verdict.ok:
             missed.append((trial, kind))
         elif verdict.first_bad_seq != expected:
@@ -120,7 +121,7 @@ def test_processes_appending_together_keep_one_chain(tmp_path):
              for n in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     AuditLog(tmp_path).checkpoint()
-    verdict = verify_log(tmp_path)
+    verdict = verify_log(tmp_path, tmp_path / PUBLIC_KEY_FILE)
     assert verdict.ok and verdict.records == 300, verdict.line()
 
 
