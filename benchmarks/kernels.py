@@ -197,6 +197,7 @@ def main() -> None:
         print(json.dumps(time_one(args.time_one, args.events, args.threads, args.repeats)))
         return
     torch.set_num_threads(1)
+    load_at_start = os.getloadavg()
     peers = tuple(p for p in args.peers.split(",") if p)
     if "polars" not in peers or set(peers) - set(TOOLS[1:]):
         parser.error(f"--peers: a comma-separated subset of {', '.join(TOOLS[1:])} that includes polars")
@@ -205,7 +206,7 @@ def main() -> None:
     mlp = {b: mlp_forward(b, args.repeats) for b in (1, 256, 4096)}
     result = {
         "run": {"events": args.events, "large_events": args.large_events, "repeats": args.repeats, "peers": list(peers),
-                "load_average_at_start": os.getloadavg()},
+                "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()},
         "sliding_window": window,
         "sliding_window_large": large,
         "sliding_window_speedup_vs_polars": window["speedup_vs_polars"],
