@@ -1,13 +1,35 @@
 """Knowing the hardware: device discovery, starting or joining Ray, emulated clusters,
-snapshots for the scheduler, capacity reports."""
+snapshots for the scheduler, capacity reports.
 
-from cluster.ray_cluster import prepare_loopback
+The control-plane names below (`connect`, `snapshot`, `load_config`, ...) are imported on first
+use, so `cluster.devices` works on a GPU node that has torch but not Ray or pydantic.
+"""
 
-prepare_loopback()  # before anything imports ray
+import importlib
+import os
 
-from cluster.config import SuanliConfig, load_config  # noqa: E402
-from cluster.errors import ConfigError  # noqa: E402
-from cluster.ray_cluster import Connection, connect, disconnect  # noqa: E402
+# Ray reads this at import time and must bind to loopback unless an operator says otherwise; set
+# here, before any `cluster` submodule can import ray (the same default as
+# cluster.ray_cluster.prepare_loopback, which ray_cluster's users call again before starting Ray).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+_LAZY = {
+    "Connection": "cluster.ray_cluster", "connect": "cluster.ray_cluster", "disconnect": "cluster.ray_cluster",
+    "prepare_loopback": "cluster.ray_cluster", "SuanliConfig": "cluster.config", "load_config": "cluster.config",
+    "ConfigError": "cluster.errors",
+}
+
+# `snapshot` is also a submodule's name: bound here (it needs no control-plane package) so that the
+# function, not the module, is what `cluster.snapshot` means.
 from cluster.snapshot import snapshot  # noqa: E402
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cluster' has no attribute {name!r}")
+
 
 __all__ = ["Connection", "ConfigError", "SuanliConfig", "connect", "disconnect", "load_config", "snapshot"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import ValidationError
+
+if TYPE_CHECKING:  # pydantic only for the annotation: this module imports on a node without it
+    from pydantic import ValidationError
 
 
 class ConfigError(ValueError):

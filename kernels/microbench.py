@@ -17,6 +17,7 @@ KNOWN_PEAKS = {
     "A10": (31.2, 125.0, 600.0), "L40S": (91.6, 362.0, 864.0), "L4": (30.3, 121.0, 300.0),
     "V100": (15.7, 125.0, 900.0), "T4": (8.1, 65.0, 320.0), "P100": (9.3, 18.7, 732.0), "K80": (4.1, 0.0, 240.0),
 }
+MATMUL_NAMES = {torch.float32: "matmul_fp32", torch.bfloat16: "matmul_bf16", torch.float16: "matmul_fp16"}
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,23 @@ def peak_for(model: str, measurement: str) -> float | None:
 
 
 def seconds_per_call(fn, device: torch.device, repeats: int) -> float:
-    """Mean seconds of `fn()` over `repeats` calls after one warm-up call, device synchronised."""
+    """Mean seconds of `fn()` over `repeats` calls after one warm-up call: timed by CUDA events on
+    a GPU (device time, as NVIDIA measures), by the wall clock around a synchronised loop on the
+    CPU."""
     fn()
     synchronize(device)
-    start = time.perf_counter()
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(repeats):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000 / repeats
+    begin = time.perf_counter()
     for _ in range(repeats):
         fn()
-    synchronize(device)
-    return (time.perf_counter() - start) / repeats
+    return (time.perf_counter() - begin) / repeats
 
 
 def matmul(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, size: int = 1024,
@@ -67,8 +77,7 @@ def matmul(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float3
     a = torch.randn(size, size, device=dev, dtype=dtype)
     b = torch.randn(size, size, device=dev, dtype=dtype)
     seconds = seconds_per_call(lambda: torch.mm(a, b), dev, repeats)
-    name = {torch.float32: "matmul_fp32", torch.bfloat16: "matmul_bf16", torch.float16: "matmul_fp16"}[dtype]
-    return Measurement(name, str(dev), 2 * size**3 / seconds / 1e9, "GFLOP/s", f"{size}x{size}")
+    return Measurement(MATMUL_NAMES[dtype], str(dev), 2 * size**3 / seconds / 1e9, "GFLOP/s", f"{size}x{size}")
 
 
 def supported_half_dtypes(device: str | torch.device = "cpu") -> list[torch.dtype]:

@@ -2,10 +2,14 @@
 
 Runs the micro-benchmarks (matmul, memory bandwidth, host-to-device copy) and workload
 benchmarks (a training step, an inference batch, the feature kernel) on every device kind present:
-the CPU always, CUDA GPUs when torch sees them. NPUs need `torch_npu`, which suanli does not yet
-drive: they are reported as not benchmarked. Prints a table with speed-up against the CPU and %
-of the device's published peak, and can write JSON, an HTML page with charts, and a throughput
-profile that the scheduler's ThroughputModel loads.
+the CPU always, CUDA GPUs when torch sees them. Sizes follow the device (`kernels.sizing`):
+matmul, copies and batches grow until the rate stops rising, so a GPU is measured where it is not
+launch-bound; the feature kernel runs 10M events on a GPU. Each figure is reported with the size
+it was measured at, and each profile rate with the regime it holds for (rows per batch, events
+per job), which `runtime.profiles` uses so a small-batch GPU rate is never applied to a large job.
+NPUs need `torch_npu`, which suanli does not yet drive: they are reported as not benchmarked.
+Prints a table with speed-up against the CPU and % of the device's published peak, and can write
+JSON, an HTML page with charts, and the throughput profile the scheduler's ThroughputModel loads.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from rich.table import Table
 from cluster.devices.cpu import cpu_model_name
 from cluster.devices.npu import AscendNpuDiscovery
 from cluster.devices.nvidia_gpu import short_gpu_model
-from kernels import microbench, workloads
+from kernels import microbench, sizing, workloads
 from runtime.cli.common import console, print_json
 
 # which measured benchmark tells the scheduler each algorithm class's speed
@@ -43,41 +47,79 @@ def devices_present() -> list[dict]:
     return out
 
 
-def plan(device: dict, quick: bool) -> list[tuple[str, object]]:
-    """(label, zero-argument callable) for every benchmark to run on `device`."""
-    d = device["torch_device"]
-    size = 512 if quick else 2048
-    mb = 32 if quick else 256
-    events = 50_000 if quick else 1_000_000
-    steps = 3 if quick else 20
-    jobs = [("matmul fp32", lambda: microbench.matmul(d, torch.float32, size))]
-    for dtype in microbench.supported_half_dtypes(d):
-        jobs.append((f"matmul {dtype}", lambda dtype=dtype: microbench.matmul(d, dtype, size if d != "cpu" else size // 2)))
-    jobs.append(("memory bandwidth", lambda: microbench.memory_bandwidth(d, mb)))
-    if device["kind"] != "cpu":
-        jobs.append(("host to device", lambda: microbench.host_to_device(d, mb)))
+def swept(measure, sizes: list[int], regime_unit: str | None = None) -> dict:
+    """The best Measurement of `measure(size)` over `sizes` grown until the rate stops rising, with
+    the sweep and, for a workload, the regime (`regime_unit`: the best size) its rate holds for."""
+    measured: dict[int, microbench.Measurement] = {}
+
+    def rate(size: int) -> float:
+        measured[size] = measure(size)
+        return measured[size].value
+
+    sweep = sizing.grow_until_plateau(rate, sizes)
+    return {"measurement": measured[sweep.best_size], "sweep": sweep.to_dict(),
+            "regime": {regime_unit: sweep.best_size} if regime_unit else None}
+
+
+def once(measurement: microbench.Measurement, regime: dict | None = None) -> dict:
+    return {"measurement": measurement, "sweep": None, "regime": regime}
+
+
+def plan(device: dict, quick: bool, memory_bytes: int) -> list[tuple[str, object]]:
+    """(label, zero-argument callable returning {measurement, sweep, regime}) for every benchmark
+    on `device`, sized to it (`quick`: the two smallest sizes of each sweep, small workloads)."""
+    d, kind = device["torch_device"], device["kind"]
+    cut = 2 if quick else None
+    steps = 3 if quick else 10
+    batches = sizing.batch_sizes(kind)[:cut]
+    events = sizing.feature_events(kind, quick)
+    gbdt_rows = 20_000 if quick else 200_000
+    jobs = []
+    for dtype in [torch.float32, *microbench.supported_half_dtypes(d)]:
+        sizes = sizing.matmul_sizes(kind, memory_bytes, torch.finfo(dtype).bits // 8)[:cut]
+        jobs.append((f"matmul {dtype}", lambda dtype=dtype, sizes=sizes: swept(
+            lambda n: microbench.matmul(d, dtype, n), sizes)))
+    jobs.append(("memory bandwidth", lambda: swept(lambda mb: microbench.memory_bandwidth(d, mb),
+                                                   sizing.bandwidth_megabytes(kind, memory_bytes)[:cut])))
+    if kind != "cpu":
+        jobs.append(("host to device", lambda: once(microbench.host_to_device(d, 64 if quick else 1024))))
     jobs += [
-        ("train step (MLP)", lambda: workloads.train_step(d, steps=steps)),
-        ("train step (linear)", lambda: workloads.train_step_linear(d, steps=steps)),
-        ("train step (GBDT)", lambda: workloads.train_step_gbdt(d, rows=20_000 if quick else 200_000,
-                                                                 rounds=3 if quick else 10)),
-        ("inference batch", lambda: workloads.inference_batch(d, repeats=steps)),
-        ("feature kernel", lambda: workloads.feature_kernel(d, events=events)),
+        ("train step (MLP)", lambda: swept(lambda b: workloads.train_step(d, batch=b, steps=steps), batches,
+                                           "rows_per_batch")),
+        ("train step (linear)", lambda: swept(lambda b: workloads.train_step_linear(d, batch=b, steps=steps), batches,
+                                              "rows_per_batch")),
+        ("train step (GBDT)", lambda: once(workloads.train_step_gbdt(d, rows=gbdt_rows, rounds=3 if quick else 10),
+                                           {"rows_per_job": gbdt_rows})),
+        ("inference batch", lambda: swept(lambda b: workloads.inference_batch(d, batch=b, repeats=steps), batches,
+                                          "rows_per_batch")),
+        ("feature kernel", lambda: once(workloads.feature_kernel(d, events=events), {"events_per_job": events})),
     ]
     return jobs
+
+
+def device_memory(torch_device: str) -> int:
+    """Total memory of a torch device: the GPU's own, or the machine's for the CPU."""
+    if torch_device == "cpu":
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    return int(torch.cuda.get_device_properties(torch_device).total_memory)
 
 
 def run_all(quick: bool) -> dict:
     """Every benchmark on every device present, with a progress bar; the report dict."""
     devices = devices_present()
-    plans = [(device, label, fn) for device in devices for label, fn in plan(device, quick)]
+    plans = [(device, label, fn) for device in devices
+             for label, fn in plan(device, quick, device_memory(device["torch_device"]))]
     rows = []
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("benchmarking", total=len(plans))
         for device, label, fn in plans:
             bar.update(task, description=f"{label} on {device['torch_device']}")
-            m = fn()
-            rows.append({**m.to_dict(), "kind": device["kind"], "model": device["model"],
+            done = fn()
+            m = done["measurement"]
+            rows.append({**m.to_dict(), "size": m.detail, "sweep": done["sweep"], "regime": done["regime"],
+                         "kind": device["kind"], "model": device["model"],
                          "peak": microbench.peak_for(device["model"], m.name)})
             bar.advance(task)
     cpu = {r["name"]: r["value"] for r in rows if r["kind"] == "cpu"}
@@ -96,7 +138,8 @@ def run_all(quick: bool) -> dict:
 
 def profile_from(report: dict) -> dict:
     """The scheduler profile: work units/s per (algorithm class, kind, model) on ONE device (one
-    core for the CPU, as the ThroughputModel counts CPU rates)."""
+    core for the CPU, as the ThroughputModel counts CPU rates), each with the regime it was
+    measured in (rows per batch, rows or events per job)."""
     entries = []
     for algorithm, source in PROFILE_SOURCES.items():
         for r in report["results"]:
@@ -105,17 +148,17 @@ def profile_from(report: dict) -> dict:
             value = r["value"] * UNITS_PER_MEASURED.get(algorithm, 1.0)
             per_device = value / report["cpu_threads"] if r["kind"] == "cpu" else value
             entries.append({"algorithm": algorithm, "kind": r["kind"], "model": r["model"], "units_per_s": per_device,
-                            "source": f"suanli bench: {source}"})
-    return {"version": 1, "throughputs": entries}
+                            "regime": r["regime"], "source": f"suanli bench: {source} at {r['size']}"})
+    return {"version": 2, "throughputs": entries}
 
 
 def bench_table(report: dict) -> Table:
     """The report as a rich table."""
     table = Table(title="suanli bench")
-    for col in ("benchmark", "device", "model", "throughput", "vs CPU", "% of peak"):
+    for col in ("benchmark", "device", "model", "size", "throughput", "vs CPU", "% of peak"):
         table.add_column(col, justify="right" if col in ("throughput", "vs CPU", "% of peak") else "left")
     for r in report["results"]:
-        table.add_row(r["name"], r["device"], r["model"], f"{r['value']:,.1f} {r['unit']}",
+        table.add_row(r["name"], r["device"], r["model"], r["size"], f"{r['value']:,.1f} {r['unit']}",
                       "-" if r["speedup_vs_cpu"] is None else f"{r['speedup_vs_cpu']:.1f}x",
                       "-" if r["percent_of_peak"] is None else f"{r['percent_of_peak']:.0f}%")
     return table

@@ -40,13 +40,33 @@ def test_card_testing_burst_shows_in_the_one_minute_window():
         ({"keys": [1, 2]}, "lengths differ"),
         ({"device": "tpu"}, "device: unknown device 'tpu'"),
         ({"amounts": [1.0, float("nan"), 2.0]}, "amounts: contains NaN"),
+        ({"windows_s": (0.0004,)}, "windows_s: window lengths must be at least 1 ms"),
+        ({"windows_s": (float("inf"),)}, "windows_s: window lengths must be > 0 seconds and finite"),
+        ({"timestamps_s": [1.0, float("nan"), 3.0]}, "timestamps_s: contains NaN"),
+        ({"timestamps_s": [0.0, 1.0, 5e15]}, "timestamps_s: the time span plus the longest window exceeds"),
+        ({"keys": [1.0, 1.5, 2.0]}, "keys: must be integers"),
+        ({"amounts": [1.0, float("inf"), 2.0]}, "amounts: contains NaN or infinity"),
+        ({"engine": "cudf"}, "engine: must be one of auto, numba, torch"),
+        ({"output": "pandas"}, "output: must be one of numpy, torch, arrow"),
     ],
 )
-def test_bad_input_names_the_argument(kwargs, message):
-    args = {"timestamps_s": [1.0, 2.0, 3.0], "keys": [1, 1, 2], "amounts": [1.0, 2.0, 3.0]}
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_bad_input_names_the_argument(kwargs, message, engine):
+    args = {"timestamps_s": [1.0, 2.0, 3.0], "keys": [1, 1, 2], "amounts": [1.0, 2.0, 3.0], "engine": engine}
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         sliding_window_features(**args)
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_a_batch_larger_than_free_memory_is_refused_naming_the_limit(monkeypatch, engine):
+    from kernels import features
+
+    monkeypatch.setattr(features, "available_bytes", lambda device: 100_000)
+    ts = np.arange(10_000, dtype=float)
+    with pytest.raises(ValueError, match=r"timestamps_s: 10,000 events need about .* GiB on cpu, which has 0.0 GiB "
+                                         r"free; pass at most \d+ events per call"):
+        sliding_window_features(ts, np.zeros(10_000, dtype=np.int64), np.ones(10_000), engine=engine)
 
 
 def test_cuda_request_without_gpu_is_a_clear_error():
@@ -95,3 +115,93 @@ def test_chunks_larger_than_memory_give_the_same_features():
     with pytest.raises(ValueError, match="chunks: timestamps must continue in time order"):
         list(sliding_window_features_chunked(iter([(ts[100:200], keys[:100], amounts[:100]),
                                                    (ts[:100], keys[:100], amounts[:100])])))
+
+
+def transactions(n, seed=0, cards=None):
+    rng = np.random.default_rng(seed)
+    ts = np.sort(rng.uniform(0, 30 * 86400, n)).round(3)
+    return ts, rng.integers(0, cards or max(1, n // 20), n), rng.lognormal(3, 1, n).round(2)
+
+
+def test_the_cuda_algorithm_on_cpu_tensors_gives_the_cpu_engines_answers():
+    ts, keys, amounts = transactions(100_000, seed=4)
+    cpu = sliding_window_features(ts, keys, amounts, engine="numba")
+    torch_engine = sliding_window_features(ts, keys, amounts, engine="torch")
+    for name, values in cpu.items():
+        if name.startswith(("count", "max")):
+            np.testing.assert_array_equal(torch_engine[name], values)
+        else:
+            np.testing.assert_allclose(torch_engine[name], values, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_window_sums_are_exact_against_fsum_at_a_million_events(engine):
+    import math
+
+    n = 1_000_000
+    rng = np.random.default_rng(11)
+    ts = np.sort(rng.uniform(0, 30 * 86400, n)).round(3)
+    keys = rng.integers(0, 2_000, n)  # 500 events per card: long running sums
+    amounts = rng.lognormal(3, 2, n)  # 0.0x to 1e6: wide magnitudes
+    amounts[rng.integers(0, n, 200)] = 1e12  # a few huge amounts make a plain float64 prefix sum lossy
+    windows = (60.0, 3600.0)
+    ours = sliding_window_features(ts, keys, amounts, windows, engine=engine)
+    sample = rng.choice(n, 400, replace=False)
+    by_key = {k: np.flatnonzero(keys == k) for k in np.unique(keys[sample])}
+    worst = {w: 0.0 for w in windows}
+    naive_worst = 0.0
+    for i in sample:
+        members = by_key[keys[i]]
+        members = members[members <= i]
+        for w in windows:
+            inside = members[ts[members] > ts[i] - w]
+            exact = math.fsum(amounts[inside])
+            worst[w] = max(worst[w], abs(ours[f"sum_{w:g}s"][i] - exact) / exact)
+            prefix = np.cumsum(amounts[members])  # the old way: one float64 running sum per key
+            start = len(members) - len(inside)
+            naive = prefix[-1] - (prefix[start - 1] if start else 0.0)
+            naive_worst = max(naive_worst, abs(naive - exact) / exact)
+            assert ours[f"count_{w:g}s"][i] == len(inside)
+    assert max(worst.values()) <= 1e-12, worst
+    assert naive_worst > 1e-12  # the data is hard enough that a plain running sum would fail
+
+
+@pytest.mark.parametrize("groups, slices", [(50, 1), (50, 8), (3_000_000, 2), (70_000, 16)])
+def test_the_parallel_sort_is_the_stable_sort(groups, slices):
+    from kernels.window_sweep import group_by_rank
+
+    rng = np.random.default_rng(groups)
+    rank = rng.integers(0, groups, 200_000)
+    order, starts = group_by_rank(rank, groups, slices)
+    np.testing.assert_array_equal(order, np.argsort(rank, kind="stable"))
+    np.testing.assert_array_equal(starts, np.searchsorted(np.sort(rank), np.arange(groups + 1)))
+
+
+def test_results_do_not_depend_on_the_thread_count():
+    ts, keys, amounts = transactions(200_000, seed=5)
+    one = sliding_window_features(ts, keys, amounts, threads=1)
+    two = sliding_window_features(ts, keys, amounts, threads=2)
+    for name in one:
+        np.testing.assert_array_equal(one[name], two[name])
+
+
+@pytest.mark.parametrize("engine", ["numba", "torch"])
+def test_keys_of_any_int64_value_group_like_their_ranks(engine):
+    ts, keys, amounts = transactions(20_000, seed=6, cards=300)
+    huge = keys * (2**40 + 7) - 2**62  # card ids across 2**40 and below zero: ranked, never used as indices
+    np.testing.assert_equal(sliding_window_features(ts, huge, amounts, engine=engine),
+                            sliding_window_features(ts, keys, amounts, engine=engine))
+
+
+def test_outputs_as_arrow_table_and_as_tensors():
+    import pyarrow as pa
+    import torch
+
+    ts, keys, amounts = transactions(5_000, seed=8)
+    columns = sliding_window_features(ts, keys, amounts)
+    table = sliding_window_features(ts, keys, amounts, output="arrow")
+    assert isinstance(table, pa.Table) and table.column_names == list(columns)
+    np.testing.assert_array_equal(table["sum_3600s"].to_numpy(), columns["sum_3600s"])
+    tensors = sliding_window_features(ts, keys, amounts, engine="torch", output="torch")
+    assert all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in tensors.values())
+    np.testing.assert_array_equal(tensors["count_60s"].numpy(), columns["count_60s"])

@@ -52,3 +52,42 @@ def test_zero_tensors_leaves_nothing_behind():
     assert all(int(t.count_nonzero()) == 0 for t in secrets)
     with pytest.raises(ValueError, match="tensors: expected torch tensors"):
         zero_tensors([[1, 2]])
+
+
+def test_bucket_choice():
+    from kernels.mlp import GRAPH_BUCKETS, bucket_for
+
+    assert [bucket_for(b, GRAPH_BUCKETS) for b in (1, 2, 8, 9, 256, 1000, 1024)] == [1, 8, 8, 64, 256, 1024, 1024]
+    assert bucket_for(1025, GRAPH_BUCKETS) is None
+    with pytest.raises(ValueError, match="x: a batch needs at least one row"):
+        bucket_for(0, GRAPH_BUCKETS)
+
+
+def test_static_bucket_buffers_pad_slice_and_fall_back_like_the_graphs():
+    """The graph path's buffer logic, run on the CPU without capture: every batch size, in any
+    order, gives the eager answer; padded rows never leak; big batches take the plain chain."""
+    from kernels.mlp import BucketedForward
+
+    torch.manual_seed(1)
+    model = FraudMLP(30, hidden=(16, 8)).eval()
+    calls = []
+    plain = fused_forward(model)
+
+    def chain(x):
+        calls.append(x.shape[0])
+        return plain(x)
+
+    bucketed = BucketedForward(chain, 30, torch.device("cpu"), buckets=(1, 8, 64))
+    for batch in (8, 3, 1, 64, 5, 200, 8):
+        x = torch.randn(batch, 30)
+        with torch.inference_mode():
+            torch.testing.assert_close(bucketed(x), model(x), rtol=1e-5, atol=1e-5)
+    assert sorted(bucketed._static) == [1, 8, 64]  # one static buffer per bucket used
+    assert 200 in calls and 5 not in calls and 3 not in calls  # small batches ran padded, at bucket shapes
+    with pytest.raises(ValueError, match=r"x: expected \(rows, 30\)"):
+        bucketed(torch.randn(4, 29))
+
+
+def test_graphs_need_cuda():
+    with pytest.raises(ValueError, match="graphs: CUDA graphs need a CUDA device"):
+        fused_forward(FraudMLP(4), "cpu", graphs=True)

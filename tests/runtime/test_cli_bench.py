@@ -80,3 +80,71 @@ def test_one_json_convention_and_the_old_spelling_still_works(tmp_path):
                           str(tmp_path / "old.json")], capture_output=True, text=True, timeout=600)
     assert old.returncode == 0 and "deprecated; use '--out FILE'" in old.stderr
     assert json.loads((tmp_path / "old.json").read_text())["results"]
+
+
+def test_bench_reports_sizes_sweeps_and_profile_regimes(tmp_path):
+    out = CliRunner().invoke(app, ["bench", "--quick", "--out", str(tmp_path / "r.json"), "--save-profile",
+                                   str(tmp_path / "p.json")])
+    assert out.exit_code == 0, out.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    rows = {r["name"]: r for r in report["results"] if r["kind"] == "cpu"}
+    matmul = rows["matmul_fp32"]
+    assert matmul["sweep"]["sizes"][:1] == [256] and matmul["size"] == f"{matmul['sweep']['best_size']}x" \
+        f"{matmul['sweep']['best_size']}"
+    assert rows["memory_bandwidth"]["size"] == f"{rows['memory_bandwidth']['sweep']['best_size']} MiB"
+    mlp = rows["train_step_mlp"]
+    assert mlp["regime"] == {"rows_per_batch": mlp["sweep"]["best_size"]} and mlp["size"].startswith(
+        f"batch {mlp['sweep']['best_size']},")
+    assert rows["feature_kernel"]["regime"] == {"events_per_job": 50_000}
+    profile = json.loads((tmp_path / "p.json").read_text())
+    assert profile["version"] == 2
+    by_algorithm = {e["algorithm"]: e for e in profile["throughputs"]}
+    assert by_algorithm["mlp"]["regime"] == mlp["regime"]
+    assert by_algorithm["features"]["regime"] == {"events_per_job": 50_000}
+    assert by_algorithm["gbdt"]["regime"] == {"rows_per_job": 20_000}
+    assert "size" in out.output  # the table's column
+
+
+def _h200_profile(tmp_path, entries):
+    path = tmp_path / "h200.json"
+    path.write_text(json.dumps({"version": 2, "throughputs": entries}))
+    return path
+
+
+def test_a_small_batch_gpu_rate_is_never_applied_to_a_large_job(tmp_path):
+    from runtime.profiles import select_entries
+
+    cluster = ClusterState(nodes=(
+        Node("cpu-node", "c", "center", "dc1", (Device("cpu", "Xeon-8480", 16),)),
+        Node("gpu-node", "c", "center", "dc1", (Device("gpu", "H200", 1),)),
+    ))
+    job = JobRequest(id="j", allowed_kinds=("cpu", "gpu"), algorithm="mlp", work=1e9)
+    small = {"algorithm": "mlp", "kind": "gpu", "model": "H200", "units_per_s": 1_000.0, "regime": {"rows_per_batch": 4096}}
+    large = {"algorithm": "mlp", "kind": "gpu", "model": "H200", "units_per_s": 34e6, "regime": {"rows_per_batch": 65536}}
+    # the launch-bound rate alone: not applied (it would send the job to the CPU); the default stays
+    model = load_throughput_model(_h200_profile(tmp_path, [small]))
+    assert model.rate("mlp", "gpu", "H200") == load_throughput_model().rate("mlp", "gpu", "H200")
+    [placed] = schedule([job], cluster, 0.0, make_policy("hetero"), config=SchedulerConfig(throughput=model)).placements
+    assert placed.kind == "gpu"
+    applied, skipped = select_entries({"throughputs": [small]})
+    assert applied == [] and "rows_per_batch 4,096 is below 16,384" in skipped[0]["reason"]
+    # both regimes: the large one wins, in either order
+    for entries in ([small, large], [large, small]):
+        assert load_throughput_model(_h200_profile(tmp_path, entries)).rate("mlp", "gpu", "H200") == 34e6
+    # two large regimes: the larger one wins; a CPU rate applies at any size
+    larger = {**large, "units_per_s": 40e6, "regime": {"rows_per_batch": 262144}}
+    cpu = {"algorithm": "mlp", "kind": "cpu", "model": "Xeon-8480", "units_per_s": 9e4, "regime": {"rows_per_batch": 256}}
+    model = load_throughput_model(_h200_profile(tmp_path, [larger, large, cpu]))
+    assert model.rate("mlp", "gpu", "H200") == 40e6 and model.rate("mlp", "cpu", "Xeon-8480") == 9e4
+
+
+@pytest.mark.parametrize("regime, message", [
+    ({"rows": 5}, r"profile.throughputs\[0\].regime: must be one of"),
+    ({"rows_per_batch": 0}, r"profile.throughputs\[0\].regime.rows_per_batch: must be a positive integer"),
+    ({"rows_per_batch": 1.5}, r"regime.rows_per_batch: must be a positive integer"),
+    ("big", r"regime: must be one of"),
+])
+def test_a_malformed_regime_is_named(tmp_path, regime, message):
+    entry = {"algorithm": "mlp", "kind": "gpu", "model": "H200", "units_per_s": 1.0, "regime": regime}
+    with pytest.raises(ValueError, match=message):
+        load_throughput_model(_h200_profile(tmp_path, [entry]))
