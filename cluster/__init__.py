@@ -1,7 +1,7 @@
 """Knowing the hardware: device discovery, starting or joining Ray, emulated clusters,
 snapshots for the scheduler, capacity reports.
 
-The control-plane names below (`connect`, `snapshot`, `load_config`, ...) are imported on first
+The control-plane names below (`snapshot`, `load_config`, ...) are imported on first
 use, so `cluster.devices` works on a GPU node that has torch but not Ray or pydantic.
 """
 
@@ -14,7 +14,6 @@ import os
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 _LAZY = {
-    "Connection": "cluster.ray_cluster", "connect": "cluster.ray_cluster", "disconnect": "cluster.ray_cluster",
     "prepare_loopback": "cluster.ray_cluster", "SuanliConfig": "cluster.config", "load_config": "cluster.config",
     "ConfigError": "cluster.errors",
 }
@@ -32,4 +31,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'cluster' has no attribute {name!r}")
 
 
-__all__ = ["Connection", "ConfigError", "SuanliConfig", "connect", "disconnect", "load_config", "snapshot"]
+__all__ = ["ConfigError", "SuanliConfig", "load_config", "prepare_loopback", "snapshot"]

@@ -81,7 +81,7 @@ def _device(kind, model, count, available, memory_bytes, measured) -> Device:
 def snapshot(include_local_telemetry: bool = True) -> ClusterState:
     """The connected Ray cluster's nodes, devices and free capacity, as `ClusterState`.
 
-    Requires `cluster.connect()` (or an emulated cluster) first. Dead nodes are left out. When
+    Requires this process to be connected to Ray (the server, or an emulated cluster) first. Dead nodes are left out. When
     `include_local_telemetry`, the node this process runs on is enriched with NVML/psutil
     readings (utilisation, temperature-based health).
     """
@@ -91,7 +91,7 @@ def snapshot(include_local_telemetry: bool = True) -> ClusterState:
     from cluster.devices import discover_local
 
     if not ray.is_initialized():
-        raise RuntimeError("snapshot: not connected to Ray; call cluster.connect() first")
+        raise RuntimeError("snapshot: not connected to Ray; connect to a cluster first")
     available = state.available_resources_per_node()
     this_node = ray.get_runtime_context().get_node_id()
     local = discover_local() if include_local_telemetry else None
