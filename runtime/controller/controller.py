@@ -45,7 +45,8 @@ from schedulers.types import ClusterState, Placement, Waiting, WorkerAssignment
 
 log = logging.getLogger(__name__)
 
-FEATURE_KEYS = ("input", "keys", "time_column", "amount_column", "windows_s", "statistics", "output")
+FEATURE_KEYS = ("input", "keys", "time_column", "amount_column", "windows_s", "statistics", "output", "_input_root",
+                "_output_root")
 RESCHEDULE_UNCHANGED_S = 10.0  # an unchanged queue and cluster is still rescheduled this often (ageing)
 LOOP_KEYS = ("model", "dataset", "label", "categorical", "validation_fraction", "test_fraction", "seed", "hidden",
              "learning_rate", "class_weight", "batch_size", "epochs", "checkpoint_every", "trees", "max_depth",

@@ -434,9 +434,10 @@ def create_app(server) -> FastAPI:
     def create_token(body: NewToken, request: Request) -> dict:
         """A token for the caller, or (users:manage) for another user; returned once."""
         identity = request.state.identity
-        user = body.user or identity.name
-        if user != identity.name and not identity.may("users:manage"):
-            raise forbid(identity, request, f"create a token for {user}")
+        try:
+            user = server.accounts.token_owner(identity, body.user)
+        except PermissionError as exc:
+            raise forbid(identity, request, str(exc)) from None
         try:
             token, record = server.accounts.create_token(user, body.expires_s, body.label)
         except ValueError as exc:
