@@ -67,6 +67,7 @@ class ServerOptions:
     profile: Path | None = None
     data_dirs: list[Path] = field(default_factory=list)
     s3_endpoints: list[str] = field(default_factory=list)  # the S3 endpoints datasets may name ("aws": AWS's own)
+    signing_public_key: Path | None = None  # artifacts' trusted key (default state_dir/signing/trusted-public.pem)
     metrics_public: bool = False
     runs_dir: Path | None = None  # checkpoints and run files (default state_dir/runs); Ray's workers write here
     jwt: JwtIssuer | None = None
