@@ -531,16 +531,20 @@ def create_app(server) -> FastAPI:
         server.audit.append("scoring-token-issued", identity.name, {"app": name, "expires_at": issued["expires_at"]})
         return issued
 
+    def may_change(action: Literal["promote", "rollback", "withdraw"], request: Request) -> Identity:
+        from runtime.artifacts.registry import STAGE_CHANGES
+
+        if not request.state.identity.may(STAGE_CHANGES[action]):
+            raise forbid(request.state.identity, request, STAGE_CHANGES[action])
+        return request.state.identity
+
     @app.post("/registry/{action}")
     def registry_change(action: Literal["promote", "rollback", "withdraw"], body: RegistryChange,
-                        request: Request) -> dict:
+                        identity: Identity = Depends(may_change)) -> dict:
         """Promote, roll back or withdraw a version in a registry on the server (its role checked:
         artifacts:promote or artifacts:withdraw), recorded as the caller in the registry and the audit log."""
         from runtime.artifacts import registry as models
 
-        identity = request.state.identity
-        if not identity.may(models.STAGE_CHANGES[action]):
-            raise forbid(identity, request, models.STAGE_CHANGES[action])
         root = resolve_dataset(body.registry, server.options.data_dirs, field="registry", output=True)
         try:
             changed = models.apply_stage_change(root, models.trusted_key(server.state_dir, server.options.signing_public_key),

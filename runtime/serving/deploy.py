@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cluster.labels import MARKER_AMOUNT
+from runtime.artifacts.signing import SignatureError, verify_directory
 from runtime.serving.decisions import check_thresholds
 
 DEFAULT_HTTP_PORT = 8000
@@ -198,6 +199,11 @@ def deploy_version(registry, model: str, version: int | str, actor: str, setting
     found = registry.version(model, version)
     if found.stage == "withdrawn":
         raise PermissionError(f"model: {found.model_id} was withdrawn ({found.note}); it is never served")
+    try:  # here, before any replica starts: a replica that cannot verify would only fail to start
+        verify_directory(found.path, registry.public_key)
+    except SignatureError as exc:
+        raise ValueError(f"model: {found.model_id} does not verify with the server's trusted key; it is never "
+                         f"served ({exc})") from None
     check_sites(settings.sites)
     start_serve(http_port)
     name, prefix = app_name(found.name, found.version), route_prefix(found.name, found.version)
