@@ -378,20 +378,24 @@ def test_feature_jobs_and_datasets_reach_no_file_or_endpoint_the_server_was_not_
     assert not (tmp_path / "out.parquet").exists()
 
 
-def test_registry_changes_are_made_by_the_server_as_the_caller(server, people, trained, keys, tmp_path):  # noqa: F811
+def test_registry_changes_are_made_by_the_server_as_the_caller(server, trained, keys, tmp_path):  # noqa: F811
     from runtime.artifacts.registry import Registry
     from runtime.client import Client, SpecError
 
     url, _, admin = server
-    tokens, _ = people
+    tokens = {}  # users of its own: the fuzzing above may have revoked the module's
+    for name, role in (("amy", "algorithm-engineer"), ("otto", "operator"), ("aude", "auditor")):
+        r = call(url, "POST", "/users", admin, {"name": name, "role": role, "tenant": "risk"})
+        assert r.status_code == 201, r.text
+        tokens[role] = r.json()["token"]
     registry = Registry(tmp_path / "registry", public_key=keys[1])
     for version in ("v1", "v2", "v3"):
         registry.register(make_artifact(tmp_path, trained, keys, version), "fraud", actor="alice")
-    with Client(address=url, token=tokens["algorithm-engineer"]) as alice:
-        with pytest.raises(SpecError, match=r"alice \(algorithm-engineer\) may not artifacts:promote"):
-            alice.registry(registry.root, keys[1]).promote("fraud", 1)
+    with Client(address=url, token=tokens["algorithm-engineer"]) as amy:
+        with pytest.raises(SpecError, match=r"amy \(algorithm-engineer\) may not artifacts:promote"):
+            amy.registry(registry.root, keys[1]).promote("fraud", 1)
         with pytest.raises(SpecError, match="type"):  # a promotion is no longer something the SDK reports
-            alice.report("artifact-promoted", model="fraud", version=1)
+            amy.report("artifact-promoted", model="fraud", version=1)
     with Client(address=url, token=tokens["auditor"]) as auditor:
         with pytest.raises(SpecError, match="may not artifacts:withdraw"):
             auditor.withdraw(registry.root, "fraud", 1, "because")
@@ -414,11 +418,10 @@ def test_registry_changes_are_made_by_the_server_as_the_caller(server, people, t
             operator.promote(registry.root, "fraud", 3)
     assert registry.version("fraud", 3).stage == "staging"
     changes = [(e["actor"], e["action"], e["version"]) for e in registry.events("fraud") if e["action"] != "register"]
-    assert changes == [("operator", "promote", 1), ("operator", "promote", 2), ("operator", "promote", 1),
-                       ("operator", "withdraw", 2)]
+    assert changes == [("otto", "promote", 1), ("otto", "promote", 2), ("otto", "promote", 1), ("otto", "withdraw", 2)]
     tail = call(url, "GET", "/audit/tail?n=500", admin).json()
     recorded = [(r["type"], r["actor"], r["detail"]["model"]) for r in tail
                 if r["type"] in ("artifact-promoted", "artifact-rolled-back", "artifact-withdrawn")]
-    assert recorded == [("artifact-promoted", "operator", "fraud:v1"), ("artifact-promoted", "operator", "fraud:v2"),
-                        ("artifact-rolled-back", "operator", "fraud:v1"), ("artifact-withdrawn", "operator", "fraud:v2")]
+    assert recorded == [("artifact-promoted", "otto", "fraud:v1"), ("artifact-promoted", "otto", "fraud:v2"),
+                        ("artifact-rolled-back", "otto", "fraud:v1"), ("artifact-withdrawn", "otto", "fraud:v2")]
     assert all(r["source"]["component"] == "server" for r in tail if r["type"] == "artifact-promoted")
