@@ -361,13 +361,16 @@ def auth_cost(registry, artifact: Path, public: Path, keys, rows: list, rate: fl
             # the same request to both (the peer ignores the header): only the check differs
             outcomes = open_loop(LoadPlan(urls[name], rows, rate, 5, 10.0, token=token), processes)
             ok = [o["latency"] for o in outcomes if o.get("status") == 200]
-            runs[name].append({**percentiles(ok), "failed": len(outcomes) - len(ok)})
+            runs[name].append({**percentiles(ok), "failed": len(outcomes) - len(ok),
+                               "failed_by": dict(Counter(str(o.get("status") or o.get("error", "")[:40])
+                                                         for o in outcomes if o.get("status") != 200))})
             progress(f"  auth {name} run {round_index + 1}: {runs[name][-1]}")
     latency = {}
     for name, results in runs.items():
         p50s, p99s = sorted(r.get("p50_ms", 1e9) for r in results), sorted(r.get("p99_ms", 1e9) for r in results)
         latency[name] = {"p50_ms": p50s[len(p50s) // 2], "p99_ms": p99s[len(p99s) // 2],
-                         "p99_ms_runs": [r.get("p99_ms") for r in results], "failed": sum(r["failed"] for r in results)}
+                         "p99_ms_runs": [r.get("p99_ms") for r in results], "failed": sum(r["failed"] for r in results),
+                         "failed_by": dict(sum((Counter(r["failed_by"]) for r in results), Counter()))}
     cpu = {"with_token": cpu_cost(urls["with_token"], rows, rate, 10, processes, token),
            "without": cpu_cost(urls["without"], rows, rate, 10, processes, token)}
     replica_ms = {name: round(sum(ms for role, ms in cost["cpu_ms_per_request"].items()
