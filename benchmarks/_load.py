@@ -12,7 +12,8 @@ a transport error, a timeout, a 5xx or an answer that is not the application's (
 text; `runtime.serving.client.application_answered`) there sends the same body (same request id)
 to the fallback, as the scoring client does (skipping the first for 2 s after 3 failures in a
 row). An outcome without "error" got an HTTP answer; its "status" says which (a 503 or 504 is an
-answer, any other 5xx an error). `plan.timeout_header_ms` is sent as X-Request-Timeout-Ms.
+answer, any other 5xx an error). `plan.timeout_header_ms` is sent as X-Request-Timeout-Ms and
+`plan.token` as the scoring token (Authorization: Bearer).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class LoadPlan:
     fallback_url: str | None = None
     fallback_timeout_s: float = 10.0
     timeout_header_ms: float | None = None  # sent as X-Request-Timeout-Ms (the router's deadline) when set
+    token: str | None = None  # a scoring token, sent as Authorization: Bearer when set
     start_wall: float = 0.0
     process_index: int = 0
     processes: int = 1
@@ -70,6 +72,8 @@ async def _run(plan: LoadPlan) -> list[dict]:
     outcomes: list[dict] = []
     first_health = EdgeHealth(3, 2.0)  # the scoring client's outlier detection, with its defaults
     headers = {"X-Request-Timeout-Ms": f"{plan.timeout_header_ms:g}"} if plan.timeout_header_ms else {}
+    if plan.token:
+        headers["Authorization"] = f"Bearer {plan.token}"
     connector = aiohttp.TCPConnector(limit=2000)
     async with aiohttp.ClientSession(connector=connector) as session:
         async def one(i: int, at_wall: float) -> None:

@@ -30,6 +30,14 @@ figure beside its peer from the same run:
 - accuracy: the held-back rows scored one request at a time over HTTP; online AUC beside the
   offline AUC of the same artifact, and single-request latency.
 
+- auth: what checking the scoring token costs (every scoring route asks for one,
+  runtime.serving.tokens): the check alone in this process (microseconds per request, a token's
+  first sight, which verifies its ES256 signature, and every later one, a cache hit), and the same
+  version deployed twice, with the check and without, loaded in turn at `--auth-rate` req/s
+  (`--auth-repeats` runs of 5 s each, through the centre's scoring route and through the router):
+  p50/p99 of each, and the CPU milliseconds per request in the replicas and the ingress of each.
+  `--auth-only` runs just this (a few minutes) and writes results/serving_auth.{json,md}.
+
 The load comes from `--load-processes` separate processes (benchmarks/_load.py) with wall-clock
 timestamps, so the generator does not compete with the cluster for one interpreter.
 
@@ -151,7 +159,7 @@ def plot_edge_loss(runs: dict[str, dict], path: Path) -> None:
 
 
 def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate: float, seconds: float,
-                  deadline_s: float, processes: int) -> dict:
+                  deadline_s: float, processes: int, token: str | None = None) -> dict:
     """One open-loop run (from `processes` load processes) with the edge node lost at 1/3 of the
     run (its daemons and workers SIGKILLed together, as a machine is lost) and a new edge node
     started at 2/3; `cores_used` per process role and the host's `idle_share` over the run.
@@ -161,7 +169,7 @@ def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate:
     path while its daemons start, which a replacement machine, bringing its own, does not do."""
     import ray
 
-    plan = LoadPlan(first_url, rows, rate, seconds, deadline_s if fallback_url else 5.0, fallback_url)
+    plan = LoadPlan(first_url, rows, rate, seconds, deadline_s if fallback_url else 5.0, fallback_url, token=token)
     load = OpenLoop(plan, processes)
     began = load.start_wall
     time.sleep(max(0.0, began - time.time()))
@@ -205,13 +213,14 @@ def edge_loss_run(cluster, first_url: str, fallback_url: str | None, rows, rate:
 
 
 def paired_sweep(urls: dict[str, str], rows: list, steps: list[float], seconds: float, processes: int,
-                 sustainable_p99_ms: float, repeats: int = 3) -> dict[str, dict]:
+                 sustainable_p99_ms: float, repeats: int = 3, token=None) -> dict[str, dict]:
     """p99 at each rate (one-row requests) for each target in `urls`: every rate is run `repeats`
     times against each target in turn, the order reversed each round, so the targets share the
     machine's moments, and a target's p99 at a rate is the median of its runs (`p99_ms_runs` holds
     them). Per target: `best_rate`, the highest rate with median p99 <= 10 ms and none failed (the
     issue's bar), and `sustainable_rate`, the highest with median p99 <= `sustainable_p99_ms` and
-    none failed; a target past that leaves the sweep (higher rates only queue more)."""
+    none failed; a target past that leaves the sweep (higher rates only queue more). `token()`
+    gives each run a scoring token (a target that checks none ignores it)."""
     results = {name: {"best_rate": 0.0, "sustainable_rate": 0.0, "sustainable_p99_ms": sustainable_p99_ms,
                       "repeats": repeats, "steps": {}} for name in urls}
     active = list(urls)
@@ -219,7 +228,7 @@ def paired_sweep(urls: dict[str, str], rows: list, steps: list[float], seconds: 
         runs = {name: [] for name in active}
         for round_index in range(repeats):
             for name in (active if round_index % 2 == 0 else active[::-1]):
-                outcomes = open_loop(LoadPlan(urls[name], rows, rate, seconds, 10.0), processes)
+                outcomes = open_loop(LoadPlan(urls[name], rows, rate, seconds, 10.0, token=token and token()), processes)
                 ok = [o["latency"] for o in outcomes if o.get("status") == 200]
                 runs[name].append({**percentiles(ok), "failed": len(outcomes) - len(ok)})
         for name in list(active):
@@ -241,13 +250,13 @@ def paired_sweep(urls: dict[str, str], rows: list, steps: list[float], seconds: 
     return results
 
 
-def cpu_cost(url: str, rows: list, rate: float, seconds: float, processes: int) -> dict:
+def cpu_cost(url: str, rows: list, rate: float, seconds: float, processes: int, token: str | None = None) -> dict:
     """One fixed-rate run below the ceiling with the CPU each process role used counted
     (benchmarks/_cpu.py): what one answered request costs in Serve's proxy, in the replicas, and in
     the load generator, so the machine's ceiling is explained by cores used, not guessed."""
     with CpuAccount() as quiet:
         time.sleep(seconds)
-    load = OpenLoop(LoadPlan(url, rows, rate, seconds, 10.0), processes)
+    load = OpenLoop(LoadPlan(url, rows, rate, seconds, 10.0, token=token), processes)
     time.sleep(max(0.0, load.start_wall - time.time()))  # the load processes are up; count from the first request
     with CpuAccount() as loaded:
         outcomes = load.result()
@@ -263,12 +272,13 @@ def serve_cpu_ms(cost: dict) -> float:
 
 
 def overload(url: str, rows: list, rate: float, seconds: float, deadline_s: float, processes: int,
-             timeout_header_ms: float | None = None) -> dict:
+             timeout_header_ms: float | None = None, token: str | None = None) -> dict:
     """`rate` req/s against a deployment with small queues, each request waiting `deadline_s` at
     most: how many are refused at once (503 with Retry-After), answered, answered 504 (the router's
     deadline, `timeout_header_ms` when given, reached first), or answered late / not at all within
     the deadline (the goal: none)."""
-    outcomes = open_loop(LoadPlan(url, rows, rate, seconds, deadline_s, timeout_header_ms=timeout_header_ms), processes)
+    outcomes = open_loop(LoadPlan(url, rows, rate, seconds, deadline_s, timeout_header_ms=timeout_header_ms,
+                                  token=token), processes)
     n = len(outcomes)
     ok = [o for o in outcomes if o.get("status") == 200]
     rejected = [o for o in outcomes if o.get("status") == 503]
@@ -286,7 +296,7 @@ def overload(url: str, rows: list, rate: float, seconds: float, deadline_s: floa
             "p99_ms_send_lag": percentiles([o["send_lag"] for o in outcomes]).get("p99_ms")}
 
 
-def served_accuracy(url: str, artifact: Path, public: Path, rows: list, labels: np.ndarray) -> dict:
+def served_accuracy(url: str, artifact: Path, public: Path, rows: list, labels: np.ndarray, token: str) -> dict:
     """Held-back rows scored one request each over HTTP, one at a time: the online AUC beside the
     offline AUC of the same artifact loaded in this process, and single-prediction latency."""
     import httpx
@@ -296,7 +306,7 @@ def served_accuracy(url: str, artifact: Path, public: Path, rows: list, labels: 
 
     offline = load_artifact(artifact, public).predict(rows)
     online, latencies = [], []
-    with httpx.Client(timeout=10) as http:
+    with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {token}"}) as http:
         for row in rows:
             began = time.perf_counter()
             answer = http.post(url, json={"rows": [row]})
@@ -308,6 +318,82 @@ def served_accuracy(url: str, artifact: Path, public: Path, rows: list, labels: 
             "auc_gap": round(abs(float(online_auc - offline_auc)), 4),
             "max_score_difference": float(np.max(np.abs(np.array(online) - np.asarray(offline).ravel()))),
             "single_request_latency": percentiles(latencies)}
+
+
+def gate_microseconds(keys, app: str, n_cold: int = 300, n_warm: int = 20_000) -> dict:
+    """CPU microseconds per call of the scoring routes' check (`ScoringGate.refusal`) in this
+    process: for a token seen first (its ES256 signature verified) and for one seen before."""
+    from runtime.serving.tokens import ScoringGate
+
+    gate = ScoringGate(keys.public_pem, app)
+    headers = [f"Bearer {keys.issue('bench', 'admin', 'default', app)['token']}" for _ in range(n_cold)]
+    began = time.process_time()
+    assert all(gate.refusal(h) is None for h in headers)
+    cold = (time.process_time() - began) / n_cold
+    began = time.process_time()
+    for _ in range(n_warm):
+        gate.refusal(headers[0])
+    warm = (time.process_time() - began) / n_warm
+    return {"first_sight_us": round(cold * 1e6, 1), "cached_us": round(warm * 1e6, 2), "n_first_sight": n_cold,
+            "n_cached": n_warm}
+
+
+def auth_cost(registry, artifact: Path, public: Path, keys, rows: list, rate: float, repeats: int,
+              processes: int) -> dict:
+    """The scoring-token check's cost per request (see the module docstring): the version deployed
+    with the check (as `deploy_version` always does) and, beside it, the same artifact and settings
+    without it (a benchmark-only peer, `build_apps(..., scoring_key=None)`), loaded in turn."""
+    from ray import serve
+
+    from runtime.serving.deploy import ServeSettings, build_apps, deploy_version, route_prefix
+
+    settings = ServeSettings()
+    checked = deploy_version(registry, "fraud", 1, "bench", settings, keys.public_pem, PORT)
+    serve.run_many(build_apps(str(artifact), str(public), "fraudopen:v1", "fraudopen-v1", route_prefix("fraudopen", 1),
+                              settings, None))
+    base = f"http://127.0.0.1:{PORT}"
+    urls = {"with_token": f"{checked['url']}/centre", "without": f"{base}{route_prefix('fraudopen', 1)}/centre",
+            "with_token_via_router": f"{checked['url']}/score", "without_via_router": f"{base}{route_prefix('fraudopen', 1)}/score"}
+    token = keys.issue("bench", "admin", "default", checked["app"], ttl_s=3600)["token"]
+    runs: dict[str, list] = {name: [] for name in urls}
+    for round_index in range(repeats):
+        for name in (list(urls) if round_index % 2 == 0 else list(urls)[::-1]):
+            # the same request to both (the peer ignores the header): only the check differs
+            outcomes = open_loop(LoadPlan(urls[name], rows, rate, 5, 10.0, token=token), processes)
+            ok = [o["latency"] for o in outcomes if o.get("status") == 200]
+            runs[name].append({**percentiles(ok), "failed": len(outcomes) - len(ok),
+                               "failed_by": dict(Counter(str(o.get("status") or o.get("error", "")[:40])
+                                                         for o in outcomes if o.get("status") != 200))})
+            progress(f"  auth {name} run {round_index + 1}: {runs[name][-1]}")
+    latency = {}
+    for name, results in runs.items():
+        p50s, p99s = sorted(r.get("p50_ms", 1e9) for r in results), sorted(r.get("p99_ms", 1e9) for r in results)
+        latency[name] = {"p50_ms": p50s[len(p50s) // 2], "p99_ms": p99s[len(p99s) // 2],
+                         "p99_ms_runs": [r.get("p99_ms") for r in results], "failed": sum(r["failed"] for r in results),
+                         "failed_by": dict(sum((Counter(r["failed_by"]) for r in results), Counter()))}
+    cpu = {"with_token": cpu_cost(urls["with_token"], rows, rate, 10, processes, token),
+           "without": cpu_cost(urls["without"], rows, rate, 10, processes, token)}
+    replica_ms = {name: round(sum(ms for role, ms in cost["cpu_ms_per_request"].items()
+                                  if role == f"replica {'fraud-v1' if name == 'with_token' else 'fraudopen-v1'}"), 3)
+                  for name, cost in cpu.items()}
+    serve.delete("fraudopen-v1")
+    for app in [a for a in serve.status().applications if a.startswith("fraudopen-v1:")]:
+        serve.delete(app)
+    return {"rate": rate, "repeats": repeats, "seconds_per_run": 5, "check": gate_microseconds(keys, checked["app"]),
+            "latency": latency, "replica_cpu_ms_per_request": replica_ms,
+            "replica_cpu_ms_added": round(replica_ms["with_token"] - replica_ms["without"], 3),
+            "cpu_cost": cpu}
+
+
+def auth_markdown(auth: dict) -> str:
+    lat, check = auth["latency"], auth["check"]
+    return (f"scoring token check: {check['cached_us']} us per request once a token is known, "
+            f"{check['first_sight_us']} us on its first request (ES256 verified); at {auth['rate']:.0f} req/s the "
+            f"centre route p50/p99 {lat['with_token']['p50_ms']}/{lat['with_token']['p99_ms']} ms with it vs "
+            f"{lat['without']['p50_ms']}/{lat['without']['p99_ms']} ms without, through the router "
+            f"{lat['with_token_via_router']['p50_ms']}/{lat['with_token_via_router']['p99_ms']} vs "
+            f"{lat['without_via_router']['p50_ms']}/{lat['without_via_router']['p99_ms']} ms; replica CPU per request "
+            f"{auth['replica_cpu_ms_per_request']['with_token']} vs {auth['replica_cpu_ms_per_request']['without']} ms")
 
 
 def main() -> None:
@@ -323,6 +409,10 @@ def main() -> None:
                         help="p99 bound of the sustainable rate (the overload run sends twice that rate)")
     parser.add_argument("--cpu-rate", type=float, default=100,
                         help="rate of the runs that count the CPU each process role uses per request")
+    parser.add_argument("--auth-rate", type=float, default=100, help="rate of the scoring-token cost runs")
+    parser.add_argument("--auth-repeats", type=int, default=3, help="runs of 5 s per target in the token cost runs")
+    parser.add_argument("--auth-only", action="store_true",
+                        help="measure only the scoring-token check's cost (results/serving_auth.*)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from ray import serve
@@ -332,21 +422,35 @@ def main() -> None:
     from runtime.serving.client import Endpoint
     from runtime.serving.deploy import ServeSettings, deploy_version, route_prefix, start_serve
     from runtime.serving.replica import ScoringReplica
+    from runtime.serving.tokens import ScoringKeys
 
     work = Path(tempfile.mkdtemp(prefix="suanli-serving-"))
     artifact, public, rows, labels = make_artifact(work)
     registry = Registry(work / "registry", public_key=public)
     registry.register(artifact, "fraud", actor="bench")
     processes = args.load_processes
+    keys = ScoringKeys(work)  # the scoring key a server would hold
+
+    def token() -> str:
+        return keys.issue("bench", "admin", "default", "fraud-v1", ttl_s=3600)["token"]
+
     with EmulatedCluster(load_emulation(REPO / "examples" / "emulated-demo.yaml")) as cluster:
         start_serve(PORT)
+        progress(f"scoring token check: the version with and without it at {args.auth_rate:.0f} req/s")
+        auth = auth_cost(registry, artifact, public, keys, rows, args.auth_rate, args.auth_repeats, processes)
+        progress(auth_markdown(auth))
+        if args.auth_only:
+            serve.shutdown()
+            emit("serving_auth", {"auth": auth, "cpus": os.cpu_count()}, f"| serving auth | {auth_markdown(auth)} |",
+                 args.json)
+            return
         settings = ServeSettings(sites=["branch-sh"], edge_deadline_ms=args.deadline_ms,
                                  thresholds={"block": 0.9, "hold": 0.7, "warn": 0.5})
         progress("deploying fraud:v1 (edge at branch-sh, centre)")
-        endpoint = Endpoint(**deploy_version(registry, "fraud", 1, "bench", settings, PORT))
+        endpoint = Endpoint(**deploy_version(registry, "fraud", 1, "bench", settings, keys.public_pem, PORT))
         edge_url, centre_url = endpoint.edge_route("branch-sh"), endpoint.centre_route
         progress("accuracy and single-request latency through HTTP")
-        accuracy = served_accuracy(edge_url, artifact, public, rows, labels)
+        accuracy = served_accuracy(edge_url, artifact, public, rows, labels, token())
         progress(f"online AUC {accuracy['online_auc']} vs offline {accuracy['offline_auc']}; one request "
                  f"{accuracy['single_request_latency']}")
         # capacity first, on a cluster that has lost no node yet (Serve's HTTP path stays slow for a
@@ -364,10 +468,10 @@ def main() -> None:
                  f"returning a constant, each rate {args.repeats} times per target in turn")
         sweeps = paired_sweep({"ours": centre_url, "ours_via_router": endpoint.centre_url,
                                "bare_serve_constant": f"http://127.0.0.1:{PORT}/constant"},
-                              rows, steps, 5, processes, args.sustainable_p99_ms, args.repeats)
+                              rows, steps, 5, processes, args.sustainable_p99_ms, args.repeats, token)
         ours_sweep, router_sweep, bare_sweep = sweeps["ours"], sweeps["ours_via_router"], sweeps["bare_serve_constant"]
         progress(f"CPU per request at {args.cpu_rate:.0f} req/s (ours: the centre's scoring route; bare Serve)")
-        cpu = {"ours": cpu_cost(centre_url, rows, args.cpu_rate, 10, processes),
+        cpu = {"ours": cpu_cost(centre_url, rows, args.cpu_rate, 10, processes, token()),
                "bare_serve_constant": cpu_cost(f"http://127.0.0.1:{PORT}/constant", rows, args.cpu_rate, 10, processes)}
         for name, cost in cpu.items():
             progress(f"  {name}: {cost['cpu_ms_per_request']} CPU ms per request, idle {cost['idle_share']:.0%}")
@@ -377,21 +481,22 @@ def main() -> None:
                       "ratio_sustainable": round(ours_sweep["sustainable_rate"] / bare_sweep["sustainable_rate"], 2)
                       if bare_sweep["sustainable_rate"] else None}
         tight = Endpoint(**deploy_version(registry, "fraud", 1, "bench", ServeSettings(
-            max_ongoing_requests=4, max_queued_requests=8, max_batch_size=4), PORT))
+            max_ongoing_requests=4, max_queued_requests=8, max_batch_size=4), keys.public_pem, PORT))
         # twice the higher of the two sustainable rates (at least 50): p99 varies between runs here, and
         # twice a rate measured low would not overload anything
         sustainable = max(ours_sweep["sustainable_rate"], bare_sweep["sustainable_rate"], 50)
         progress(f"overload at twice the sustainable rate ({2 * sustainable:.0f} req/s), through the router")
         # the caller leaves the router 750 of its 1,000 ms: the rest is for the hops before the router
         # (HAProxy, the router replica's socket) and the answer's way back, on cores the load saturates
-        over = overload(tight.centre_url, rows, 2 * sustainable, 10, 1.0, processes, timeout_header_ms=750)
+        over = overload(tight.centre_url, rows, 2 * sustainable, 10, 1.0, processes, timeout_header_ms=750,
+                        token=token())
         progress("the same through the centre's scoring route")
-        over_direct = overload(tight.centre_route, rows, 2 * sustainable, 10, 1.0, processes)
+        over_direct = overload(tight.centre_route, rows, 2 * sustainable, 10, 1.0, processes, token=token())
 
         progress("redeploying fraud:v1 with the edge at branch-sh")
-        deploy_version(registry, "fraud", 1, "bench", settings, PORT)
+        deploy_version(registry, "fraud", 1, "bench", settings, keys.public_pem, PORT)
         progress(f"edge loss under {args.rate:.0f} req/s for {args.seconds:.0f} s (ours)")
-        ours = edge_loss_run(cluster, edge_url, centre_url, rows, args.rate, args.seconds, 0.3, processes)
+        ours = edge_loss_run(cluster, edge_url, centre_url, rows, args.rate, args.seconds, 0.3, processes, token())
         progress(f"ours: {ours['lost']} of {ours['sent']} lost, reroute {ours['reroute_s']} s")
 
         # the same replica and route as our edge's, without anyone failing over
@@ -415,7 +520,7 @@ def main() -> None:
                    RESULTS / "serving_edge_loss.png")
     result = {"edge_loss": ours, "plain_serve": plain, "node_loss_bare_centre": bare_centre, "throughput": throughput,
               "overload": over, "overload_direct": over_direct,
-              "accuracy": accuracy, "route": route_prefix("fraud", 1), "cpus": os.cpu_count(),
+              "accuracy": accuracy, "auth": auth, "route": route_prefix("fraud", 1), "cpus": os.cpu_count(),
               "anchors": {"ray_serve_health_check": "every 10 s, 30 s timeout (defaults)",
                           "envoy_outlier_detection": "10 s sweep", "faillite_mttr_ms": 175}}
     markdown = (f"| serving | edge node killed under {args.rate:.0f} req/s for {args.seconds:.0f} s: ours {ours['lost']} lost of "
@@ -435,7 +540,7 @@ def main() -> None:
                 f"{over['share_late']:.1%} late (router), "
                 f"{over_direct['share_503']:.0%} 503, {over_direct['share_late']:.1%} late (scoring route) | "
                 f"online AUC {accuracy['online_auc']} vs offline {accuracy['offline_auc']}, one request p50 "
-                f"{accuracy['single_request_latency']['p50_ms']} ms |")
+                f"{accuracy['single_request_latency']['p50_ms']} ms | {auth_markdown(auth)} |")
     emit("serving", result, markdown, args.json)
 
 

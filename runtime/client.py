@@ -325,27 +325,60 @@ class Client:
         return self._verified(lambda: compress(artifact, out_root, methods, private_key, public_key, auc_tolerance,
                                                kind=kind), artifact=artifact)
 
-    def deploy(self, registry: str | Path, model: str, version: int | str = "production", sites=(),
-               public_key: str | Path | None = None, **settings):
+    def deploy(self, registry: str | Path, model: str, version: int | str = "production", sites=(), **settings):
         """Deploy a registry version on the server's Ray Serve: a scoring application at each of
         `sites`' edge nodes, one in the centre, each with its own route, and the edge-first router.
-        `settings` are those of `runtime.serving.deploy.ServeSettings` (thresholds, replicas, queue
-        bounds, Retry-After, batching, deadline). Returns an Endpoint (URLs, `.client(site)`,
-        `.score(rows, site)`, `.handle()`).
+        The server verifies the version's signature with the key it pins. `settings` are those of
+        `runtime.serving.deploy.ServeSettings` (thresholds, replicas, queue bounds, Retry-After,
+        batching, deadline). Returns an Endpoint (URLs, `.client(site)`, `.score(rows, site)`,
+        `.handle()`) whose requests carry scoring tokens asked of the server in this client's name.
         A withdrawn or unknown version is refused (SpecError 403/404) and nothing is deployed."""
         from runtime.serving.client import Endpoint
 
         body = {"registry": str(Path(registry).resolve()), "model": model, "version": version,
-                "public_key": str(Path(public_key).resolve()) if public_key else None,
                 "settings": {"sites": list(sites), **settings}}
         data = self.request("POST", "/deployments", body, timeout=600)  # replicas start and load first
-        return Endpoint(data["app"], data["model"], data["url"], data["sites"])
+        return Endpoint(data["app"], data["model"], data["url"], data["sites"],
+                        token_source=lambda: self.scoring_token(data["app"]))
+
+    def scoring_token(self, app: str) -> dict:
+        """{"token", "expires_at", "app"}: a scoring token for deployed version `app` (its routes
+        need one; the caller's role needs endpoints:score)."""
+        return self._post(f"/deployments/{app}/token", {})
+
+    def promote(self, registry: str | Path, model: str, version: int | None = None) -> dict:
+        """Make `version` of `model` the production one in the server's registry at `registry`, or
+        with no version roll back to the newest archived one (artifacts:promote); the version
+        after the change. The server verifies its signature and records the caller."""
+        action = "promote" if version is not None else "rollback"
+        return self._post(f"/registry/{action}", {"registry": str(Path(registry).resolve()), "model": model,
+                                                  "version": version})
+
+    def withdraw(self, registry: str | Path, model: str, version: int, reason: str) -> dict:
+        """Take `version` of `model` out of service for good (artifacts:withdraw), saying why."""
+        return self._post("/registry/withdraw", {"registry": str(Path(registry).resolve()), "model": model,
+                                                 "version": version, "reason": reason})
 
     def registry(self, root: str | Path, public_key: str | Path | None = None):
-        """The model registry in `root`, with every change and refused artifact in the audit log."""
+        """The model registry in `root` for registering and reading, with every registration and
+        refused artifact in the audit log; its stage changes (promote, rollback, withdraw) go
+        through the server, which checks the caller's role (`promote`, `withdraw`)."""
         from runtime.artifacts.registry import Registry
 
-        events = {"register": "artifact-registered", "promote": "artifact-promoted", "withdraw": "artifact-withdrawn",
-                  "verify-failed": "artifact-verify-failed"}
-        return Registry(root, public_key, on_event=lambda action, name, version, detail: self.report(
+        client = self
+        events = {"register": "artifact-registered", "verify-failed": "artifact-verify-failed"}
+
+        class ServerRegistry(Registry):  # the actor is the caller, as the server knows it
+            def promote(self, name, version):
+                client.promote(self.root, name, version)
+                return self.version(name, version)
+
+            def rollback(self, name):
+                return self.version(name, client.promote(self.root, name)["version"])
+
+            def withdraw(self, name, version, reason):
+                client.withdraw(self.root, name, version, reason)
+                return self.version(name, version)
+
+        return ServerRegistry(root, public_key, on_event=lambda action, name, version, detail: self.report(
             events[action], model=name, version=version, detail=detail))

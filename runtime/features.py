@@ -16,6 +16,17 @@ class FeatureInputError(ValueError):
     """An input the feature job cannot use; the message names the file or the column."""
 
 
+def feature_paths(job, data_dirs: list[Path]) -> tuple[Path, Path, dict]:
+    """(input, output, {"_input_root", "_output_root"}) of a FeatureJob, both inside its tenant's
+    data roots `<data_dir>/<tenant>/` after resolving links, the output a file that does not exist
+    yet; DataPathError naming the field and the fix otherwise (runtime.data.roots)."""
+    from runtime.data.roots import feature_input, feature_output
+
+    source, source_root = feature_input(job.input, data_dirs, job.tenant)
+    output, output_root = feature_output(job.output, data_dirs, job.tenant)
+    return source, output, {"_input_root": str(source_root), "_output_root": str(output_root)}
+
+
 def table_rows_and_columns(path: Path) -> tuple[int, list[str]]:
     """Rows and column names of a CSV or Parquet file without loading it (Parquet: its metadata;
     CSV: its header and a count of lines)."""
@@ -42,8 +53,12 @@ def check_columns(spec: dict, columns: list[str], path: Path) -> None:
                                         f"{', '.join(columns[:20])}")
 
 
-def read_input(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+def read_input(path: Path, root: Path) -> pd.DataFrame:
+    """The input file as pandas, opened once and checked to lie inside the tenant's data root."""
+    from runtime.data.roots import open_input
+
+    with open_input(path, root) as f:
+        return pd.read_parquet(f) if path.suffix in (".parquet", ".pq") else pd.read_csv(f)
 
 
 def compute_features(frame: pd.DataFrame, spec: dict, device: str = "cpu") -> pd.DataFrame:
@@ -71,21 +86,21 @@ def compute_features(frame: pd.DataFrame, spec: dict, device: str = "cpu") -> pd
 
 @ray.remote(max_retries=0)
 def run_feature_task(spec: dict, run_dir: str, use_gpu: bool) -> dict:
-    """Compute the job's features on this node and write its output (atomically); what ran where."""
+    """Compute the job's features on this node and write its output (complete or not at all, and
+    never over an existing file, inside the tenant's data root the job was admitted in); what ran
+    where."""
     import torch
 
+    from runtime.data.roots import publish_output
     from runtime.rundir import AttemptDir
 
     node = ray.get_runtime_context().get_node_id()
     AttemptDir.at(run_dir).write_worker_group({"placement_group": None, "workers": [{"rank": 0, "node_id": node}]})
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
-    frame = read_input(Path(spec["input"]))
+    frame = read_input(Path(spec["input"]), Path(spec["_input_root"]))
     result = compute_features(frame, spec, device)
-    output = Path(spec["output"])
-    partial = output.with_name(f".{output.name}.partial")
-    result.to_parquet(partial, index=False)
-    partial.replace(output)
+    output = publish_output(spec["output"], spec["_output_root"], lambda f: result.to_parquet(f, index=False))
     return {"output": str(output), "rows": len(result), "seconds": round(time.perf_counter() - started, 3),
             "device": device + (" (placed on a GPU this machine does not have: emulated)" if use_gpu and device == "cpu"
                                 else ""), "node_id": node}

@@ -26,7 +26,8 @@ LOOP_FIELDS = (  # the TrainingJob fields its training loop receives (the contro
     "early_stopping_rounds", "funds_related",
 )
 CONFIG_CLASHES = frozenset(LOOP_FIELDS) | {"workers", "device"}  # fields of the job: refused inside `config`
-FEATURE_LOOP_FIELDS = ("input", "keys", "time_column", "amount_column", "windows_s", "statistics", "output")
+FEATURE_LOOP_FIELDS = ("input", "keys", "time_column", "amount_column", "windows_s", "statistics", "output",
+                       "_input_root", "_output_root")  # the last two: the tenant's data roots, set at admission
 BUILTIN_MODELS = {"logistic": "linear", "mlp": "mlp", "xgboost": "gbdt", "lightgbm": "gbdt"}  # -> algorithm class
 DEFAULT_LEARNING_RATE = {"linear": 1e-3, "mlp": 1e-3, "gbdt": 0.05}
 _DEVICE = re.compile(r"^(auto|cpu|gpu|npu)(:[A-Za-z0-9_.-]+)?$")

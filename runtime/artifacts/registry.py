@@ -5,16 +5,22 @@ who did what and when (JR/T 0221 7.4; REQUIREMENTS 10.2 d: withdrawn models are 
 Every path in verifies the signature (and that ONNX Runtime can open the model) before anything
 is stored; every path out verifies it again before loading. A refused artifact leaves the
 registry unchanged.
+
+Stage changes that decide what is served (promote, rollback, withdraw) are made by the server
+(`change_stage`, behind the routes under /registry), which checks the caller's role, records the
+caller as the actor and writes the audit log; the key they are verified with is the one the
+server pins (`trusted_key`), never one a caller names.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from runtime.artifacts.artifact import LoadedModel, load_artifact
@@ -185,3 +191,79 @@ class Registry:
     def withdrawn(self) -> list[str]:
         """Ids of every withdrawn model (REQUIREMENTS 10.2 d)."""
         return [v.model_id for v in self.versions() if v.stage == "withdrawn"]
+
+
+TRUSTED_KEY_FILE = Path("signing") / "trusted-public.pem"  # under the server's state directory
+STAGE_CHANGES = {"promote": "artifacts:promote", "rollback": "artifacts:promote", "withdraw": "artifacts:withdraw"}
+STAGE_EVENTS = {"promote": "artifact-promoted", "rollback": "artifact-rolled-back", "withdraw": "artifact-withdrawn"}
+
+
+class RegistryRefused(Exception):
+    """A registry change or deploy the server refuses; `status` is the HTTP status, the message
+    names the field and the fix."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def trusted_key(state_dir: Path, configured: Path | None) -> Path:
+    """The public key every artifact the server registers, promotes or deploys must verify with:
+    `configured` (`suanli server --signing-public-key`), else `state_dir/signing/trusted-public.pem`.
+    RegistryRefused (409) naming both when neither exists or it is not an ECDSA P-256 public key."""
+    from runtime.artifacts.signing import _check_key
+
+    path = Path(configured).expanduser().resolve() if configured else state_dir / TRUSTED_KEY_FILE
+    if not path.is_file():
+        raise RegistryRefused(409, f"signing key: this server pins no trusted signing key ({path} is absent); start it "
+                                   f"with --signing-public-key FILE or put the public key at {state_dir / TRUSTED_KEY_FILE}")
+    try:
+        _check_key(path, private=False)
+    except ValueError as exc:
+        raise RegistryRefused(409, f"signing key: {exc}") from None
+    return path
+
+
+def open_registry(root: Path, key: Path) -> Registry:
+    """The registry in `root` (a directory the server resolved), verified with the pinned `key`;
+    RegistryRefused (404) when `root` holds none."""
+    if not (Path(root) / "registry.db").is_file() or not os.access(root, os.W_OK):
+        raise RegistryRefused(404, f"registry: {root} holds no registry (registry.db) the server can write; "
+                                   "register a model first")
+    return Registry(root, key)
+
+
+def change_stage(registry: Registry, action: str, name: str, version: int | None, actor: str,
+                 reason: str = "") -> dict:
+    """Promote `version` (rollback: the newest archived one) or withdraw it, as `actor` (recorded in
+    the registry's history); the version after the change as a dict. RegistryRefused naming the
+    field: 404 unknown version, 403 a withdrawn one promoted, 422 a missing reason, version or a
+    signature that no longer verifies."""
+    try:
+        if action == "rollback":
+            changed = registry.rollback(name, actor)
+        elif version is None:
+            raise RegistryRefused(422, f"version: give the version number to {action}")
+        elif action == "promote":
+            changed = registry.promote(name, version, actor)
+        elif action == "withdraw":
+            changed = registry.withdraw(name, version, actor, reason)
+        else:
+            raise RegistryRefused(404, f"action: {action!r} is not one of {', '.join(STAGE_CHANGES)}")
+    except KeyError as exc:
+        raise RegistryRefused(404, str(exc).strip("'\"")) from None
+    except PermissionError as exc:
+        raise RegistryRefused(403, str(exc)) from None
+    except (ValueError, SignatureError) as exc:
+        raise RegistryRefused(422, str(exc)) from None
+    return {**asdict(changed), "model": changed.model_id}
+
+
+def apply_stage_change(root: Path, key: Path, action: str, name: str, version: int | None, actor: str,
+                       reason: str = "") -> dict:
+    """`change_stage` on the registry in `root` (opened with the pinned `key`, closed after)."""
+    registry = open_registry(root, key)
+    try:
+        return change_stage(registry, action, name, version, actor, reason)
+    finally:
+        registry.close()

@@ -93,9 +93,13 @@ def demo() -> None:
 
 def serve(client, job, state_dir: Path, dataset: Path, label: str) -> None:
     """Export, sign, compress, verify, register, deploy on Ray Serve and score raw rows over HTTP."""
+    from runtime.artifacts.registry import TRUSTED_KEY_FILE
     from runtime.artifacts.signing import generate_keypair, verify_directory
 
     private, public = generate_keypair(state_dir / "keys")
+    pinned = state_dir / TRUSTED_KEY_FILE  # the operator's step: the server trusts models signed by this key
+    pinned.parent.mkdir(exist_ok=True)
+    pinned.write_bytes(public.read_bytes())
     artifact = client.export(job, state_dir / "artifacts" / "teacher", private)
     console.print(f"signed artifact: {artifact} (model.sig, OpenSSF model-signing, ECDSA P-256)")
     with console.status("compressing: distillation, int8 quantization (dynamic and static QDQ)..."):
@@ -113,10 +117,9 @@ def serve(client, job, state_dir: Path, dataset: Path, label: str) -> None:
     console.print(f"verified {report['chosen_path']}")
     registry = client.registry(state_dir / "registry", public_key=public)
     version = registry.register(report["chosen_path"], "fraud", actor="demo")
-    registry.promote("fraud", version.version, actor="demo")
+    registry.promote("fraud", version.version)  # by the server, as this client's user
     with console.status("deploying fraud:v1 on Ray Serve (centre replica, edge-first router)..."):
-        endpoint = client.deploy(registry.root, "fraud", public_key=public,
-                                 thresholds={"block": 0.9, "hold": 0.7, "warn": 0.5})
+        endpoint = client.deploy(registry.root, "fraud", thresholds={"block": 0.9, "hold": 0.7, "warn": 0.5})
     console.print(f"serving {endpoint.model} at {endpoint.centre_url}")
     from runtime.data import read_frame
 

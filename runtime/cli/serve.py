@@ -18,7 +18,6 @@ def deploy(
     model: str = typer.Argument(..., help="Model name in the registry."),
     version: str = typer.Option("production", "--version", help="Version number, or production / staging."),
     site: list[str] = typer.Option([], "--site", help="A site whose edge nodes get a deployment (repeatable)."),
-    public_key: Path | None = typer.Option(None, "--public-key", help="Key the signature must verify with."),
     block: float | None = typer.Option(None, "--block", help="Decision thresholds: block >= hold >= warn."),
     hold: float | None = typer.Option(None, "--hold"),
     warn: float | None = typer.Option(None, "--warn"),
@@ -33,7 +32,8 @@ def deploy(
              "(a caller's X-Request-Timeout-Ms header shortens it)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Deploy a registry version; prints its HTTP entry."""
+    """Deploy a registry version (verified with the server's pinned signing key); prints its HTTP
+    entry. Its routes need a scoring token: `suanli serve token APP`."""
     thresholds = None
     if any(v is not None for v in (block, hold, warn)):
         if None in (block, hold, warn):
@@ -45,7 +45,7 @@ def deploy(
     try:
         with client_or_fail() as client:
             endpoint = client.deploy(registry, model, int(version) if version.isdigit() else version, site,
-                                     public_key, **settings)
+                                     **settings)
     except api_errors() as exc:
         raise fail(str(exc)) from None
     if json_out:
@@ -56,6 +56,15 @@ def deploy(
         console.print(f"  site {s}: {endpoint.site_url(s)} (edge first, centre on failure)")
     console.print("scoring routes, for a client that fails over itself (ScoringClient, one hop fewer): centre "
                   f"{endpoint.centre_route}" + "".join(f"; site {s} {endpoint.edge_route(s)}" for s in endpoint.sites))
+
+
+@serve_app.command("token")
+def token(app: str = typer.Argument(..., help="Application name, e.g. fraud-v1.")) -> None:
+    """Print a scoring token for a deployed version (send it as Authorization: Bearer; it lasts 10
+    minutes; the caller's role needs endpoints:score)."""
+    from runtime.cli.jobs import call
+
+    console.print(call("POST", f"/deployments/{app}/token", {})["token"], soft_wrap=True)
 
 
 @serve_app.command("list")

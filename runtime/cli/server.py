@@ -27,7 +27,14 @@ def server(
                                         "throughputs for the scheduler."),
     serve_port: int = typer.Option(8000, "--serve-port", help="Port of Ray Serve's HTTP entry for deployed models."),
     data_dir: list[Path] = typer.Option([], "--data-dir", help="Only datasets under these directories may be read "
-                                        "(repeatable; default: any file the server's user can read)."),
+                                        "(repeatable; default: any file the server's user can read); feature jobs "
+                                        "read and write only under DIR/<tenant>/ and need one."),
+    s3_endpoint: list[str] = typer.Option([], "--s3-endpoint", help="An S3 endpoint datasets may name in s3:// URIs "
+                                          "(repeatable; 'aws' for AWS's own, else e.g. https://minio.bank:9000; "
+                                          "default: none, every s3:// URI is refused)."),
+    signing_public_key: Path | None = typer.Option(None, "--signing-public-key", help="The public key (PEM) every "
+                                                   "model the server promotes or deploys must be signed for (default: "
+                                                   "STATE_DIR/signing/trusted-public.pem)."),
     runs_dir: Path | None = typer.Option(None, "--runs-dir", help="Where attempts write checkpoints and progress "
                                          "(storage every Ray node reaches; default STATE_DIR/runs). Keep the state "
                                          "directory itself private to the server."),
@@ -67,6 +74,7 @@ def server(
             state_dir=state_dir or cluster.load_config().state_path, host=host, port=port, store_url=store_url,
             ray_address=ray_address, emulate=emulate, policy=policy, lease_ttl_s=lease_ttl,
             lease_renew_s=lease_renew, profile=profile, serve_port=serve_port, data_dirs=[d.expanduser().resolve() for d in data_dir],
+            s3_endpoints=s3_endpoint, signing_public_key=signing_public_key,
             metrics_public=metrics_public, runs_dir=runs_dir, jwt=jwt, cluster_lost_after=cluster_lost_after,
             cluster_healthy_after=cluster_healthy_after, ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
         instance = Server(options)

@@ -455,7 +455,12 @@ class JobController:
         limits = self.store.quotas()  # caps as set now (suanli quota set)
         stages["read"], clock = time.perf_counter() - clock, time.perf_counter()
         throughput = self.config.throughput
-        requests = {r.id: self._request(r, state) for r in queued}
+        requests = {}
+        for record in queued:
+            try:
+                requests[record.id] = self._request(record, state)
+            except (KeyError, TypeError, ValueError) as exc:  # a stored spec this version cannot read
+                self._fail(record.id, None, token, f"the stored job cannot be scheduled: {type(exc).__name__}: {exc}")
         running = []
         for record in active:
             tracked = self.tracked.get(record.id)
@@ -497,7 +502,12 @@ class JobController:
         self.store.note_waiting([(w.job_id, w.reason, w.next_estimated_start) for w in changed])
         labels = {n.id: n for n in state.nodes}
         for placement in decisions.placements:
-            self._launch(self.store.get(placement.job_id), placement, labels, token)
+            try:
+                self._launch(self.store.get(placement.job_id), placement, labels, token)
+            except FencedOut:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one job's failure is that job's, never the round's
+                self._job_error(placement.job_id, token, exc)
         stages["write"] = time.perf_counter() - clock
 
     def _queued(self) -> list[JobRecord]:

@@ -101,22 +101,30 @@ def quota_report(store) -> list[dict]:
 # Artifact events the SDK reports, and the permission each needs (None: anyone may report it).
 ARTIFACT_EVENTS = {
     "artifact-signed": "artifacts:register", "artifact-compressed": "artifacts:compress",
-    "artifact-registered": "artifacts:register", "artifact-promoted": "artifacts:promote",
-    "artifact-rolled-back": "artifacts:promote", "artifact-withdrawn": "artifacts:withdraw",
-    "artifact-deployed": "models:deploy", "artifact-verify-failed": None,
-}
+    "artifact-registered": "artifacts:register", "artifact-verify-failed": None,
+}  # promote, rollback, withdraw and deploy are done and recorded by the server itself
 
 
 class DeployRequest(BaseModel):
     """A registry version to serve: its registry (a directory on the server), name and version
-    (number or stage), the public key its signature must verify with, and the serving settings."""
+    (number or stage), and the serving settings (signatures verify with the server's pinned key)."""
 
     model_config = {"extra": "forbid"}
     registry: str
     model: str
     version: int | Literal["production", "staging"] = "production"
-    public_key: str | None = None
     settings: ServeSettings = Field(default_factory=ServeSettings)
+
+
+class RegistryChange(BaseModel):
+    """A stage change in a registry on the server: the version to promote or withdraw (rollback
+    needs none) and, to withdraw, why."""
+
+    model_config = {"extra": "forbid"}
+    registry: str
+    model: str
+    version: int | None = None
+    reason: str = Field(default="", max_length=2000)
 
 
 class NewCluster(BaseModel):
@@ -434,9 +442,10 @@ def create_app(server) -> FastAPI:
     def create_token(body: NewToken, request: Request) -> dict:
         """A token for the caller, or (users:manage) for another user; returned once."""
         identity = request.state.identity
-        user = body.user or identity.name
-        if user != identity.name and not identity.may("users:manage"):
-            raise forbid(identity, request, f"create a token for {user}")
+        try:
+            user = server.accounts.token_owner(identity, body.user)
+        except PermissionError as exc:
+            raise forbid(identity, request, str(exc)) from None
         try:
             token, record = server.accounts.create_token(user, body.expires_s, body.label)
         except ValueError as exc:
@@ -486,16 +495,18 @@ def create_app(server) -> FastAPI:
         """Deploy a registry version on Ray Serve (a scoring application per site at its edge
         nodes, one in the centre, the edge-first router); 404 unknown, 403 withdrawn, 422 bad
         settings."""
-        from runtime.artifacts.registry import Registry
+        from runtime.artifacts.registry import RegistryRefused, open_registry, trusted_key
         from runtime.serving.deploy import deploy_version
+        from runtime.serving.tokens import ScoringKeys
 
         root = resolve_dataset(body.registry, server.options.data_dirs, field="registry", output=True)
-        if not (Path(root) / "registry.db").is_file():
-            raise HTTPException(404, f"registry: {root} holds no registry (registry.db); register a model first")
-        registry = Registry(root, body.public_key)
+        try:
+            registry = open_registry(root, trusted_key(server.state_dir, server.options.signing_public_key))
+        except RegistryRefused as exc:
+            raise HTTPException(exc.status, str(exc)) from None
         try:
             deployed = deploy_version(registry, body.model, body.version, identity.name, body.settings,
-                                      server.options.serve_port)
+                                      ScoringKeys(server.state_dir).public_pem, server.options.serve_port)
         except KeyError as exc:
             raise HTTPException(404, str(exc).strip("'\"")) from None
         except PermissionError as exc:
@@ -507,6 +518,42 @@ def create_app(server) -> FastAPI:
         server.audit.append("artifact-deployed", identity.name, {**deployed, "sites": ",".join(deployed["sites"])},
                             component="server")
         return deployed
+
+    @app.post("/deployments/{name}/token", status_code=201)
+    def scoring_token(name: str, identity: Identity = allow("endpoints:score")) -> dict:
+        """A scoring token for deployed version `name` (its routes need one), in the caller's name."""
+        from runtime.serving.deploy import deployed
+        from runtime.serving.tokens import ScoringKeys
+
+        if name not in {d["app"] for d in deployed()}:
+            raise HTTPException(404, f"deployment: no application {name!r}")
+        issued = ScoringKeys(server.state_dir).issue(identity.name, identity.role, identity.tenant, name)
+        server.audit.append("scoring-token-issued", identity.name, {"app": name, "expires_at": issued["expires_at"]})
+        return issued
+
+    def may_change(action: Literal["promote", "rollback", "withdraw"], request: Request) -> Identity:
+        from runtime.artifacts.registry import STAGE_CHANGES
+
+        if not request.state.identity.may(STAGE_CHANGES[action]):
+            raise forbid(request.state.identity, request, STAGE_CHANGES[action])
+        return request.state.identity
+
+    @app.post("/registry/{action}")
+    def registry_change(action: Literal["promote", "rollback", "withdraw"], body: RegistryChange,
+                        identity: Identity = Depends(may_change)) -> dict:
+        """Promote, roll back or withdraw a version in a registry on the server (its role checked:
+        artifacts:promote or artifacts:withdraw), recorded as the caller in the registry and the audit log."""
+        from runtime.artifacts import registry as models
+
+        root = resolve_dataset(body.registry, server.options.data_dirs, field="registry", output=True)
+        try:
+            changed = models.apply_stage_change(root, models.trusted_key(server.state_dir, server.options.signing_public_key),
+                                                action, body.model, body.version, identity.name, body.reason)
+        except models.RegistryRefused as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        server.audit.append(models.STAGE_EVENTS[action], identity.name, {"registry": str(root), "model": changed["model"],
+                            "reason": body.reason}, level="notice", component="server")
+        return changed
 
     @app.get("/deployments")
     def list_deployments(identity: Identity = allow("models:deploy")) -> list[dict]:

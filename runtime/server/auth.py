@@ -5,6 +5,11 @@ whether it was revoked. Every route needs a valid token except /healthz (and /me
 server is told so). The role of the token's user decides what it may do, from PERMISSIONS alone;
 the actor recorded anywhere is this identity, never a field the caller typed. There is no default
 admin: a local server creates one admin, for the OS user that runs it, on its first start.
+
+Identities from an identity provider (JWTs) live in a namespace of their own: their name is
+`jwt:<issuer>/<sub>`, which no local user name can be (local names never hold ':' or '/'), so a
+JWT whose `sub` is a local user's name is not that user: it cannot read their jobs, revoke their
+tokens or mint a local token at all (`token_owner`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
+from runtime.data.roots import TENANT_NAME
 from runtime.private_files import write_private_file
 from runtime.store import JobStore
 from runtime.store.schema import tokens, users
@@ -56,6 +62,7 @@ class Identity:
     role: str
     tenant: str
     token_id: str
+    kind: str = "local"  # "local": a user of the store with an sl_ token; "jwt": an identity provider's
 
     def may(self, permission: str) -> bool:
         return permission in PERMISSIONS[self.role]
@@ -98,8 +105,21 @@ class JwtIssuer:
         role = claims.get("suanli_role")
         if role not in ROLES:
             raise AuthError(f"JWT refused: claim suanli_role {role!r} is not one of {', '.join(ROLES)}")
-        return Identity(str(claims["sub"]), role, str(claims.get("suanli_tenant", "default")),
-                        f"jwt:{claims.get('jti', claims['sub'])}")
+        tenant = str(claims.get("suanli_tenant", "default"))
+        if not TENANT_NAME.match(tenant):
+            raise AuthError(f"JWT refused: claim suanli_tenant {tenant[:80]!r} is not a tenant name (letters, digits, "
+                            "'.', '_', '-', starting with a letter or digit)")
+        name = jwt_name(self.issuer, str(claims["sub"]))
+        return Identity(name, role, tenant,
+                        f"jwt:{claims.get('jti') or name}", kind="jwt")
+
+
+def jwt_name(issuer: str, sub: str) -> str:
+    """The name of an identity provider's user: `jwt:<issuer>/<sub>`, never a local user's name."""
+    return f"jwt:{issuer}/{sub}"
+
+
+RESERVED_NAME_CHARS = (":", "/")  # local user names never hold them: `jwt:<issuer>/<sub>` is not local
 
 
 class Accounts:
@@ -113,6 +133,9 @@ class Accounts:
         """A new user; ValueError naming the field when the role is unknown or the name taken."""
         if role not in ROLES:
             raise ValueError(f"role: {role!r} is not one of {', '.join(ROLES)}")
+        if not name or any(c in name for c in RESERVED_NAME_CHARS):
+            raise ValueError(f"name: {name!r}: a local user's name is not empty and holds no ':' or '/' "
+                             "(jwt:<issuer>/<sub> names identity-provider users); choose another")
         with self.store.engine.begin() as conn:
             if conn.execute(select(users.c.name).where(users.c.name == name)).first():
                 raise ValueError(f"name: user {name!r} exists already")
@@ -145,6 +168,20 @@ class Accounts:
                                                expires_at=now + ttl_s, label=label))
         return f"sl_{token_id}_{secret}", {"id": token_id, "user": user, "created": now, "expires_at": now + ttl_s,
                                            "label": label}
+
+    @staticmethod
+    def token_owner(caller: Identity, user: str | None) -> str:
+        """Whom a token asked for by `caller` is for (`user`, or the caller): PermissionError saying
+        why when `caller` may not have it. An identity-provider (JWT) caller never mints a local
+        token, for itself or anyone: its sessions come from its provider, and a local token would
+        outlive the provider's revocation. Another user's token needs users:manage."""
+        if caller.kind != "local":
+            raise PermissionError(f"mint a local token as {caller.name} (a {caller.kind.upper()} identity: get tokens "
+                                  "from your identity provider, or ask an admin for a local user)")
+        owner = user or caller.name
+        if owner != caller.name and not caller.may("users:manage"):
+            raise PermissionError(f"create a token for {owner}")
+        return owner
 
     def revoke_token(self, token_id: str) -> str:
         """Revoke one token; the user it belonged to."""

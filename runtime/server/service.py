@@ -32,6 +32,7 @@ from runtime.backends.ray_local import RayBackend
 from runtime.controller.controller import JobController
 from runtime.controller.lease_keeper import LeaseKeeper
 from runtime.data import DatasetError, inspect_table
+from runtime.data.roots import checked_remote, is_remote
 from runtime.profiles import load_throughput_model
 from runtime.server.api import create_app, resolve_dataset
 from runtime.server.auth import Accounts, Identity, JwtIssuer, ensure_local_admin
@@ -65,6 +66,8 @@ class ServerOptions:
     lease_renew_s: float = 2.0
     profile: Path | None = None
     data_dirs: list[Path] = field(default_factory=list)
+    s3_endpoints: list[str] = field(default_factory=list)  # the S3 endpoints datasets may name ("aws": AWS's own)
+    signing_public_key: Path | None = None  # artifacts' trusted key (default state_dir/signing/trusted-public.pem)
     metrics_public: bool = False
     runs_dir: Path | None = None  # checkpoints and run files (default state_dir/runs); Ray's workers write here
     jwt: JwtIssuer | None = None
@@ -95,7 +98,8 @@ class Admission:
     def prepare(self, job: TrainingJob) -> dict:
         spec = job.model_dump()
         if job.dataset:
-            path = resolve_dataset(job.dataset, self.server.options.data_dirs)
+            path = (checked_remote(job.dataset, self.server.options.s3_endpoints, "dataset") if is_remote(job.dataset)
+                    else resolve_dataset(job.dataset, self.server.options.data_dirs))
             spec["dataset"] = str(path)
             if job.label:
                 spec["_dataset"] = self._inspect(path, job.label, job.categorical)
@@ -125,16 +129,19 @@ class Admission:
     def prepare_features(self, job: FeatureJob) -> dict:
         """A feature job's stored spec: its input measured (rows, bytes) and its columns checked,
         its output writable; 4xx naming the field otherwise."""
-        from runtime.features import FeatureInputError, check_columns, table_rows_and_columns
+        from runtime.data.roots import DataPathError
+        from runtime.features import FeatureInputError, check_columns, feature_paths, table_rows_and_columns
 
-        source = resolve_dataset(job.input, self.server.options.data_dirs, field="input")
-        output = resolve_dataset(job.output, self.server.options.data_dirs, field="output", output=True)
+        try:
+            source, output, roots = feature_paths(job, self.server.options.data_dirs)
+        except DataPathError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
         try:
             rows, columns = table_rows_and_columns(source)
             check_columns(job.model_dump(), columns, source)
         except FeatureInputError as exc:
             raise HTTPException(422, str(exc)) from None
-        return {**job.model_dump(), "input": str(source), "output": str(output), "_kind": "features",
+        return {**job.model_dump(), "input": str(source), "output": str(output), **roots, "_kind": "features",
                 "_algorithm": "features", "_device_kinds": list(job.device_kinds()), "_device_model": None,
                 "_dataset": {"path": str(source), "rows": rows, "bytes": source.stat().st_size, "columns": columns},
                 "workers": 1, "epochs": 1, "preemptible": False, "max_failures": 1, "config": {}}

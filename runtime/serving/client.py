@@ -8,7 +8,9 @@ proxy; the router's server-side failover is for callers without a client like th
 detection, as the router does), so while an edge is gone each request goes to the centre
 directly. Answers are idempotent, so a request answered twice is answered the same way. 4xx
 answers (bad rows) are raised at once, naming the row and field; 503 from both is raised as
-Overloaded with its Retry-After."""
+Overloaded with its Retry-After. Every request carries a scoring token (`Authorization: Bearer`,
+runtime.serving.tokens) from `token_source`, asked for again shortly before it expires, and once
+more when a route answers 401 (a token the edge refused is not a reason to fail over)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 import httpx
 
 from runtime.serving.outlier import EdgeHealth
+
+TOKEN_RENEW_S = 60.0  # a scoring token is renewed when it has less than this left
 
 
 def application_answered(status: int, body) -> bool:
@@ -63,12 +67,23 @@ class ScoringClient:
     """See the module docstring. `edge_url` and `centre_url` are score URLs (for a suanli
     deployment: `Endpoint.edge_route(site)` and `Endpoint.centre_route`)."""
 
-    def __init__(self, edge_url: str | None, centre_url: str, deadline_s: float = 0.25, centre_timeout_s: float = 5.0,
-                 centre_retries: int = 2, eject_after: int = 3, eject_s: float = 2.0):
+    def __init__(self, edge_url: str | None, centre_url: str, token_source, deadline_s: float = 0.25,
+                 centre_timeout_s: float = 5.0, centre_retries: int = 2, eject_after: int = 3, eject_s: float = 2.0):
+        """`token_source()` returns {"token", "expires_at"}: a scoring token of the deployment (for a
+        suanli deployment, `Client.scoring_token(app)`)."""
         self.edge_url, self.centre_url = edge_url, centre_url
         self.deadline_s, self.centre_timeout_s, self.centre_retries = deadline_s, centre_timeout_s, centre_retries
         self.edge_health = EdgeHealth(eject_after, eject_s)
         self._http = httpx.Client(limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        self._token_source, self._token, self._token_expires = token_source, None, 0.0
+
+    def _headers(self, renew: bool = False) -> dict:
+        """The Authorization header, with a token asked for anew when `renew`, when none is held
+        or when the one held expires within TOKEN_RENEW_S."""
+        if renew or self._token is None or self._token_expires - time.time() < TOKEN_RENEW_S:
+            issued = self._token_source()
+            self._token, self._token_expires = issued["token"], float(issued["expires_at"])
+        return {"Authorization": f"Bearer {self._token}"}
 
     def close(self) -> None:
         self._http.close()
@@ -80,7 +95,10 @@ class ScoringClient:
         self.close()
 
     def _post(self, url: str, body: dict, timeout: float) -> httpx.Response:
-        return self._http.post(url, json=body, timeout=timeout)
+        answer = self._http.post(url, json=body, timeout=timeout, headers=self._headers())
+        if answer.status_code == 401:  # revoked, expired early, or meant for another version: once more, anew
+            answer = self._http.post(url, json=body, timeout=timeout, headers=self._headers(renew=True))
+        return answer
 
     def score(self, rows, request_id: str | None = None) -> Scores:
         """Score `rows` (a dict or a list of dicts keyed by column)."""
@@ -133,6 +151,11 @@ class Endpoint:
     model: str
     url: str
     sites: list
+    token_source: object = None  # () -> {"token", "expires_at"}: a scoring token of this version (Client.deploy sets it)
+
+    def headers(self) -> dict:
+        """An Authorization header with a fresh scoring token, for callers without a ScoringClient."""
+        return {"Authorization": f"Bearer {self.token_source()['token']}"}
 
     def site_url(self, site: str) -> str:
         """The router's route for `site`: the edge answers, the centre when the edge fails (for
@@ -156,7 +179,8 @@ class Endpoint:
     def client(self, site: str | None = None, deadline_s: float = 0.25) -> ScoringClient:
         """A ScoringClient for `site` (edge first) or, with no site, the centre; it calls the
         scoring routes directly and fails over itself."""
-        return ScoringClient(self.edge_route(site) if site else None, self.centre_route, deadline_s=deadline_s)
+        return ScoringClient(self.edge_route(site) if site else None, self.centre_route, self.token_source,
+                             deadline_s=deadline_s)
 
     def score(self, rows, site: str | None = None, request_id: str | None = None) -> Scores:
         """One request through a short-lived ScoringClient."""

@@ -2,7 +2,8 @@
 nodes (route `/models/<name>/v<version>/edges/<site>`), one in the centre (`.../centre`), and the
 edge-first router (`/models/<name>/v<version>`: `/sites/<site>/score`, `/score`) for callers that
 do not fail over themselves. The scoring client calls the site's and the centre's routes directly
-(one hop from the HTTP ingress) and fails over itself. Only a version the registry holds and has not
+(one hop from the HTTP ingress) and fails over itself. Every route asks for a scoring token of the
+version (runtime.serving.tokens). Only a version the registry holds and has not
 withdrawn is deployed, and every deploy is recorded in the registry (who, when, which version,
 where).
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cluster.labels import MARKER_AMOUNT
+from runtime.artifacts.signing import SignatureError, verify_directory
 from runtime.serving.decisions import check_thresholds
 
 DEFAULT_HTTP_PORT = 8000
@@ -111,9 +113,11 @@ def _replica_options(settings: ServeSettings, resources: dict, name: str) -> dic
 
 
 def build_apps(artifact_dir: str, public_key: str | None, model_id: str, app: str, prefix: str,
-               settings: ServeSettings) -> list:
+               settings: ServeSettings, scoring_key: bytes | None) -> list:
     """The Serve applications (not yet running) of one model version, as `serve.RunTarget`s: the
-    scoring applications first, the router last."""
+    scoring applications first, the router last. Their HTTP routes accept only scoring tokens for
+    `app` signed by the key whose public half is `scoring_key` (PEM); None checks no token, which
+    only benchmarks' peers use (`deploy_version` always passes the server's)."""
     from ray import serve
 
     from runtime.serving.replica import ScoringReplica
@@ -121,7 +125,8 @@ def build_apps(artifact_dir: str, public_key: str | None, model_id: str, app: st
 
     replica = serve.deployment(ScoringReplica)
     common = (artifact_dir, public_key, settings.kind, model_id)
-    batching = {"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s}
+    batching = {"max_batch_size": settings.max_batch_size, "batch_wait_timeout_s": settings.batch_wait_timeout_s,
+                "scoring_key": scoring_key, "app": app}
     targets, edge_apps, centre_app = [], {}, None
     for name, (route, site) in scoring_apps(app, prefix, settings.sites).items():
         where = ({f"site:{site}": MARKER_AMOUNT, "tier:edge": MARKER_AMOUNT} if site else
@@ -154,7 +159,8 @@ def build_apps(artifact_dir: str, public_key: str | None, model_id: str, app: st
     router = serve.deployment(EdgeFirstRouter).options(**router_options)
     targets.append(serve.RunTarget(router.bind(edge_apps, centre_app, SCORING, model_id, settings.edge_deadline_ms / 1e3,
                                                settings.eject_after, settings.eject_s, settings.retry_after_s,
-                                               settings.request_deadline_ms / 1e3, router_in_flight),
+                                               settings.request_deadline_ms / 1e3, router_in_flight,
+                                               scoring_key, app),
                                    name=app, route_prefix=prefix))
     return targets
 
@@ -182,20 +188,27 @@ def start_serve(http_port: int = DEFAULT_HTTP_PORT) -> None:
 
 
 def deploy_version(registry, model: str, version: int | str, actor: str, settings: ServeSettings,
-                   http_port: int = DEFAULT_HTTP_PORT) -> dict:
-    """Deploy a registry version (number or stage) and wait until its replicas are up. KeyError for
-    an unknown version, PermissionError for a withdrawn one (nothing deployed or recorded then).
-    Returns {"app", "model", "url", "sites"}."""
+                   scoring_key: bytes, http_port: int = DEFAULT_HTTP_PORT) -> dict:
+    """Deploy a registry version (number or stage), verified with the registry's key, and wait
+    until its replicas are up; its routes accept scoring tokens signed by the key whose public
+    half is `scoring_key` (the server's, runtime.serving.tokens). KeyError for an unknown version,
+    PermissionError for a withdrawn one (nothing deployed or recorded then). Returns {"app",
+    "model", "url", "sites"}."""
     from ray import serve
 
     found = registry.version(model, version)
     if found.stage == "withdrawn":
         raise PermissionError(f"model: {found.model_id} was withdrawn ({found.note}); it is never served")
+    try:  # here, before any replica starts: a replica that cannot verify would only fail to start
+        verify_directory(found.path, registry.public_key)
+    except SignatureError as exc:
+        raise ValueError(f"model: {found.model_id} does not verify with the server's trusted key; it is never "
+                         f"served ({exc})") from None
     check_sites(settings.sites)
     start_serve(http_port)
     name, prefix = app_name(found.name, found.version), route_prefix(found.name, found.version)
     targets = build_apps(str(Path(found.path)), registry.public_key and str(registry.public_key), found.model_id,
-                         name, prefix, settings)
+                         name, prefix, settings, scoring_key)
     serve.run_many(targets)
     wanted = {t.name for t in targets}
     for stale in [a for a in serve.status().applications if owner_app(a) == name and a not in wanted]:

@@ -6,7 +6,9 @@ scored together (`@serve.batch`); one that arrives alone is scored at once, with
 and its wait. Each answer carries the request id, the model version and where it was computed.
 
 Each site's deployment and the centre's is also an HTTP route of its own (`__call__`): the scoring
-client sends to those directly, one hop from the HTTP ingress, and fails over itself."""
+client sends to those directly, one hop from the HTTP ingress, and fails over itself. Every HTTP
+request must carry a scoring token of this deployment (runtime.serving.tokens), checked before
+its body is read."""
 
 from __future__ import annotations
 
@@ -47,6 +49,12 @@ def read_verified(directory: str | Path, public_key: str | None) -> dict[str, by
     return files
 
 
+def unauthorized(reason: str, model_id: str) -> JSONResponse:
+    """401 naming why the scoring token was refused (never echoing it)."""
+    return JSONResponse({"error": f"unauthorized: {reason}", "model": model_id}, 401,
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
 async def read_payload(request: Request) -> dict:
     """{"rows", "request_id"} of an HTTP request's body (a request id made up when none is given);
     InputError naming the body unless it is a JSON object."""
@@ -65,9 +73,12 @@ class ScoringReplica:
     "status": 422} naming the row and field."""
 
     def __init__(self, artifact_dir: str, public_key: str | None, kind: str, model_id: str, site: str, tier: str,
-                 thresholds: dict | None, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.002):
+                 thresholds: dict | None, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.002,
+                 scoring_key: bytes | None = None, app: str = ""):
         import onnxruntime as ort
         import ray
+
+        from runtime.serving.tokens import ScoringGate
 
         files = read_verified(artifact_dir, public_key)
         described = json.loads(files["preprocessing.json"])
@@ -82,6 +93,8 @@ class ScoringReplica:
         self._score_feeds.set_max_batch_size(max_batch_size)
         self._score_feeds.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self.ongoing = 0  # requests in this replica, from arrival (an HTTP body still being read) to answer
+        # the HTTP route's check of the caller's scoring token (None: no check, for benchmarks' peers only)
+        self.gate = ScoringGate(scoring_key, app) if scoring_key else None
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _score_feeds(self, batch: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
@@ -123,7 +136,10 @@ class ScoringReplica:
     async def __call__(self, request: Request) -> JSONResponse:
         """HTTP entry of this deployment's own route: POST {"rows": [...], "request_id": optional}
         answers as `score` does (422 naming the row and field for bad rows, 400 for a body that is
-        not a JSON object, 405 for another method)."""
+        not a JSON object, 405 for another method, 401 without a valid scoring token)."""
+        refusal = self.gate.refusal(request.headers.get("authorization")) if self.gate else None
+        if refusal:
+            return unauthorized(refusal, self.model_id)
         if request.method != "POST":
             return JSONResponse({"error": 'method: POST {"rows": [...]} to score'}, 405, headers={"Allow": "POST"})
         self.ongoing += 1

@@ -5,7 +5,10 @@ that do not fail over themselves (plain HTTP, the Python handle); the scoring cl
 calls the site's and the centre's own routes, one hop fewer.
 
 Routes (under the version's prefix): POST `/sites/<site>/score`, POST `/score` (the centre),
-GET `/healthz`; a plain `__call__` over Starlette (the router is on every request's path).
+GET `/healthz`; a plain `__call__` over Starlette (the router is on every request's path). The
+scoring routes need a scoring token of this deployment (`endpoints:score`, runtime.serving.tokens),
+checked before the body is read; the Python handle (`score`) is for callers inside the Ray cluster,
+who are trusted with the cluster already.
 
 Outlier detection, as in Envoy's locality failover: after `eject_after` consecutive edge failures
 (an error, or no answer within the deadline) the edge is skipped for `eject_s` seconds, so when an
@@ -37,7 +40,7 @@ from starlette.responses import JSONResponse
 
 from runtime.artifacts.artifact import InputError
 from runtime.serving.outlier import EdgeHealth
-from runtime.serving.replica import read_payload
+from runtime.serving.replica import read_payload, unauthorized
 
 
 class QueuesFull(Exception):
@@ -57,7 +60,10 @@ class EdgeFirstRouter:
 
     def __init__(self, edge_apps: dict[str, str], centre_app: str, deployment: str, model_id: str,
                  edge_deadline_s: float, eject_after: int = 3, eject_s: float = 2.0, retry_after_s: int = 1,
-                 request_deadline_s: float = 1.0, max_in_flight: int = 256):
+                 request_deadline_s: float = 1.0, max_in_flight: int = 256, scoring_key: bytes | None = None,
+                 app: str = ""):
+        from runtime.serving.tokens import ScoringGate
+
         self.edges = {site: serve.get_deployment_handle(deployment, app) for site, app in edge_apps.items()}
         self.centre = serve.get_deployment_handle(deployment, centre_app)
         self.model_id, self.deadline, self.retry_after = model_id, edge_deadline_s, str(retry_after_s)
@@ -65,6 +71,8 @@ class EdgeFirstRouter:
         self.health = {site: EdgeHealth(eject_after, eject_s) for site in self.edges}
         self.counts = {"edge": 0, "centre": 0, "fallback": 0, "rejected": 0, "deadline_exceeded": 0}
         self.max_in_flight, self.in_flight = max_in_flight, 0
+        # the HTTP routes' check of the caller's scoring token (None: no check, for benchmarks' peers only)
+        self.gate = ScoringGate(scoring_key, app) if scoring_key else None
 
     async def _answer(self, payload: dict, site: str | None, deadline_at: float) -> dict:
         """`_failover`'s answer, or QueuesFull at once when `max_in_flight` requests are in flight."""
@@ -153,14 +161,17 @@ class EdgeFirstRouter:
         answer names the model version, the request id, where it was computed and why the centre
         answered ("fallback"); 422 for bad rows, 400 for a body that is not a JSON object or a bad
         X-Request-Timeout-Ms, 404 for an unknown site or path, 503 with Retry-After when every
-        replica's queue is full, 504 with Retry-After when no answer came within the deadline.
-        GET `/healthz`: the counts and each edge's state (healthy, paused, half-open)."""
+        replica's queue is full, 504 with Retry-After when no answer came within the deadline, 401
+        without a scoring token of this deployment (checked first). GET `/healthz`: the counts and each edge's state (healthy, paused, half-open)."""
         began = time.monotonic()
         parts = request.url.path[len(request.scope.get("root_path", "")):].strip("/").split("/")
         if request.method == "GET" and parts == ["healthz"]:
             now = time.monotonic()
             return JSONResponse({"model": self.model_id, **self.counts,
                                  "edges": {s: h.state(now) for s, h in self.health.items()}})
+        refusal = self.gate.refusal(request.headers.get("authorization")) if self.gate else None
+        if refusal:
+            return unauthorized(refusal, self.model_id)
         if parts == ["score"]:
             site = None
         elif len(parts) == 3 and parts[0] == "sites" and parts[2] == "score":

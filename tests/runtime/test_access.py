@@ -1,7 +1,9 @@
 """Access control and the audit log on a real server (over a one-node emulated cluster it starts
 itself): every route of /openapi.json without a token, with an expired or revoked token, and with
 each role, against the permission table; another user's job; the actor recorded; the audit log
-of the session verifies, and a flipped byte is named by `suanli audit verify`."""
+of the session verifies, and a flipped byte is named by `suanli audit verify`. Identity-provider
+(JWT) users are not the local users of the same name; registry stage changes are made by the
+server as the caller; feature jobs and datasets reach no file or endpoint the server was not given."""
 
 import json
 import subprocess
@@ -14,6 +16,7 @@ import pytest
 
 from runtime.server.auth import PERMISSIONS, ROLES
 from tests.conftest import REPO, shared_path
+from tests.runtime.test_artifacts import keys, make_artifact, trained  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.ray
 
@@ -36,17 +39,44 @@ ROUTES = {
     ("DELETE", "/deployments/{name}"): "models:deploy",
     ("POST", "/clusters"): "clusters:manage", ("GET", "/clusters"): "capacity:read",
     ("DELETE", "/clusters/{name}"): "clusters:manage", ("GET", "/ui/state"): "capacity:read",
+    ("POST", "/registry/{action}"): "artifacts:promote",  # called as /registry/promote; withdraw is tested below
+    ("POST", "/deployments/{name}/token"): "endpoints:score",
 }
+ISSUER = "https://idp.bank.example"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def idp(tmp_path_factory):
+    """A bank's identity provider: its ES256 key (the server is given the public half)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = tmp_path_factory.mktemp("idp") / "idp.pem"
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return key, public
+
+
+def idp_token(idp, sub, role, tenant="risk", **extra):
+    import jwt
+
+    claims = {"sub": sub, "iss": ISSUER, "aud": "suanli", "exp": time.time() + 300, "suanli_role": role,
+              "suanli_tenant": tenant, **extra}
+    return jwt.encode(claims, idp[0], algorithm="ES256")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, idp, keys):  # noqa: F811
     from runtime.server.local import start_server
 
     state = tmp_path_factory.mktemp("state")
     emulation = state / "one.yaml"
     emulation.write_text("name: acl\nnodes:\n  - {tier: center, site: dc1, count: 1, cpu: 1}\n")
-    proc, url = start_server(state, "--emulate", str(emulation))
+    (state / "signing").mkdir()  # the artifacts' trusted key, pinned in the server's own state directory
+    (state / "signing" / "trusted-public.pem").write_bytes(keys[1].read_bytes())
+    proc, url = start_server(state, "--emulate", str(emulation), "--jwt-public-key", str(idp[1]),
+                             "--jwt-issuer", ISSUER)
     admin = (state / "admin.token").read_text().strip()
     assert (state / "admin.token").stat().st_mode & 0o777 == 0o600 and state.stat().st_mode & 0o777 == 0o700
     yield url, state, admin
@@ -94,7 +124,7 @@ def allowed(role, need):
 
 def concrete(path, job_id, token_id):
     return (path.replace("{job_id}", job_id).replace("{name}", "nobody").replace("{token_id}", token_id)
-            .replace("{scope}", "planet"))
+            .replace("{scope}", "planet").replace("{action}", "promote"))
 
 
 def test_every_route_against_the_permission_table(server, people):
@@ -304,3 +334,96 @@ def test_oversized_bodies_are_refused_and_a_tampered_live_log_is_reported(server
     metrics = call(url, "GET", "/metrics", admin).text
     assert "suanli_audit_chain_ok 0.0" in metrics
     assert 'suanli_devices{cluster="acl"' in metrics  # capacity, refreshed by the server itself
+
+
+def test_a_jwt_is_never_the_local_user_of_the_same_name(server, people, idp):
+    url, state, admin = server
+    tokens, job_id = people  # alice's job
+    as_alice = idp_token(idp, "alice", "algorithm-engineer")
+    who = call(url, "GET", "/whoami", as_alice).json()
+    assert who["name"] == f"jwt:{ISSUER}/alice" and who["role"] == "algorithm-engineer" and who["tenant"] == "risk"
+    assert call(url, "GET", f"/jobs/{job_id}", as_alice).status_code == 403  # not alice's to read
+    assert call(url, "POST", f"/jobs/{job_id}/cancel", as_alice, {}).status_code == 403
+    assert job_id not in [j["id"] for j in call(url, "GET", "/jobs", as_alice).json()]
+    for body in ({}, {"user": "alice"}):  # no local token, neither in its own name nor in alice's
+        minted = call(url, "POST", "/tokens", as_alice, body)
+        assert minted.status_code == 403 and "a JWT identity: get tokens from your identity provider" in \
+            minted.json()["detail"], minted.text
+    local_admin = call(url, "GET", "/whoami", admin).json()["name"]
+    as_admin = idp_token(idp, local_admin, "admin", tenant="default")  # an admin JWT named like the local admin
+    assert call(url, "GET", "/whoami", as_admin).json()["name"] == f"jwt:{ISSUER}/{local_admin}"
+    for body in ({}, {"user": "alice"}, {"user": local_admin}):
+        assert call(url, "POST", "/tokens", as_admin, body).status_code == 403
+    bad_tenant = call(url, "GET", "/whoami", idp_token(idp, "eve", "auditor", tenant="../cards"))
+    assert bad_tenant.status_code == 401 and "suanli_tenant '../cards' is not a tenant name" in bad_tenant.text
+    r = call(url, "POST", "/users", admin, {"name": "jwt:x/alice", "role": "auditor"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("name:")  # the namespace is not a local name
+    tail = call(url, "GET", "/audit/tail?n=500", admin).json()
+    refused = [r for r in tail if r["type"] == "request-refused" and r["detail"]["path"] == "/tokens"]
+    assert {r["actor"] for r in refused} >= {f"jwt:{ISSUER}/alice", f"jwt:{ISSUER}/{local_admin}"}
+    assert not [r for r in tail if r["type"] == "token-created" and r["actor"].startswith("jwt:")]
+
+
+def test_feature_jobs_and_datasets_reach_no_file_or_endpoint_the_server_was_not_given(server, tmp_path):
+    url, _, admin = server
+    (tmp_path / "in.csv").write_text("ts,card,amount\n1,1,2.0\n")
+    body = {"kind": "features", "spec": {"name": "f", "input": str(tmp_path / "in.csv"), "keys": ["card"],
+                                         "time_column": "ts", "amount_column": "amount",
+                                         "output": str(tmp_path / "out.parquet")}}
+    r = call(url, "POST", "/jobs", admin, body)  # this server has no --data-dir
+    assert r.status_code == 422 and r.json()["detail"].startswith("input: this server has no --data-dir"), r.text
+    for dataset, why in [("s3://risk/tx.csv?endpoint_override=attacker.example:9000", "https://attacker.example:9000"),
+                         ("s3://risk/tx.csv", "allow-list (none)")]:
+        r = call(url, "POST", "/jobs", admin, {"spec": {"name": "s3", "dataset": dataset, "label": "y"}})
+        assert r.status_code == 403 and r.json()["detail"].startswith("dataset: ") and why in r.text, r.text
+        assert "--s3-endpoint" in r.text
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_registry_changes_are_made_by_the_server_as_the_caller(server, trained, keys, tmp_path):  # noqa: F811
+    from runtime.artifacts.registry import Registry
+    from runtime.client import Client, SpecError
+
+    url, _, admin = server
+    tokens = {}  # users of its own: the fuzzing above may have revoked the module's
+    for name, role in (("amy", "algorithm-engineer"), ("otto", "operator"), ("aude", "auditor")):
+        r = call(url, "POST", "/users", admin, {"name": name, "role": role, "tenant": "risk"})
+        assert r.status_code == 201, r.text
+        tokens[role] = r.json()["token"]
+    registry = Registry(tmp_path / "registry", public_key=keys[1])
+    for version in ("v1", "v2", "v3"):
+        registry.register(make_artifact(tmp_path, trained, keys, version), "fraud", actor="alice")
+    with Client(address=url, token=tokens["algorithm-engineer"]) as amy:
+        with pytest.raises(SpecError, match=r"amy \(algorithm-engineer\) may not artifacts:promote"):
+            amy.registry(registry.root, keys[1]).promote("fraud", 1)
+        with pytest.raises(SpecError, match="type"):  # a promotion is no longer something the SDK reports
+            amy.report("artifact-promoted", model="fraud", version=1)
+    with Client(address=url, token=tokens["auditor"]) as auditor:
+        with pytest.raises(SpecError, match="may not artifacts:withdraw"):
+            auditor.withdraw(registry.root, "fraud", 1, "because")
+    assert {v.stage for v in registry.versions("fraud")} == {"staging"}  # nothing changed
+    with Client(address=url, token=tokens["operator"]) as operator:
+        stages = operator.registry(registry.root, keys[1])
+        assert stages.promote("fraud", 1).stage == "production"
+        assert stages.promote("fraud", 2).stage == "production"
+        assert stages.rollback("fraud").version == 1
+        with pytest.raises(SpecError, match="reason: say why"):
+            stages.withdraw("fraud", 2, " ")
+        assert stages.withdraw("fraud", 2, "drift").stage == "withdrawn"
+        with pytest.raises(SpecError, match="fraud:v2 was withdrawn and cannot be promoted"):
+            operator.promote(registry.root, "fraud", 2)
+        with pytest.raises(SpecError, match="no 'fraud' version 9"):
+            operator.promote(registry.root, "fraud", 9)
+        metrics = registry.root / "fraud" / "v3" / "metrics.json"
+        metrics.write_text(metrics.read_text().replace("auc", "AUC", 1))  # v3 changed on disk since it was signed
+        with pytest.raises(SpecError, match="signature check failed; changed: metrics.json"):
+            operator.promote(registry.root, "fraud", 3)
+    assert registry.version("fraud", 3).stage == "staging"
+    changes = [(e["actor"], e["action"], e["version"]) for e in registry.events("fraud") if e["action"] != "register"]
+    assert changes == [("otto", "promote", 1), ("otto", "promote", 2), ("otto", "promote", 1), ("otto", "withdraw", 2)]
+    tail = call(url, "GET", "/audit/tail?n=500", admin).json()
+    recorded = [(r["type"], r["actor"], r["detail"]["model"]) for r in tail
+                if r["type"] in ("artifact-promoted", "artifact-rolled-back", "artifact-withdrawn")]
+    assert recorded == [("artifact-promoted", "otto", "fraud:v1"), ("artifact-promoted", "otto", "fraud:v2"),
+                        ("artifact-rolled-back", "otto", "fraud:v1"), ("artifact-withdrawn", "otto", "fraud:v2")]
+    assert all(r["source"]["component"] == "server" for r in tail if r["type"] == "artifact-promoted")

@@ -314,3 +314,17 @@ def test_dict_rows_are_read_without_a_frame_exactly_as_through_one(values):
         np.testing.assert_array_equal(fast[column], through_frame[column])
         assert fast[column].dtype == through_frame[column].dtype == np.float32
     assert fast["c"].tolist() == through_frame["c"].tolist()
+
+
+def test_the_server_pins_its_trusted_key_and_names_the_setting_without_one(tmp_path, keys):
+    from runtime.artifacts.registry import TRUSTED_KEY_FILE, RegistryRefused, trusted_key
+
+    with pytest.raises(RegistryRefused, match="pins no trusted signing key.*--signing-public-key FILE") as refused:
+        trusted_key(tmp_path, None)
+    assert refused.value.status == 409
+    (tmp_path / TRUSTED_KEY_FILE).parent.mkdir()
+    (tmp_path / TRUSTED_KEY_FILE).write_bytes(keys[1].read_bytes())
+    assert trusted_key(tmp_path, None) == tmp_path / TRUSTED_KEY_FILE  # the state directory's own copy
+    assert trusted_key(tmp_path, keys[1]) == keys[1].resolve()  # the configured one comes first
+    with pytest.raises(RegistryRefused, match="is not a PEM public key"):
+        trusted_key(tmp_path, keys[0])  # a private key is not a trusted public key

@@ -79,7 +79,7 @@ def test_jwts_from_an_identity_provider_carry_role_and_tenant(tmp_path):
     claims = {"sub": "wang.li", "iss": "https://idp.bank.example", "aud": "suanli", "exp": time.time() + 300,
               "suanli_role": "auditor", "suanli_tenant": "cards"}
     identity = accounts.authenticate(jwt.encode(claims, key, algorithm="ES256"))
-    assert (identity.name, identity.role, identity.tenant) == ("wang.li", "auditor", "cards")
+    assert (identity.name, identity.role, identity.tenant) == ("jwt:https://idp.bank.example/wang.li", "auditor", "cards")
     assert identity.may("audit:read") and not identity.may("jobs:submit")
     other = ec.generate_private_key(ec.SECP256R1())
     for bad, why in [(jwt.encode(claims, other, algorithm="ES256"), "Signature verification failed"),

@@ -297,3 +297,16 @@ def test_the_queue_is_read_incrementally_and_misses_nothing(setup, monkeypatch):
     assert ctl._queued()[0].spec.get("priority") == 0  # not seen yet: older than the margin
     monkeypatch.setattr(module, "FULL_SYNC_S", 0.0)
     assert ctl._queued()[0].spec == {"epochs": 9}  # the full read finds it
+
+
+def test_a_stored_job_this_version_cannot_read_fails_alone(setup):
+    """A job stored by another version without a field the scheduler needs fails with the reason;
+    the job behind it is scheduled in the same round."""
+    store, cluster, make = setup
+    ctl = make("a")
+    broken = store.add("broken", "risk", "alice", {"epochs": 5, "workers": 1}, None)
+    fine = submit(store, "fine", workers=1)
+    ctl.step()
+    record = store.get(broken)
+    assert record.state == JobState.FAILED and "cannot be scheduled: KeyError" in record.error
+    assert store.get(fine).state == JobState.STARTING and ctl.step_failures == 0

@@ -22,8 +22,10 @@ def server(tmp_path_factory):
     from runtime.server.local import start_server
 
     state = tmp_path_factory.mktemp("state")
-    proc, url = start_server(state, "--emulate", str(DEMO_EMULATION))
-    yield url, (state / "admin.token").read_text().strip(), tmp_path_factory.mktemp("data")
+    data_dir = tmp_path_factory.mktemp("data")
+    (data_dir / "default").mkdir()  # the admin's tenant's data root
+    proc, url = start_server(state, "--emulate", str(DEMO_EMULATION), "--data-dir", str(data_dir))
+    yield url, (state / "admin.token").read_text().strip(), data_dir / "default"
     proc.terminate()
     proc.wait(timeout=120)
 
@@ -113,3 +115,105 @@ def test_bad_feature_specs_name_the_field(server):
         assert out.exit_code == 2 and message in out.stderr, (extra, out.stderr)
     listed = json.loads(CliRunner().invoke(app, ["jobs", "--json"], env=env).stdout)
     assert not any(j["name"] == "bad" for j in listed)  # nothing refused was stored
+
+
+def submit_features(url, token, **spec):
+    import httpx
+
+    body = {"kind": "features", "spec": {"name": "paths", "keys": ["card"], "time_column": "ts",
+                                         "amount_column": "amount", **spec}}
+    return httpx.post(f"{url}/jobs", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def test_feature_jobs_stay_in_their_tenants_data_root(server):
+    url, token, data = server
+    other = data.parent / "cards"  # another tenant's data root beside ours
+    other.mkdir(exist_ok=True)
+    events(50, 4).to_csv(other / "theirs.csv", index=False)
+    events(50, 5).to_csv(data / "ours.csv", index=False)
+    (other / "theirs.parquet").write_bytes(b"their output")
+    (data / "kept.parquet").write_bytes(b"an earlier output")
+    (data / "link.csv").symlink_to(other / "theirs.csv")  # a link inside our root into theirs
+    (data / "out-link.parquet").symlink_to(other / "theirs.parquet")
+    (data / "subdir").symlink_to(other, target_is_directory=True)
+    ours, out = str(data / "ours.csv"), str(data / "new.parquet")
+    cases = [
+        ({"input": str(other / "theirs.csv"), "output": out}, 403, "input: ", "tenant 'cards''s data root"),
+        ({"input": str(data / "link.csv"), "output": out}, 403, "input: ", "tenant 'cards''s data root"),
+        ({"input": ours, "output": str(other / "mine.parquet")}, 403, "output: ", f"use a file under {data}/"),
+        ({"input": ours, "output": str(data / "subdir" / "mine.parquet")}, 403, "output: ", "tenant 'cards'"),
+        ({"input": ours, "output": str(other / "theirs.parquet")}, 403, "output: ", "tenant 'cards'"),
+        ({"input": ours, "output": str(data / "kept.parquet")}, 409, "output: ", "outputs never overwrite"),
+        ({"input": ours, "output": str(data / "out-link.parquet")}, 409, "output: ", "symbolic link"),
+        ({"input": f"{data}/../cards/theirs.csv", "output": out}, 422, "input: ", "holds '..'"),
+        ({"input": "/etc/passwd", "output": out}, 403, "input: ", f"outside tenant 'default''s data root {data}"),
+        ({"input": "s3://bucket/ours.csv", "output": out}, 422, "input: ", "copy the data there"),
+        ({"input": ours, "output": out, "tenant": "../cards"}, 403, "", "submit for tenant"),
+    ]
+    for spec, status, field, message in cases:
+        answer = submit_features(url, token, **spec)
+        if spec.get("tenant"):  # the admin may name another tenant: the name itself is checked
+            assert answer.status_code == 422 and answer.json()["detail"].startswith("tenant: '../cards' is not"), \
+                answer.text
+            continue
+        detail = answer.json()["detail"]
+        assert answer.status_code == status and detail.startswith(field) and message in detail, (spec, answer.text)
+    assert (other / "theirs.parquet").read_bytes() == b"their output"  # nothing written anywhere
+    assert (data / "kept.parquet").read_bytes() == b"an earlier output"
+    assert sorted(p.name for p in other.iterdir()) == ["theirs.csv", "theirs.parquet"]
+    accepted = submit_features(url, token, input=ours, output=out)
+    assert accepted.status_code == 201, accepted.text
+
+
+def test_without_a_data_dir_feature_jobs_are_refused_naming_the_setting(tmp_path):
+    from runtime.data.roots import DataPathError
+    from runtime.features import feature_paths
+    from runtime.specs import FeatureJob
+
+    events(10, 6).to_csv(tmp_path / "in.csv", index=False)
+    job = FeatureJob(name="x", input=str(tmp_path / "in.csv"), keys=["card"], time_column="ts",
+                     amount_column="amount", output=str(tmp_path / "out.parquet"))
+    with pytest.raises(DataPathError, match="input: this server has no --data-dir") as refused:
+        feature_paths(job, [])
+    assert refused.value.status == 422 and "start it with --data-dir DIR" in str(refused.value)
+
+
+def test_an_output_written_or_a_link_swapped_in_after_admission_is_not_overwritten(tmp_path):
+    from runtime.data.roots import DataPathError, open_input, publish_output
+
+    root, elsewhere = tmp_path / "data" / "risk", tmp_path / "elsewhere"
+    root.mkdir(parents=True)
+    elsewhere.mkdir()
+    assert publish_output(root / "a.parquet", root, lambda f: f.write(b"new")).read_bytes() == b"new"
+    (root / "b.parquet").write_bytes(b"someone else's")  # appeared between admission and the run
+    with pytest.raises(DataPathError, match="outputs never overwrite"):
+        publish_output(root / "b.parquet", root, lambda f: f.write(b"ours"))
+    assert (root / "b.parquet").read_bytes() == b"someone else's"
+    (root / "out").symlink_to(elsewhere, target_is_directory=True)  # the output's folder swapped for a link
+    with pytest.raises(DataPathError, match="outside the data root"):
+        publish_output(root / "out" / "c.parquet", root, lambda f: f.write(b"ours"))
+    assert list(elsewhere.iterdir()) == []
+    (elsewhere / "secret.csv").write_text("x\n1\n")
+    (root / "in.csv").symlink_to(elsewhere / "secret.csv")  # the input swapped for a link out
+    with pytest.raises(DataPathError, match="outside the data root"):
+        open_input(root / "in.csv", root)
+    assert sorted(p.name for p in root.iterdir()) == ["a.parquet", "b.parquet", "in.csv", "out"]  # no partial left
+
+
+def test_s3_endpoints_come_from_the_allow_list():
+    from runtime.data.roots import DataPathError, check_remote_uri
+
+    allowed = ["https://minio.bank.internal:9000", "aws"]
+    assert check_remote_uri("s3://risk/tx.parquet", allowed, "dataset") == "s3://risk/tx.parquet"
+    assert check_remote_uri("s3://risk/tx?endpoint_override=minio.bank.internal:9000", allowed, "dataset")
+    for uri, status, message in [
+            ("s3://risk/tx?endpoint_override=evil.example:9000", 403, "S3 endpoint https://evil.example:9000 is not in"),
+            ("s3://risk/tx?endpoint_override=minio.bank.internal:9000&scheme=http", 403, "http://minio.bank.internal"),
+            ("s3://key:secret@risk/tx", 422, "carries credentials"),
+            ("gs://risk/tx", 422, "gs:// scheme is not read")]:
+        with pytest.raises(DataPathError, match=message) as refused:
+            check_remote_uri(uri, allowed, "dataset")
+        assert refused.value.status == status and str(refused.value).startswith("dataset: ")
+        assert "secret" not in str(refused.value)
+    with pytest.raises(DataPathError, match=r"allow-list \(none\).*--s3-endpoint"):
+        check_remote_uri("s3://risk/tx.parquet", [], "dataset")

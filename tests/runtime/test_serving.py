@@ -39,7 +39,7 @@ def served(demo_cluster, tmp_path_factory, trained, keys):  # noqa: F811
     from runtime.server.local import start_server
 
     proc, url = start_server(group.state_dir, "--ray-address", demo_cluster.address, "--serve-port", str(port),
-                             port=free_port(), log_name="server.log")
+                             "--signing-public-key", str(keys[1]), port=free_port(), log_name="server.log")
     group.procs[url] = proc
     wait_for(group.active, 30, "an active server")
     with Client(address=url, state_dir=group.state_dir) as client:
@@ -69,7 +69,7 @@ def listening_process(port: int) -> str:
 
 def test_deploy_scores_at_the_edge_over_http_and_python(served, trained, keys):  # noqa: F811
     client, registry, root = served
-    endpoint = client.deploy(registry.root, "fraud", version=1, sites=["branch-sh"], public_key=keys[1],
+    endpoint = client.deploy(registry.root, "fraud", version=1, sites=["branch-sh"],
                              thresholds=THRESHOLDS)
     assert endpoint.model == "fraud:v1" and endpoint.url.endswith("/models/fraud/v1")
     # HTTP reaches the replicas through HAProxy (cluster/serve_ingress.py), not Serve's Python proxy
@@ -88,20 +88,96 @@ def test_deploy_scores_at_the_edge_over_http_and_python(served, trained, keys): 
     assert nodes[at_edge.served_by["node_id"]]["Labels"]["tier"] == "edge"
     handle_answer = endpoint.handle().score.remote(rows[:2], "branch-sh").result()
     assert handle_answer["served_by"]["tier"] == "edge" and len(handle_answer["scores"]) == 2
-    via_router = httpx.post(endpoint.site_url("branch-sh"), json={"rows": rows, "request_id": "tx-0002"}).json()
+    auth = endpoint.headers()
+    via_router = httpx.post(endpoint.site_url("branch-sh"), headers=auth, json={"rows": rows, "request_id": "tx-0002"}).json()
     assert via_router["served_by"]["tier"] == "edge" and via_router["request_id"] == "tx-0002"
     np.testing.assert_allclose(via_router["scores"], expected, atol=1e-6)
     # the scoring applications' own routes (the client's one-hop path) answer for their tier only
-    assert httpx.post(endpoint.centre_route, json={"rows": rows[:1]}).json()["served_by"]["tier"] == "center"
-    wrong = httpx.get(endpoint.edge_route("branch-sh"))
+    assert httpx.post(endpoint.centre_route, headers=auth, json={"rows": rows[:1]}).json()["served_by"]["tier"] == "center"
+    wrong = httpx.get(endpoint.edge_route("branch-sh"), headers=endpoint.headers())
     assert wrong.status_code == 405 and "POST" in wrong.json()["error"]
-    not_object = httpx.post(endpoint.edge_route("branch-sh"), json=[1, 2])
+    not_object = httpx.post(endpoint.edge_route("branch-sh"), headers=auth, json=[1, 2])
     assert not_object.status_code == 400 and not_object.json()["error"].startswith("body: send a JSON object")
     listed = {d["app"]: d for d in client.request("GET", "/deployments")}
     assert listed["fraud-v1"]["deployments"] == {"router": "HEALTHY", "centre": "HEALTHY",
                                                  "edge:branch-sh": "HEALTHY"}
     events = [(e["actor"], e["action"], e["version"]) for e in registry.events("fraud")]
     assert events[-1][1] == "deploy" and events[-1][2] == 1
+
+
+def test_scoring_routes_need_a_scoring_token_of_the_version(served, trained):  # noqa: F811
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from runtime.client import SpecError
+    from runtime.serving.tokens import ScoringKeys
+
+    client, registry, root = served
+    endpoint = client.deploy(registry.root, "fraud", version=1, sites=["branch-sh"])
+    body = {"rows": rows_of(trained, 1)}
+    scoring_keys = ScoringKeys(root / "state")  # the server's own scoring key, read from its state directory
+    valid = endpoint.token_source()["token"]
+    claims = jwt.decode(valid, options={"verify_signature": False})
+    forged = jwt.encode(claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
+    expired = scoring_keys.issue("admin", "admin", "default", "fraud-v1", ttl_s=1)["token"]
+    other_version = scoring_keys.issue("admin", "admin", "default", "fraud-v9")["token"]
+    wrong_scope = jwt.encode({**claims, "scope": "jobs:submit"}, scoring_keys._key, algorithm="ES256")
+    api_token = client.token  # the API's own token is not a scoring token
+    time.sleep(1.5)
+    cases = [({}, "no token"), ({"Authorization": "Basic eDp5"}, "no token"),
+             ({"Authorization": "Bearer garbage"}, "token refused: DecodeError"),
+             ({"Authorization": f"Bearer {forged}"}, "token refused: InvalidSignatureError"),
+             ({"Authorization": f"Bearer {expired}"}, "expired token"),
+             ({"Authorization": f"Bearer {other_version}"}, "not for this deployment (fraud-v1)"),
+             ({"Authorization": f"Bearer {wrong_scope}"}, "its scope is 'jobs:submit'"),
+             ({"Authorization": f"Bearer {api_token}"}, "token refused: DecodeError")]
+    routes = (endpoint.site_url("branch-sh"), endpoint.centre_url, endpoint.edge_route("branch-sh"),
+              endpoint.centre_route)
+    for url in routes:
+        for headers, why in cases:
+            answer = httpx.post(url, json=body, headers=headers, timeout=10)
+            assert answer.status_code == 401 and why in answer.json()["error"], (url, why, answer.text)
+            assert answer.headers["www-authenticate"] == "Bearer" and "scores" not in answer.json()
+            assert api_token not in answer.text and valid not in answer.text
+        answer = httpx.post(url, json=body, headers={"Authorization": f"Bearer {valid}"}, timeout=10)
+        assert answer.status_code == 200 and len(answer.json()["scores"]) == 1, (url, answer.text)
+    assert httpx.get(f"{endpoint.url}/healthz").status_code == 200  # health stays open: no scores in it
+    # who may have one: endpoints:score (business-analyst), not an algorithm engineer; only for a deployed version
+    analyst = client.request("POST", "/users", {"name": "scorer", "role": "business-analyst", "tenant": "risk"})["token"]
+    engineer = client.request("POST", "/users", {"name": "trainer", "role": "algorithm-engineer"})["token"]
+    from runtime import Client
+
+    with Client(address=client.url, token=analyst) as as_analyst:
+        issued = as_analyst.scoring_token("fraud-v1")
+        assert jwt.decode(issued["token"], options={"verify_signature": False})["sub"] == "scorer"
+        answer = httpx.post(endpoint.centre_route, json=body, headers={"Authorization": f"Bearer {issued['token']}"})
+        assert answer.status_code == 200
+        with pytest.raises(SpecError, match="no application 'fraud-v9'"):
+            as_analyst.scoring_token("fraud-v9")
+    with Client(address=client.url, token=engineer) as as_engineer:
+        with pytest.raises(SpecError, match=r"trainer \(algorithm-engineer\) may not endpoints:score"):
+            as_engineer.scoring_token("fraud-v1")
+    # the scoring client asks for a new token when one is refused (here: a token for another version)
+    handed = iter([{"token": other_version, "expires_at": time.time() + 600}, endpoint.token_source()])
+    with ScoringClient(endpoint.edge_route("branch-sh"), endpoint.centre_route, lambda: next(handed)) as scoring:
+        assert scoring.score(body["rows"]).via == "edge"  # the edge's 401 was answered by a new token, no failover
+    # the caller cannot name the key signatures verify with
+    with pytest.raises(SpecError, match="public_key: Extra inputs are not permitted"):
+        client.request("POST", "/deployments", {"registry": str(registry.root), "model": "fraud", "version": 1,
+                                                "public_key": "/tmp/attacker.pem"})
+
+
+def test_a_version_signed_by_another_key_is_not_deployed(served, trained, tmp_path):  # noqa: F811
+    from runtime.artifacts.signing import generate_keypair
+    from runtime.client import SpecError
+
+    client, _, root = served
+    other = generate_keypair(tmp_path / "other-keys")
+    foreign = Registry(root / "foreign-registry", public_key=other[1])
+    foreign.register(make_artifact(tmp_path, trained, other, "v1"), "fraud", actor="mallory")
+    with pytest.raises(SpecError, match="fraud:v1 does not verify with the server's trusted key"):
+        client.deploy(foreign.root, "fraud", version=1)
+    assert [e["action"] for e in foreign.events("fraud")] == ["register"]  # no deploy recorded
 
 
 class RecordingSession:
@@ -167,31 +243,32 @@ def test_bad_rows_withdrawn_versions_and_bad_settings_are_refused(served, traine
     from runtime.client import SpecError
 
     client, registry, _ = served
-    endpoint = client.deploy(registry.root, "fraud", version=1, sites=["branch-sh"], public_key=keys[1])
+    endpoint = client.deploy(registry.root, "fraud", version=1, sites=["branch-sh"])
     good = rows_of(trained, 2)
     with pytest.raises(ScoringError, match=r"rows\[1\]: missing field\(s\) A3"):
         endpoint.score([good[0], {k: v for k, v in good[1].items() if k != "A3"}], site="branch-sh")
+    auth = endpoint.headers()
     infinite = json.dumps({"rows": [{**good[0], "A2": float("inf")}]})  # the Infinity token JSON parsers accept
     for url in (endpoint.site_url("branch-sh"), endpoint.edge_route("branch-sh")):  # router and own route
-        answer = httpx.post(url, content=infinite, headers={"content-type": "application/json"})
+        answer = httpx.post(url, content=infinite, headers={**auth, "content-type": "application/json"})
         assert answer.status_code == 422 and "rows[0].A2: inf is not finite" in answer.json()["error"], url
     with pytest.raises(ScoringError, match=r"rows\[0\]\.A2: 'ten' is not a number"):
         endpoint.score([{**good[0], "A2": "ten"}])
     with pytest.raises(SpecError, match="fraud:v2 was withdrawn"):
-        client.deploy(registry.root, "fraud", version=2, public_key=keys[1])
+        client.deploy(registry.root, "fraud", version=2)
     with pytest.raises(SpecError, match="no 'fraud' version 7"):
-        client.deploy(registry.root, "fraud", version=7, public_key=keys[1])
+        client.deploy(registry.root, "fraud", version=7)
     with pytest.raises(SpecError, match="max_replicas: 1 is below min_replicas 2"):
-        client.deploy(registry.root, "fraud", version=1, public_key=keys[1], min_replicas=2, max_replicas=1)
+        client.deploy(registry.root, "fraud", version=1, min_replicas=2, max_replicas=1)
     apps = {d["app"] for d in client.request("GET", "/deployments")}
     assert "fraud-v2" not in apps and "fraud-v7" not in apps
 
 
 def test_overload_is_answered_503_with_retry_after_never_late(served, trained, keys):  # noqa: F811
     client, registry, _ = served
-    endpoint = client.deploy(registry.root, "fraud", version=1, public_key=keys[1], max_ongoing_requests=1,
+    endpoint = client.deploy(registry.root, "fraud", version=1, max_ongoing_requests=1,
                              max_queued_requests=1, max_batch_size=1, retry_after_s=2)
-    body = {"rows": rows_of(trained, 200)}
+    body, auth = {"rows": rows_of(trained, 200)}, endpoint.headers()
 
     def flood(send) -> list:
         outcomes, lock = [], threading.Lock()
@@ -209,7 +286,7 @@ def test_overload_is_answered_503_with_retry_after_never_late(served, trained, k
         return outcomes
 
     def through_router():
-        answer = httpx.post(endpoint.centre_url, json=body, timeout=30)
+        answer = httpx.post(endpoint.centre_url, headers=auth, json=body, timeout=30)
         return answer.status_code, answer.headers.get("retry-after")
 
     statuses = flood(through_router)
@@ -231,7 +308,7 @@ def test_overload_is_answered_503_with_retry_after_never_late(served, trained, k
     from runtime.client import SpecError
 
     with pytest.raises(SpecError, match="retry_after_s"):
-        client.deploy(registry.root, "fraud", version=1, public_key=keys[1], retry_after_s=-1)
+        client.deploy(registry.root, "fraud", version=1, retry_after_s=-1)
 
 
 def test_the_router_answers_504_at_the_request_deadline_when_the_centre_stalls(served, trained, keys):  # noqa: F811
@@ -244,22 +321,22 @@ def test_the_router_answers_504_at_the_request_deadline_when_the_centre_stalls(s
 
     client, registry, _ = served
     # one ongoing and one queued per scoring replica: the router admits 2 x (1 + 1) = 4 in flight
-    endpoint = client.deploy(registry.root, "fraud", version=1, public_key=keys[1], request_deadline_ms=1500,
+    endpoint = client.deploy(registry.root, "fraud", version=1, request_deadline_ms=1500,
                              max_ongoing_requests=1, max_queued_requests=1, max_batch_size=1)
-    body = {"rows": rows_of(trained, 1)}
-    assert httpx.post(endpoint.centre_url, json=body, timeout=10).status_code == 200
+    body, auth = {"rows": rows_of(trained, 1)}, endpoint.headers()
+    assert httpx.post(endpoint.centre_url, headers=auth, json=body, timeout=10).status_code == 200
     [centre] = [p for p in psutil.process_iter(["cmdline"])
                 if "ServeReplica:fraud-v1:centre" in " ".join(p.info["cmdline"] or [])]
     centre.send_signal(signal.SIGSTOP)  # the centre's replica stalls: what reaches it gets no answer
     try:
         began = time.monotonic()
-        answer = httpx.post(endpoint.centre_url, json=body, headers={"X-Request-Timeout-Ms": "300"}, timeout=10)
+        answer = httpx.post(endpoint.centre_url, json=body, headers={**auth, "X-Request-Timeout-Ms": "300"}, timeout=10)
         took = time.monotonic() - began
         assert answer.status_code == 504 and answer.headers["retry-after"] == "1", answer.text
         assert "deadline: no answer within 300 ms" in answer.json()["error"] and answer.json()["request_id"]
         assert 0.3 <= took < 1.2, took  # at the caller's deadline, not the deployment's 1.5 s
         began = time.monotonic()
-        answer = httpx.post(endpoint.centre_url, json=body, timeout=10)
+        answer = httpx.post(endpoint.centre_url, headers=auth, json=body, timeout=10)
         assert answer.status_code == 504 and 1.5 <= time.monotonic() - began < 3, answer.text
         with pytest.raises(DeadlineExceeded):  # the Python handle's equivalent
             endpoint.handle().score.remote(body["rows"], None, None, 0.3).result(timeout_s=10)
@@ -269,7 +346,7 @@ def test_the_router_answers_504_at_the_request_deadline_when_the_centre_stalls(s
 
         def stalled_call():
             sent = time.monotonic()
-            answer = httpx.post(endpoint.centre_url, json=body, headers={"X-Request-Timeout-Ms": "600"}, timeout=10)
+            answer = httpx.post(endpoint.centre_url, json=body, headers={**auth, "X-Request-Timeout-Ms": "600"}, timeout=10)
             with lock:
                 answers.append((answer.status_code, time.monotonic() - sent, answer.headers.get("retry-after")))
 
@@ -284,25 +361,25 @@ def test_the_router_answers_504_at_the_request_deadline_when_the_centre_stalls(s
     finally:
         centre.send_signal(signal.SIGCONT)
     assert centre.is_running()  # the stall did not get the replica replaced
-    answer = httpx.post(endpoint.centre_url, json=body, timeout=10)  # the stall over, answers again
+    answer = httpx.post(endpoint.centre_url, headers=auth, json=body, timeout=10)  # the stall over, answers again
     assert answer.status_code == 200 and len(answer.json()["scores"]) == 1
-    answer = httpx.post(endpoint.centre_url, json=body, headers={"X-Request-Timeout-Ms": "soon"}, timeout=10)
+    answer = httpx.post(endpoint.centre_url, json=body, headers={**auth, "X-Request-Timeout-Ms": "soon"}, timeout=10)
     assert answer.status_code == 400 and "X-Request-Timeout-Ms: 'soon'" in answer.json()["error"]
     with pytest.raises(SpecError, match="request_deadline_ms: 100 is below edge_deadline_ms 150"):
-        client.deploy(registry.root, "fraud", version=1, public_key=keys[1], request_deadline_ms=100)
+        client.deploy(registry.root, "fraud", version=1, request_deadline_ms=100)
 
 
 def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, trained, keys, demo_cluster):  # noqa: F811
     client, registry, _ = served
-    endpoint = client.deploy(registry.root, "fraud", version=1, sites=["branch-sh"], public_key=keys[1],
+    endpoint = client.deploy(registry.root, "fraud", version=1, sites=["branch-sh"],
                              edge_deadline_ms=150)
-    rows = rows_of(trained, 1)
+    rows, auth = rows_of(trained, 1), endpoint.headers()
     answers, errors, fallbacks, stop = [], [], [], threading.Event()
     plain_answers, plain_errors = [], []  # a caller without the scoring client: the router fails over
 
     def load():
-        with ScoringClient(endpoint.edge_route("branch-sh"), endpoint.centre_route, deadline_s=0.3,
-                           centre_timeout_s=10) as scoring:
+        with ScoringClient(endpoint.edge_route("branch-sh"), endpoint.centre_route, endpoint.token_source,
+                           deadline_s=0.3, centre_timeout_s=10) as scoring:
             n = 0
             while not stop.is_set():
                 n += 1
@@ -320,7 +397,8 @@ def test_edge_loss_under_load_loses_no_request_and_the_edge_comes_back(served, t
             while not stop.is_set():
                 n += 1
                 try:
-                    answer = http.post(endpoint.site_url("branch-sh"), json={"rows": rows, "request_id": f"p{n}"})
+                    answer = http.post(endpoint.site_url("branch-sh"), json={"rows": rows, "request_id": f"p{n}"},
+                                       headers=auth)
                     answer.raise_for_status()
                     plain_answers.append((time.time(), answer.json()["served_by"]["tier"], answer.json().get("fallback")))
                 except Exception as exc:  # noqa: BLE001 - every failure is counted
@@ -375,3 +453,19 @@ def test_an_edge_is_skipped_after_consecutive_failures_then_tried_by_one_request
     assert not health.admit(15.6)
     health.answered()  # the trial answered: the edge takes every request again
     assert health.state(15.7) == "healthy" and health.admit(15.7) and health.admit(15.7)
+
+
+def test_a_scoring_token_is_verified_once_and_refused_once_it_expires(tmp_path):
+    from runtime.serving.tokens import KEY_FILE, ScoringGate, ScoringKeys
+
+    scoring_keys = ScoringKeys(tmp_path)
+    assert (tmp_path / KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert ScoringKeys(tmp_path).public_pem == scoring_keys.public_pem  # made once, then read
+    gate = ScoringGate(scoring_keys.public_pem, "fraud-v1")
+    header = f"Bearer {scoring_keys.issue('scorer', 'business-analyst', 'risk', 'fraud-v1', ttl_s=1)['token']}"
+    assert gate.refusal(header) is None and gate.refusal(header) is None  # the second from the cache
+    time.sleep(1.1)
+    assert gate.refusal(header).startswith("expired token")  # the cache keeps the expiry, not a verdict
+    for ttl in (0, 3601):
+        with pytest.raises(ValueError, match="ttl_s"):
+            scoring_keys.issue("scorer", "business-analyst", "risk", "fraud-v1", ttl_s=ttl)
