@@ -87,11 +87,13 @@ def effective_priority(job: JobRequest, ctx: RoundContext) -> float:
 class Policy(ABC):
     """A placement policy. `time_shares` policies are given running preemptible jobs each round
     and may preempt them (checkpointed jobs resume later); `node_strategy` is how nodes are
-    picked inside a pool: "best_fit" or "random"."""
+    picked inside a pool: "best_fit" or "random"; `chooses_in_batches` policies implement
+    `choose_batch`."""
 
     name: str = "base"
     time_shares: bool = False
     node_strategy: str = "best_fit"
+    chooses_in_batches: bool = False
 
     @abstractmethod
     def order(self, jobs: Sequence[JobRequest], ctx: RoundContext) -> list[JobRequest]:
@@ -105,6 +107,31 @@ class Policy(ABC):
     def choose(self, job: JobRequest, options: PoolOptions) -> int:
         """Index into `options` of the pool the job takes (options are never empty)."""
 
+    def choose_batch(self, jobs: Sequence[JobRequest], completion_s: np.ndarray, usable: np.ndarray,
+                     edge_at_data_site: np.ndarray, relative_speed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`choose` for k jobs of one profile, size and latency class at once, over the same P pools.
+
+        `completion_s` and `usable` are k x P (usable: the pool has room for the job now);
+        `edge_at_data_site` and `relative_speed` are per pool, as in `PoolOptions`. Returns per job
+        (pick, guard): the pool `choose` would take (-1 when none is usable) and a second pool
+        (-1: none) such that the pick stays `choose`'s answer for as long as both pick and guard
+        can still hold the job, whichever other pools fill up. Called only when
+        `chooses_in_batches`; a policy whose choice depends on more than which pools have room
+        (how full they are, say) leaves that False and the engine calls `choose` job by job.
+        A subclass that overrides `choose` must override this too, or set the flag False.
+        """
+        raise NotImplementedError(f"policy {self.name!r} chooses one job at a time")
+
     def rng(self):
         """A seeded random generator for policies that choose at random (None otherwise)."""
         return None
+
+
+def first_true(mask: np.ndarray) -> np.ndarray:
+    """Per row of a k x P boolean matrix, the index of its first True, or -1 when it has none."""
+    return np.where(mask.any(axis=1), mask.argmax(axis=1), -1)
+
+
+def argmin_where(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row, the index of the smallest value where `mask` holds (first on ties), or -1 when none does."""
+    return np.where(mask.any(axis=1), np.where(mask, values, np.inf).argmin(axis=1), -1)
