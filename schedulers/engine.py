@@ -78,6 +78,7 @@ class _Profile:
     relative_speed: np.ndarray
     best_rate: float
     kinds: list[str]
+    models: list[str]
     local: np.ndarray  # positions (in `cand`) of edge pools at the job's data site
     cand_set: frozenset[int]
 
@@ -161,6 +162,8 @@ class _Round:
             tenant_usage={t: sum(k.values()) for t, k in self.usage.items()},
             ageing_interval_s=config.ageing_interval_s,
             fastest_run_s=self._fastest_run_s,
+            model_rates=self._model_rates,
+            free_by_model=self._free_by_model,
         )
         self.rng = policy.rng()
         self.pool_kind = [p.kind for p in self.index.pools]
@@ -231,6 +234,23 @@ class _Round:
         prof = self._profile(job)
         best = prof.best_rate * (parallel_factor(job.devices_needed) if prof.per_device else 1.0)
         return job.work / best if best > 0 else np.inf
+
+    def _model_rates(self, job: JobRequest) -> dict[str, float]:
+        """The job's work units/s as a whole on each device model among its runnable pools."""
+        prof = self._profile(job)
+        scale = parallel_factor(job.devices_needed) if prof.per_device else 1.0
+        rates: dict[str, float] = {}
+        for pool, inv in zip(prof.cand.tolist(), prof.inv_rate.tolist(), strict=True):
+            model = self.pool_model[pool]
+            rates[model] = max(rates.get(model, 0.0), scale / inv if inv > 0 else 0.0)
+        return rates
+
+    def _free_by_model(self) -> dict[str, float]:
+        """Free devices per device model now."""
+        out: dict[str, float] = {}
+        for model, free in zip(self.pool_model, self.index.pool_free.tolist(), strict=True):
+            out[model] = out.get(model, 0.0) + free
+        return out
 
     def _runnable_pools(self, job: JobRequest) -> np.ndarray:
         """Candidate pools where the job's rate is above zero."""
@@ -396,6 +416,7 @@ class _Round:
                 relative_speed=rate / rate.max() if rate.size and rate.max() > 0 else np.ones(len(cand)),
                 best_rate=float(rate.max()) if rate.size else 0.0,
                 kinds=[self.pool_kind[p] for p in cand],
+                models=[self.pool_model[p] for p in cand],
                 local=np.flatnonzero(edge_at_site),
                 cand_set=frozenset(cand.tolist()),
             )
@@ -510,7 +531,7 @@ class _Round:
         keep = usable.nonzero()[0]
         while keep.size:
             options = PoolOptions(keep, prof.cand, transfer_s, compute_s, free - need, prof.edge_at_site,
-                                  prof.relative_speed)
+                                  prof.relative_speed, prof.models)
             pick = int(keep[self.policy.choose(job, options)])
             placed = self._commit(job, prof, pick, workers, need, compute_s, transfer_s, usable, quota)
             if placed is not None:

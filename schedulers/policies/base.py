@@ -21,12 +21,17 @@ from schedulers.types import JobRequest
 class RoundContext:
     """What a policy may know about the round: the time, devices each tenant holds now, and
     `fastest_run_s(job)`: the job's predicted remaining run time on the fastest device it can
-    use in this cluster (its remaining work over its best throughput)."""
+    use in this cluster (its remaining work over its best throughput); `model_rates(job)`: the
+    job's work units/s as a whole on each device model it can use (models it cannot use are
+    absent); `free_by_model()`: devices free now per device model, once the round has released
+    the running jobs it reconsiders (what a time-sharing policy may share out)."""
 
     now: float
     tenant_usage: Mapping[str, float]
     ageing_interval_s: float
     fastest_run_s: Callable[[JobRequest], float]
+    model_rates: Callable[[JobRequest], Mapping[str, float]] = lambda job: {}
+    free_by_model: Callable[[], Mapping[str, float]] = dict
 
 
 class PoolOptions:
@@ -35,16 +40,19 @@ class PoolOptions:
     `completion_s` = `transfer_s` + `compute_s`; `free_after` is the pool's free devices left if
     the job goes there; `edge_at_data_site` marks edge pools at the job's data site;
     `relative_speed` is each pool's rate for this job divided by the best rate among all its
-    candidate pools (1.0 = the fastest device kind/model it could use). Fields are sliced from
-    the engine's arrays only when a policy reads them: placement is on the hot path.
+    candidate pools (1.0 = the fastest device kind/model it could use); `models` names each
+    pool's device model. Fields are sliced from the engine's arrays only when a policy reads
+    them: placement is on the hot path.
     """
 
-    __slots__ = ("_keep", "_pools", "_transfer", "_compute", "_free_after", "_edge", "_speed")
+    __slots__ = ("_keep", "_pools", "_transfer", "_compute", "_free_after", "_edge", "_speed", "_models")
 
-    def __init__(self, keep, pools, transfer_s, compute_s, free_after, edge_at_data_site, relative_speed):
+    def __init__(self, keep, pools, transfer_s, compute_s, free_after, edge_at_data_site, relative_speed,
+                 models=None):
         self._keep = keep
         self._pools, self._transfer, self._compute = pools, transfer_s, compute_s
         self._free_after, self._edge, self._speed = free_after, edge_at_data_site, relative_speed
+        self._models = models
 
     def __len__(self) -> int:
         return len(self._keep)
@@ -76,6 +84,10 @@ class PoolOptions:
     @property
     def relative_speed(self) -> np.ndarray:
         return self._speed[self._keep]
+
+    @property
+    def models(self) -> list[str]:
+        return [self._models[i] for i in self._keep]
 
 
 def effective_priority(job: JobRequest, ctx: RoundContext) -> float:
