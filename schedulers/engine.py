@@ -267,7 +267,13 @@ class _Round:
     def run(self, queue: Sequence[JobRequest]) -> Decisions:
         feasible = []
         never: dict[tuple, str | None] = {}
+        seen: set[str] = set()
         for job in queue:
+            if job.id in seen:  # ids key every per-job cache of the round: a second entry would corrupt them
+                self.rejected.append(Rejection(job.id, f"rejected: duplicate job id {job.id!r} in the queue; only its "
+                                                       "first entry is scheduled"))
+                continue
+            seen.add(job.id)
             shape = (job.allowed_kinds, job.device_model, job.clusters, job.sites, job.devices_per_worker,
                      job.devices_needed if job.gang else 0)
             if shape not in never:
