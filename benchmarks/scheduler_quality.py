@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--cluster", default="k80:36,p100:36,v100:36")
     parser.add_argument("--workers", type=int, default=2, help="simulations run at once (at most 2 here)")
+    parser.add_argument("--cache", type=Path, help="JSON lines of finished simulations: read to skip them, appended "
+                        "as each finishes (a long run can stop and resume)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not GAVEL.exists():
@@ -74,10 +76,21 @@ def main() -> None:
     tasks = [(seed, args.trace, args.cluster, scale, p) for seed in seeds for scale in scales for p in policies]
     tasks.sort(key=lambda t: t[4] != PEER)  # the slowest (the LP each round) first, so the pool ends together
     done: dict[tuple[str, float, str], dict] = {}
+    if args.cache and args.cache.exists():
+        for line in args.cache.read_text().splitlines():
+            entry = json.loads(line)
+            if entry["trace"] == args.trace and entry["cluster"] == args.cluster:
+                done[(entry["seed"], float(entry["time_scale"]), entry["policy"])] = entry["result"]
+    tasks = [t for t in tasks if (t[0], t[3], t[4]) not in done]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, min(args.workers, 2))) as pool:
-        for i, (key, kept) in enumerate(pool.map(run_one, tasks), 1):
+        for i, future in enumerate(as_completed([pool.submit(run_one, t) for t in tasks]), 1):
+            key, kept = future.result()
             done[key] = kept
+            if args.cache:
+                with args.cache.open("a") as cache:
+                    cache.write(json.dumps({"trace": args.trace, "cluster": args.cluster, "seed": key[0],
+                                            "time_scale": key[1], "policy": key[2], "result": kept}) + "\n")
             print(f"[{i}/{len(tasks)} {time.perf_counter() - started:.0f} s] seed {key[0]} time-scale {key[1]:g} "
                   f"{key[2]}: avg JCT {kept['avg_jct_s'] / 3600:.2f} h, makespan {kept['makespan_s'] / 3600:.1f} h",
                   file=sys.stderr)
