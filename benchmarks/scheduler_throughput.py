@@ -189,8 +189,8 @@ def main() -> None:
     if not args.no_curve:
         result["scaling"] = scaling_curve(policies, args.nodes, args.jobs)
         plot_curve(result["scaling"], policies, args.nodes, args.jobs)
-    rates = ", ".join(f"{p} {v['decisions_per_s_best'] / 1000:.0f}k (median {v['decisions_per_s_median'] / 1000:.0f}k)"
-                      for p, v in per_policy.items())
+    rates = ", ".join(f"{p} {v['decisions_per_s_best'] / 1000:.1f}k (median {v['decisions_per_s_median'] / 1000:.1f}k, "
+                      f"{v['decisions_per_cpu_s_best'] / 1000:.1f}k per CPU-s)" for p, v in per_policy.items())
     rounds = ", ".join(f"{p} {v['round_s_p50'] * 1000:.0f}/{v['round_s_p99'] * 1000:.0f} ms" for p, v in per_policy.items())
     markdown = (f"| scheduler throughput | {args.nodes} nodes, {args.jobs} jobs, one round, no Ray | decisions/s best of "
                 f"{args.repeats}: {rates} | round p50/p99: {rounds} | target {floor or 'n/a'}/s |")
