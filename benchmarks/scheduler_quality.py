@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="simulations run at once (at most 2 here)")
     parser.add_argument("--cache", type=Path, help="JSON lines of finished simulations: read to skip them, appended "
                         "as each finishes (a long run can stop and resume)")
+    parser.add_argument("--only-cached", action="store_true",
+                        help="run nothing: report the time-scales whose every simulation is in --cache, and name the rest")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not GAVEL.exists():
@@ -82,6 +84,12 @@ def main() -> None:
             if entry["trace"] == args.trace and entry["cluster"] == args.cluster:
                 done[(entry["seed"], float(entry["time_scale"]), entry["policy"])] = entry["result"]
     tasks = [t for t in tasks if (t[0], t[3], t[4]) not in done]
+    missing = sorted(f"seed {t[0]} time-scale {t[3]:g} {t[4]}" for t in tasks)
+    if args.only_cached:
+        tasks = []
+        scales = [s for s in scales if all((seed, s, p) in done for seed in seeds for p in policies)]
+        if not scales:
+            sys.exit("--only-cached: no time-scale has every simulation in the cache yet")
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, min(args.workers, 2))) as pool:
         for i, future in enumerate(as_completed([pool.submit(run_one, t) for t in tasks]), 1):
@@ -113,7 +121,8 @@ def main() -> None:
         "hetero_makespan_over_gavel_las_max": max(v["makespan_over_gavel_las"] for v in hetero.values() if v),
     } if "hetero" in policies else {}
     result = {"trace": args.trace, "cluster": args.cluster, "seeds": seeds, "time_scales": scales,
-              "per_time_scale": table, **goal, "runs": runs}
+              "policies": policies, "per_time_scale": table, **goal, "runs": runs,
+              "not_run": missing if args.only_cached else []}
     markdown = "| scheduler quality | Gavel msr/{}, seeds {}, {} | {} | see scheduler_quality.png |".format(
         args.trace, args.seeds, args.cluster,
         "; ".join(f"ts {s:g}: hetero/gavel-las avg JCT {table[str(s)]['hetero']['avg_jct_over_gavel_las']:.2f}x, "
