@@ -61,6 +61,7 @@ class CapacityIndex:
         }
         self._candidates: dict[tuple, np.ndarray] = {}
         self.version = 0  # bumped whenever free capacity changes
+        self.grown = 0  # bumped whenever free capacity may grow (a release)
         self._bandwidth: dict[str | None, np.ndarray] = {}
 
     def locate(self, node_id: str, kind: str, model: str) -> tuple[int, int] | None:
@@ -108,9 +109,18 @@ class CapacityIndex:
         slots = pool.free if per_worker == 1 else np.floor(pool.free / per_worker)
         if strategy == "random":
             with_room = (slots >= 1).nonzero()[0]
+            if not with_room.size:
+                return None
+            if rng is None:
+                order = with_room
+            else:  # a random order; most jobs fit on its first node, so draw that one alone first
+                first = int(rng.integers(len(with_room)))
+                if slots[with_room[first]] >= workers:
+                    return [(int(with_room[first]), workers)]
+                rest = np.delete(with_room, first)
+                order = np.concatenate(([with_room[first]], rest[rng.permutation(len(rest))]))
             if slots[with_room].sum() < workers:
                 return None
-            order = with_room[rng.permutation(len(with_room))] if rng is not None else with_room
         else:
             whole = (slots >= workers).nonzero()[0]
             if whole.size:
@@ -141,6 +151,7 @@ class CapacityIndex:
         """Give back the devices a running job's placement holds (when it is preempted or, in a
         time-sharing round, reconsidered)."""
         self.version += 1
+        self.grown += 1
         for a in placement.assignments:
             found = self.locate(a.node_id, a.kind, a.model)
             if found is None:

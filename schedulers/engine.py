@@ -78,6 +78,27 @@ class _Profile:
     relative_speed: np.ndarray
     best_rate: float
     kinds: list[str]
+    models: list[str]
+    local: np.ndarray  # positions (in `cand`) of edge pools at the job's data site
+    cand_set: frozenset[int]
+
+
+@dataclass
+class _Group:
+    """Jobs that share a profile, size and latency class, in placement order, with their
+    compute and transfer seconds per candidate pool (rows) and the policy's planned choice per
+    job: position `pick` in the profile's candidates (-1: none), which stays the policy's choice
+    while `pick` and `guard` (-1: none) can still hold the job, since placements only ever
+    shrink the set of pools that can."""
+
+    prof: _Profile
+    need: int
+    members: list[JobRequest]
+    compute_s: np.ndarray
+    transfer_s: np.ndarray
+    pick: list[int] = field(default_factory=list)
+    guard: list[int] = field(default_factory=list)
+    planned_from: int = 0  # rows before this were planned against an older state
 
 
 @dataclass
@@ -141,6 +162,8 @@ class _Round:
             tenant_usage={t: sum(k.values()) for t, k in self.usage.items()},
             ageing_interval_s=config.ageing_interval_s,
             fastest_run_s=self._fastest_run_s,
+            model_rates=self._model_rates,
+            free_by_model=self._free_by_model,
         )
         self.rng = policy.rng()
         self.pool_kind = [p.kind for p in self.index.pools]
@@ -152,8 +175,11 @@ class _Round:
         self._start_cache: dict[tuple, tuple[float, int] | None] = {}
         self._runnable_cache: dict[tuple, np.ndarray] = {}
         self._profiles: dict[tuple, _Profile] = {}
+        self._profile_of: dict[str, _Profile] = {}  # by job id (ids are unique in a round)
         self._reason_cache: dict[tuple, str] = {}
         self._reason_version = -1
+        self._planned: dict[str, tuple[_Group, int]] = {}
+        self._planned_at = -1  # the index's `grown` when the plan was made; a release voids it
         self.reservation: _Reservation | None = None
         self.placements: list[Placement] = []
         self.preempted: list[str] = []
@@ -164,6 +190,8 @@ class _Round:
     def _count(self, tenant, kind, job, sign):
         per_kind = self.usage.setdefault(tenant, {})
         per_kind[kind] = per_kind.get(kind, 0.0) + sign * job.devices_needed
+        if not self.config.limits:
+            return
         for key in self._limit_keys(job):
             used = self.limited.setdefault(key, {})
             used[kind] = used.get(kind, 0.0) + sign * job.devices_needed
@@ -207,6 +235,23 @@ class _Round:
         best = prof.best_rate * (parallel_factor(job.devices_needed) if prof.per_device else 1.0)
         return job.work / best if best > 0 else np.inf
 
+    def _model_rates(self, job: JobRequest) -> dict[str, float]:
+        """The job's work units/s as a whole on each device model among its runnable pools."""
+        prof = self._profile(job)
+        scale = parallel_factor(job.devices_needed) if prof.per_device else 1.0
+        rates: dict[str, float] = {}
+        for pool, inv in zip(prof.cand.tolist(), prof.inv_rate.tolist(), strict=True):
+            model = self.pool_model[pool]
+            rates[model] = max(rates.get(model, 0.0), scale / inv if inv > 0 else 0.0)
+        return rates
+
+    def _free_by_model(self) -> dict[str, float]:
+        """Free devices per device model now."""
+        out: dict[str, float] = {}
+        for model, free in zip(self.pool_model, self.index.pool_free.tolist(), strict=True):
+            out[model] = out.get(model, 0.0) + free
+        return out
+
     def _runnable_pools(self, job: JobRequest) -> np.ndarray:
         """Candidate pools where the job's rate is above zero."""
         cand = self.index.candidates(job)
@@ -222,7 +267,13 @@ class _Round:
     def run(self, queue: Sequence[JobRequest]) -> Decisions:
         feasible = []
         never: dict[tuple, str | None] = {}
+        seen: set[str] = set()
         for job in queue:
+            if job.id in seen:  # ids key every per-job cache of the round: a second entry would corrupt them
+                self.rejected.append(Rejection(job.id, f"rejected: duplicate job id {job.id!r} in the queue; only its "
+                                                       "first entry is scheduled"))
+                continue
+            seen.add(job.id)
             shape = (job.allowed_kinds, job.device_model, job.clusters, job.sites, job.devices_per_worker,
                      job.devices_needed if job.gang else 0)
             if shape not in never:
@@ -247,7 +298,9 @@ class _Round:
         lowest_running = min((r.request.priority for r in self.running if r.request.preemptible), default=None)
         any_borrowed = any(r.placement.borrowed for r in self.running)
         full = False
-        for job in self.policy.order(jobs, self.ctx):
+        ordered = self.policy.order(jobs, self.ctx)
+        self._plan(ordered)
+        for job in ordered:
             if full:
                 self.waiting.append(self._waiting(job, None))  # nothing free and nothing to preempt
                 continue
@@ -271,9 +324,10 @@ class _Round:
             self.index.release(r.placement)
         candidates = jobs + [r.request for r in releasable.values()]
         available = self.index.pool_free.copy()
+        left = float(available.sum())
         admitted: list[JobRequest] = []
         for job in self.policy.order(candidates, self.ctx):
-            if available.sum() < 1:
+            if left < 1:
                 break  # full: every job after this one waits (or, if running, is preempted)
             if job.id in releasable:
                 pools = [self.index.locate(a.node_id, a.kind, a.model)[0]
@@ -282,14 +336,24 @@ class _Round:
                 if all(available[p] >= n for p, n in zip(pools, need, strict=True)):
                     for p, n in zip(pools, need, strict=True):
                         available[p] -= n
+                    left -= sum(need)
                     admitted.append(job)
                 continue
             cand = self._profile(job).cand
-            fits = cand[available[cand] >= job.devices_needed]
-            if self.config.limits and fits.size:
-                fits = fits[[self.over_limit(job, self.pool_kind[p], job.devices_needed) is None for p in fits]]
-            if fits.size:
-                available[fits[np.argmax(available[fits])]] -= job.devices_needed
+            need = job.devices_needed
+            if self.config.limits:
+                fits = cand[available[cand] >= need]
+                if fits.size:
+                    fits = fits[[self.over_limit(job, self.pool_kind[p], need) is None for p in fits]]
+                best = fits[np.argmax(available[fits])] if fits.size else -1
+            elif cand.size:
+                best = cand[available[cand].argmax()]  # the emptiest pool, if it has room
+                best = best if available[best] >= need else -1
+            else:
+                best = -1
+            if best >= 0:
+                available[best] -= need
+                left -= need
                 admitted.append(job)
         kept = [j for j in admitted if j.id in releasable]
         for job in kept:
@@ -299,9 +363,10 @@ class _Round:
             if job_id not in kept_ids:
                 self.preempted.append(job_id)
                 self._count(r.request.tenant, r.placement.kind, r.request, -1)
-        new = [j for j in admitted if j.id not in releasable]
+        new = self.policy.assignment_order([j for j in admitted if j.id not in releasable], self.ctx)
+        self._plan(new)
         placed_ids = set()
-        for job in self.policy.assignment_order(new, self.ctx):
+        for job in new:
             placed, _ = self._place(job)
             if placed is not None:
                 placed_ids.add(job.id)
@@ -327,9 +392,17 @@ class _Round:
             return "within"
         return "borrow" if job.preemptible else "blocked"
 
+    @staticmethod
+    def _profile_key(job: JobRequest) -> tuple:
+        return (job.allowed_kinds, job.device_model, job.clusters, job.sites, job.algorithm, job.data_site,
+                job.throughputs)
+
     def _profile(self, job: JobRequest) -> _Profile:
         """The per-pool vectors that depend only on what the job is, cached for the round."""
-        key = (job.allowed_kinds, job.device_model, job.clusters, job.sites, job.algorithm, job.data_site, job.throughputs)
+        found = self._profile_of.get(job.id)
+        if found is not None:
+            return found
+        key = self._profile_key(job)
         found = self._profiles.get(key)
         if found is None:
             cand = self._runnable_pools(job)
@@ -339,21 +412,87 @@ class _Round:
             sites = [index.pools[p].site for p in cand]
             with np.errstate(divide="ignore"):
                 inv_rate = np.where(rate > 0, 1.0 / rate, np.inf)
+            edge_at_site = index.pool_edge[cand] & np.array([s == job.data_site for s in sites], dtype=bool)
             found = _Profile(
                 cand=cand,
                 inv_rate=inv_rate,
                 per_device=per_device,
                 inv_bandwidth=1.0 / index.bandwidth_to(job.data_site)[cand],
-                edge_at_site=index.pool_edge[cand] & np.array([s == job.data_site for s in sites], dtype=bool),
+                edge_at_site=edge_at_site,
                 relative_speed=rate / rate.max() if rate.size and rate.max() > 0 else np.ones(len(cand)),
                 best_rate=float(rate.max()) if rate.size else 0.0,
                 kinds=[self.pool_kind[p] for p in cand],
+                models=[self.pool_model[p] for p in cand],
+                local=np.flatnonzero(edge_at_site),
+                cand_set=frozenset(cand.tolist()),
             )
             self._profiles[key] = found
+        self._profile_of[job.id] = found
         return found
+
+    def _plan(self, jobs: Sequence[JobRequest]) -> None:
+        """Group jobs that share a profile, size and latency class, and compute each group's pool
+        choices at once (the policy's `choose_batch` over a jobs x pools matrix), so that the
+        placement loop mostly checks that a choice still holds. Skipped under quotas or caps
+        (their state changes the choice job by job) and for policies that choose one at a time."""
+        self._planned = {}
+        if not jobs or self.config.quotas or self.config.limits or not self.policy.chooses_in_batches:
+            return
+        self._planned_at = self.index.grown
+        members_of: dict[tuple, list[JobRequest]] = {}
+        profile = self._profile
+        for job in jobs:
+            members_of.setdefault((id(profile(job)), job.devices_needed, job.latency), []).append(job)
+        for (_, need, _), members in members_of.items():
+            prof = profile(members[0])
+            if not prof.cand.size:
+                continue
+            work = np.fromiter((j.work for j in members), dtype=float, count=len(members))
+            data = np.fromiter((j.data_bytes for j in members), dtype=float, count=len(members))
+            group = _Group(prof, need, members,
+                           np.outer(work / parallel_factor(need) if prof.per_device else work, prof.inv_rate),
+                           np.outer(data, prof.inv_bandwidth))
+            self._replan(group, 0)
+            for row, job in enumerate(members):
+                self._planned[job.id] = (group, row)
+
+    def _replan(self, group: _Group, row: int) -> None:
+        """Plan the choices of `group`'s jobs from `row` on against the capacity now."""
+        compute_s, transfer_s = group.compute_s[row:], group.transfer_s[row:]
+        usable = np.broadcast_to(self.index.pool_free[group.prof.cand] >= group.need, compute_s.shape)
+        planned = self.policy.choose_batch(group.members[row:], transfer_s + compute_s, usable,
+                                           group.prof.edge_at_site, group.prof.relative_speed)
+        group.pick[row:] = planned[0].tolist()
+        group.guard[row:] = planned[1].tolist()
+        group.planned_from = row
+
+    def _place_planned(self, job: JobRequest) -> Placement | None:
+        """Place `job` at its planned choice if that choice still holds (planning its group's
+        remaining jobs again once when it does not); None to decide afresh."""
+        found = self._planned.get(job.id)
+        if found is None or self.index.grown != self._planned_at:
+            return None
+        group, row = found
+        need = group.need
+        res = self.reservation
+        if res is not None and res.job_id != job.id and need > res.extra and res.pool in group.prof.cand_set:
+            return None  # the reservation narrows this job's pools: the full path applies it
+        free, cand = self.index.pool_free, group.prof.cand
+        for attempt in (0, 1):
+            pick, guard = group.pick[row], group.guard[row]
+            if pick >= 0 and free[cand[pick]] >= need and (guard < 0 or free[cand[guard]] >= need):
+                return self._commit(job, group.prof, pick, job.workers, need, group.compute_s[row],
+                                    group.transfer_s[row], None, {})
+            if attempt or group.planned_from == row:
+                return None
+            self._replan(group, row)
+        return None
 
     def _place(self, job: JobRequest) -> tuple[Placement | None, str | None]:
         """Place `job` now if any pool can take it; else None and, when known, why not."""
+        placed = self._place_planned(job)
+        if placed is not None:
+            return placed, None
         index = self.index
         prof = self._profile(job)
         free = index.pool_free[prof.cand]
@@ -398,47 +537,61 @@ class _Round:
         keep = usable.nonzero()[0]
         while keep.size:
             options = PoolOptions(keep, prof.cand, transfer_s, compute_s, free - need, prof.edge_at_site,
-                                  prof.relative_speed)
+                                  prof.relative_speed, prof.models)
             pick = int(keep[self.policy.choose(job, options)])
-            pool = int(prof.cand[pick])
-            chosen = index.select_nodes(pool, workers, job.devices_per_worker, self.policy.node_strategy, self.rng)
-            if chosen is None:
-                keep = keep[keep != pick]  # free devices are spread too thin in this pool for a worker each
-                why = why or (f"each worker needs {job.devices_per_worker} {describe_demand(job)} on one node; "
-                              "free devices are spread across nodes")
-                continue
-            index.take(pool, chosen, job.devices_per_worker)
-            p = index.pools[pool]
-            placement = Placement(
-                job_id=job.id,
-                cluster=p.cluster,
-                kind=p.kind,
-                model=p.model,
-                assignments=tuple(
-                    WorkerAssignment(p.node_ids[pos], p.kind, p.model, n, job.devices_per_worker) for pos, n in chosen
-                ),
-                queue_s=0.0,
-                transfer_s=float(transfer_s[pick]),
-                compute_s=float(compute_s[pick]),
-                borrowed=quota.get(p.kind) == "borrow",
-                note=self._away_from_data_note(job, prof, pick, usable, free, need, transfer_s + compute_s),
-            )
-            self._count(job.tenant, p.kind, job, +1)
-            self._add_release(placement, self.now + placement.predicted_completion_s)
-            if res is not None and pool == res.pool and self.now + placement.predicted_completion_s > res.start:
-                res.extra -= need
-            self.placements.append(placement)
-            return placement, None
+            placed = self._commit(job, prof, pick, workers, need, compute_s, transfer_s, usable, quota)
+            if placed is not None:
+                return placed, None
+            keep = keep[keep != pick]  # free devices are spread too thin in this pool for a worker each
+            why = why or (f"each worker needs {job.devices_per_worker} {describe_demand(job)} on one node; "
+                          "free devices are spread across nodes")
         return None, why
+
+    def _commit(self, job: JobRequest, prof: _Profile, pick: int, workers: int, need: int, compute_s: np.ndarray,
+                transfer_s: np.ndarray, usable: np.ndarray | None, quota: Mapping[str, str]) -> Placement | None:
+        """Take nodes for `workers` workers in candidate `pick` and record the placement; None when
+        the pool's free devices are spread too thin for a worker each. `usable` (None: every pool
+        with room) marks the pools the job was allowed, for the note on why not at its data's edge."""
+        index = self.index
+        pool = int(prof.cand[pick])
+        chosen = index.select_nodes(pool, workers, job.devices_per_worker, self.policy.node_strategy, self.rng)
+        if chosen is None:
+            return None
+        note = ""
+        if prof.local.size and job.data_site is not None and not prof.edge_at_site[pick]:
+            free = index.pool_free[prof.cand]
+            note = self._away_from_data_note(job, prof, pick, free >= need if usable is None else usable, free, need,
+                                             transfer_s + compute_s)
+        index.take(pool, chosen, job.devices_per_worker)
+        p = index.pools[pool]
+        placement = Placement(
+            job_id=job.id,
+            cluster=p.cluster,
+            kind=p.kind,
+            model=p.model,
+            assignments=tuple(
+                WorkerAssignment(p.node_ids[pos], p.kind, p.model, n, job.devices_per_worker) for pos, n in chosen
+            ),
+            queue_s=0.0,
+            transfer_s=float(transfer_s[pick]),
+            compute_s=float(compute_s[pick]),
+            borrowed=quota.get(p.kind) == "borrow",
+            note=note,
+        )
+        self._count(job.tenant, p.kind, job, +1)
+        self._add_release(placement, self.now + placement.predicted_completion_s)
+        res = self.reservation
+        if res is not None and pool == res.pool and self.now + placement.predicted_completion_s > res.start:
+            res.extra -= need
+        self.placements.append(placement)
+        return placement
 
     @staticmethod
     def _away_from_data_note(job: JobRequest, prof: _Profile, pick: int, usable: np.ndarray, free: np.ndarray,
                              need: int, completion_s: np.ndarray) -> str:
         """Why a job whose data lies at an edge site runs elsewhere (its edge has no room, is held
-        back, or is predicted slower); '' when it runs there or its site has no edge it may use."""
-        local = np.flatnonzero(prof.edge_at_site)
-        if job.data_site is None or not local.size or prof.edge_at_site[pick]:
-            return ""
+        back, or is predicted slower). Called only when it runs away from an edge at its data site."""
+        local = prof.local
         if free[local].max() < need:
             return (f"the edge at {job.data_site} has no room ({free[local].max():g} free where {need} "
                     f"{describe_demand(job)} are needed): overflow")

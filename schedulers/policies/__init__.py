@@ -3,6 +3,7 @@
 from schedulers.policies.base import Policy, PoolOptions, RoundContext
 from schedulers.policies.fair import FairPolicy
 from schedulers.policies.fifo import FifoPolicy
+from schedulers.policies.gavel_las import GavelLasPolicy
 from schedulers.policies.hetero import HeteroPolicy
 from schedulers.policies.las import LasPolicy
 from schedulers.policies.packing import PackingPolicy
@@ -13,6 +14,7 @@ POLICIES: dict[str, type[Policy]] = {
     "hetero": HeteroPolicy,
     "las": LasPolicy,
     "fair": FairPolicy,
+    "gavel-las": GavelLasPolicy,
 }
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import heapq
 
-from schedulers.policies.base import Policy, PoolOptions, RoundContext, effective_priority
+import numpy as np
+
+from schedulers.policies.base import Policy, PoolOptions, RoundContext, argmin_where, effective_priority
 
 
 class FairPolicy(Policy):
@@ -37,3 +39,8 @@ class FairPolicy(Policy):
 
     def choose(self, job, options: PoolOptions) -> int:
         return int(options.completion_s.argmin())
+
+    chooses_in_batches = True
+
+    def choose_batch(self, jobs, completion_s, usable, edge_at_data_site, relative_speed):
+        return argmin_where(completion_s, usable), np.full(len(jobs), -1)

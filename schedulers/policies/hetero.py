@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from schedulers.policies.base import Policy, PoolOptions, RoundContext, effective_priority
+from schedulers.policies.base import Policy, PoolOptions, RoundContext, argmin_where, effective_priority
 from schedulers.types import JobRequest
 
 BATCH_SLACK = 1.10
@@ -65,3 +65,20 @@ class HeteroPolicy(Policy):
         # devices (lowest relative speed), leaving fast ones to jobs that gain more from them
         near_best = np.flatnonzero(completion <= completion.min() * BATCH_SLACK)
         return int(near_best[np.lexsort((completion[near_best], options.relative_speed[near_best]))[0]])
+
+    chooses_in_batches = True
+
+    def choose_batch(self, jobs, completion_s, usable, edge_at_data_site, relative_speed):
+        latency = jobs[0].latency  # the engine groups jobs by latency class
+        fastest = argmin_where(completion_s, usable)
+        if latency == "realtime":
+            local = argmin_where(completion_s, usable & edge_at_data_site)
+            return np.where(local >= 0, local, fastest), np.full(len(jobs), -1)
+        if latency == "interactive":
+            return fastest, np.full(len(jobs), -1)
+        masked = np.where(usable, completion_s, np.inf)
+        near_best = usable & (masked <= masked.min(axis=1, keepdims=True) * BATCH_SLACK)
+        speed = np.where(near_best, relative_speed, np.inf)
+        slowest = near_best & (speed == speed.min(axis=1, keepdims=True))
+        # the pick holds while the fastest pool (which sets the 10% window) can still take the job
+        return argmin_where(completion_s, slowest), fastest

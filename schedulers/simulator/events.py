@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
@@ -75,19 +76,40 @@ class _Job:
 
 
 class Simulation:
-    """One policy over one trace and cluster; `run()` returns the metrics dict."""
+    """One policy over one trace and cluster; `run()` returns the metrics dict.
+
+    Jobs that can never run are left out with the reason (in the result's `rejected`), and the
+    others are simulated as if they were not in the trace: a job id seen before in the trace, a
+    job larger than the cluster's largest accelerator type it can run on, one the engine rejects.
+    `progress(finished, total)`, when given, is called every `progress_every` finished jobs.
+    """
 
     def __init__(self, jobs: list[TraceJob], matrix: Matrix, cluster: dict[str, int], policy: Policy,
-                 config: SimConfig = SimConfig()):
+                 config: SimConfig = SimConfig(), progress: Callable[[int, int], None] | None = None,
+                 progress_every: int = 10_000):
+        if not cluster or not any(count > 0 for count in cluster.values()):
+            raise ValueError("cluster: no accelerators; give at least one ACCELERATOR:COUNT with COUNT >= 1, "
+                             "e.g. k80:36,p100:36,v100:36")
         self.config = config
         self.policy = policy
         self.cluster = cluster
+        self.progress, self.progress_every = progress, max(1, progress_every)
         self.jobs: dict[str, _Job] = {}
+        self.rejected: dict[str, str] = {}
         for t in jobs:
-            rates = {acc: matrix[acc][(t.job_type, t.scale_factor)] for acc in cluster}
+            if t.id in self.jobs or t.id in self.rejected:
+                self.rejected.setdefault(f"{t.id} (again)", f"duplicate job id {t.id!r}: only its first entry runs")
+                continue
+            key = (t.job_type, t.scale_factor)
+            rates = {acc: matrix.get(acc, {}).get(key, 0.0) for acc in cluster}
             if not any(r > 0 for r in rates.values()):
-                raise TraceError(f"throughputs: job {t.id} ({t.job_type!r} x{t.scale_factor}) has a zero rate "
-                                 f"on every accelerator of the cluster")
+                raise TraceError(f"throughputs: job {t.id} ({t.job_type!r} x{t.scale_factor}) has a zero or no rate "
+                                 f"on every accelerator of the cluster ({', '.join(cluster)})")
+            largest = max(count for acc, count in cluster.items() if rates[acc] > 0)
+            if t.scale_factor > largest:
+                self.rejected[t.id] = (f"rejected: needs {t.scale_factor} GPUs of one type; the largest type it can run "
+                                       f"on here has {largest} ({', '.join(f'{a} {c}' for a, c in cluster.items())})")
+                continue
             self.jobs[t.id] = _Job(t, rates, t.arrival_s / config.time_scale, t.total_steps)
         self.nodes: list[tuple[str, str, int]] = []
         for acc, count in cluster.items():
@@ -132,6 +154,7 @@ class Simulation:
         waiting: dict[str, _Job] = {}
         running: dict[str, _Job] = {}
         tick_pending = False
+        finished = 0
         while heap:
             now = heap[0][0]
             self._advance(list(running.values()), now)
@@ -145,8 +168,12 @@ class Simulation:
                     waiting[job_id] = job
                 elif kind == "complete" and job.version == version and job_id in running:
                     job.finish = now
+                    job.request = None  # only the outcome is kept from here on
                     self._release(job)
                     del running[job_id]
+                    finished += 1
+                    if self.progress is not None and finished % self.progress_every == 0:
+                        self.progress(finished, len(self.jobs))
             if not waiting:
                 continue
             if self.policy.time_shares and tick_pending and not self._has_free_device():
@@ -155,6 +182,9 @@ class Simulation:
                 [j.as_request() for j in waiting.values()], self._state(now), now, self.policy,
                 [replace(j.running, request=j.as_request()) for j in running.values()], self.sched_config,
             )
+            for rejection in decisions.rejected:
+                waiting.pop(rejection.job_id)
+                self.rejected[rejection.job_id] = rejection.reason
             for job_id in decisions.preemptions:
                 job = running.pop(job_id)
                 self._release(job)
@@ -179,16 +209,17 @@ class Simulation:
                 heapq.heappush(heap, (now + self.config.round_s, seq, "tick", "", 0))
                 seq += 1
                 tick_pending = True
-        unfinished = [j.trace.id for j in self.jobs.values() if j.finish is None]
+        unfinished = [j.trace.id for j in self.jobs.values() if j.finish is None and j.trace.id not in self.rejected]
         if unfinished:
             raise RuntimeError(f"simulation ended with {len(unfinished)} unfinished job(s), e.g. {unfinished[0]}")
         outcomes = [
             JobOutcome(j.trace.id, j.trace.tenant, j.arrival_s, j.first_start, j.finish,
                        j.trace.total_steps / max(j.rates.values()), j.preemptions)
-            for j in self.jobs.values()
+            for j in self.jobs.values() if j.trace.id not in self.rejected
         ]
         devices = dict(self.cluster)
-        return summarise(outcomes, self.busy_device_s, devices)
+        return {**summarise(outcomes, self.busy_device_s, devices),
+                "rejected": [{"id": job_id, "reason": reason} for job_id, reason in self.rejected.items()]}
 
     def _has_free_device(self) -> bool:
         return any(self.in_use[node_id] < size for node_id, _, size in self.nodes)
@@ -199,8 +230,9 @@ class Simulation:
         job.running = None
 
 
-def simulate(jobs, matrix, cluster, policy, config: SimConfig = SimConfig()) -> dict:
-    """Replay `jobs` on `cluster` under `policy`; the metrics of `summarise`."""
-    return Simulation(jobs, matrix, cluster, policy, config).run()
+def simulate(jobs, matrix, cluster, policy, config: SimConfig = SimConfig(), progress=None) -> dict:
+    """Replay `jobs` on `cluster` under `policy`; the metrics of `summarise`, and `rejected`:
+    the jobs left out, each with the reason."""
+    return Simulation(jobs, matrix, cluster, policy, config, progress).run()
 
 

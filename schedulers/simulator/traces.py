@@ -184,33 +184,47 @@ def check_throughputs(
     """Check every job's (job_type, scale_factor) is in the matrix for every accelerator.
 
     Returns (jobs to simulate, jobs clamped). Without `clamp`, a missing entry raises TraceError
-    naming the jobs and keys; with it, each such job runs at the largest scale factor the matrix
-    has for its type, with the same steps.
+    naming the job types, scale factors and the accelerators that lack them; with it, each such
+    job runs at the largest scale factor the matrix has for its type on every accelerator (same
+    steps), or, where no scale factor is on all of them, only on the accelerators that list its
+    own (or else its largest) scale factor. A job type absent from the matrix on every
+    accelerator always raises.
     """
     for accelerator in accelerators:
         if accelerator not in matrix:
             raise TraceError(f"throughputs: no accelerator {accelerator!r}; the matrix has {', '.join(sorted(matrix))}")
     out, clamped, missing = [], [], []
     for job in jobs:
-        if all((job.job_type, job.scale_factor) in matrix[a] for a in accelerators):
+        key = (job.job_type, job.scale_factor)
+        if all(key in matrix[a] for a in accelerators):
             out.append(job)
             continue
-        scales = [s for (t, s) in matrix[accelerators[0]] if t == job.job_type
-                  and all((t, s) in matrix[a] for a in accelerators)]
-        if not scales:
-            raise TraceError(f"throughputs: job type {job.job_type!r} (job {job.id}) is missing from the matrix")
+        anywhere = {s for a in accelerators for (t, s) in matrix[a] if t == job.job_type}
+        if not anywhere:
+            raise TraceError(f"throughputs: job type {job.job_type!r} (job {job.id}) is missing from the matrix "
+                             f"for every accelerator ({', '.join(accelerators)})")
         if not clamp:
-            missing.append(job)
+            missing.append((job, [a for a in accelerators if key not in matrix[a]]))
             continue
-        fixed = replace(job, scale_factor=max(scales))
+        common = [s for s in anywhere if all((job.job_type, s) in matrix[a] for a in accelerators)]
+        if common:
+            fixed = replace(job, scale_factor=max(common))
+        elif any(key in matrix[a] for a in accelerators):
+            fixed = job  # runs only on the accelerators that list it (a zero rate elsewhere)
+        else:
+            fixed = replace(job, scale_factor=max(anywhere))
         out.append(fixed)
         clamped.append(job)
     if missing:
-        keys = sorted({(j.job_type, j.scale_factor) for j in missing})
+        lacking: dict[tuple[str, int], set[str]] = {}
+        for job, accs in missing:
+            lacking.setdefault((job.job_type, job.scale_factor), set()).update(accs)
+        keys = sorted(lacking)
         raise TraceError(
             f"throughputs: {len(missing)} job(s) ask for (job_type, scale_factor) pairs the matrix lacks: "
-            + "; ".join(f"{t!r} x{s}" for t, s in keys[:8]) + (" ..." if len(keys) > 8 else "")
-            + f" (first: {missing[0].id}); rerun with --on-missing-throughput clamp to run them at the largest scale "
-            "factor the matrix has for their type"
+            + "; ".join(f"{t!r} x{s} (no {', '.join(sorted(lacking[(t, s)]))})" for t, s in keys[:8])
+            + (" ..." if len(keys) > 8 else "")
+            + f" (first: {missing[0][0].id}); rerun with --on-missing-throughput clamp to run them at the largest "
+            "scale factor the matrix has for their type, or only where their rate is known"
         )
     return out, clamped

@@ -66,3 +66,36 @@ def test_placements_respect_capacity_kinds_and_gangs(cluster, queue, policy):
     assert sorted(decided) == sorted(by_id)
     for w in decisions.waiting:
         assert w.reason.startswith("waiting: ")
+
+
+@settings(max_examples=60, deadline=None)
+@given(clusters(), queues(), st.sampled_from(["hetero", "las", "fair"]))
+def test_choices_planned_in_batches_equal_choices_made_one_job_at_a_time(state, queue, name):
+    """The engine plans a group's pool choices at once (`choose_batch`) and keeps a plan only while
+    it is still what `choose` would say; placing job by job must give the very same decisions."""
+    one_by_one = make_policy(name)
+    one_by_one.chooses_in_batches = False
+    planned = schedule(queue, state, 0.0, make_policy(name))
+    unplanned = schedule(queue, state, 0.0, one_by_one)
+    assert planned == unplanned
+
+
+@st.composite
+def close_rate_queues(draw):
+    """Jobs whose measured rates on the GPU models differ by under 30%, so that the 10% window of
+    `hetero`'s batch choice often holds several pools and the choice within it matters."""
+    return [
+        JobRequest(id=f"j{i}", workers=draw(st.integers(1, 3)), allowed_kinds=("gpu",), work=draw(st.floats(1e3, 1e6)),
+                   latency=draw(st.sampled_from(["realtime", "interactive", "batch", "batch"])),
+                   submitted_at=float(i), data_site=draw(st.sampled_from([None, "s1"])),
+                   throughputs=tuple((m, draw(st.floats(1.0, 1.3))) for m in MODELS))
+        for i in range(draw(st.integers(1, 30)))
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(clusters(), close_rate_queues(), st.sampled_from(["hetero", "las", "fair"]))
+def test_planned_choices_equal_one_by_one_when_rates_are_close(state, queue, name):
+    one_by_one = make_policy(name)
+    one_by_one.chooses_in_batches = False
+    assert schedule(queue, state, 0.0, make_policy(name)) == schedule(queue, state, 0.0, one_by_one)
