@@ -150,12 +150,14 @@ def start_head(name: str, root: str | Path, site: str | None = None, tier: str =
 
 def _job_api_answers(head: StandaloneHead) -> bool:
     """The head's dashboard lists its node (the same probe the federation makes)."""
+    import asyncio
+
     from cluster.federation import ClusterEntry, probe_nodes
 
     if not _answers(head.address.removeprefix("http://")):
         return False
     try:
-        return bool(probe_nodes(ClusterEntry(head.name, head.address, head.site, head.tier,
-                                             token_file=str(head.token_file))))
+        return bool(asyncio.run(probe_nodes(ClusterEntry(head.name, head.address, head.site, head.tier),
+                                            token=head.token_file.read_text())))
     except Exception:  # noqa: BLE001 - not answering yet
         return False

@@ -21,13 +21,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import httpx
 
-from cluster.federation import ClusterEntry
+from cluster.federation import ClusterEntry, auth_headers, ending_with_exception
 from runtime.backends.base import AttemptStatus, LaunchSpec, attempt_name
 from runtime.training.recorder import read_worker_group
 from runtime.training.worker import STOP_FILE
@@ -42,10 +43,12 @@ log = logging.getLogger(__name__)
 
 class RemoteRayBackend:
     """Carries out placements on one registered cluster. `health()` says whether the federation
-    currently sees the cluster (a lost cluster's attempts are reported lost without asking it)."""
+    currently sees the cluster (a lost cluster's attempts are reported lost without asking it);
+    `token` is its Ray auth token (from the server's secrets store)."""
 
-    def __init__(self, entry: ClusterEntry, runs_dir: str | Path, health=lambda: "healthy"):
+    def __init__(self, entry: ClusterEntry, runs_dir: str | Path, health=lambda: "healthy", token: str | None = None):
         self.entry = entry
+        self.headers = auth_headers(token)
         self.name = f"ray-remote:{entry.name}"
         self.runs_dir = Path(runs_dir).resolve()
         self.health = health
@@ -63,7 +66,7 @@ class RemoteRayBackend:
         from ray.job_submission import JobSubmissionClient
 
         if self._client is None:
-            self._client = JobSubmissionClient(self.entry.address, headers=self.entry.headers())
+            self._client = JobSubmissionClient(self.entry.address, headers=self.headers)
         return self._client
 
     # ---- the interface -------------------------------------------------------------------
@@ -86,15 +89,17 @@ class RemoteRayBackend:
                                                 f"{self.cluster_path(str(run_dir / LAUNCH_FILE))}",
                                      submission_id=sid, metadata={"suanli_job": spec.job_id,
                                                                   "suanli_attempt": str(spec.attempt)})
-        except RuntimeError:
+        except RuntimeError as exc:
             if self._ray_job(sid) is None:  # refused for another reason than the id being taken
-                raise
+                status = re.search(r"status code (\d+)", str(exc))  # Ray's message goes on with the answer's body
+                raise RuntimeError(f"cluster {self.entry.name} refused the submission of {sid} "
+                                   f"({f'HTTP {status[1]}' if status else type(exc).__name__})") from None
             log.info("%s was already submitted to %s: not submitted again", sid, self.entry.name)
 
     def _ray_job(self, sid: str) -> dict | None:
         """Ray's record of the job (None when the cluster does not know it); raises when the
         cluster does not answer within STATUS_TIMEOUT_S."""
-        answer = httpx.get(f"{self.entry.address}/api/jobs/{sid}", headers=self.entry.headers(),
+        answer = httpx.get(f"{self.entry.address}/api/jobs/{sid}", headers=self.headers,
                            timeout=STATUS_TIMEOUT_S)
         if answer.status_code == 404:
             return None
@@ -124,7 +129,7 @@ class RemoteRayBackend:
                 return self.poll(handle)
             return AttemptStatus("failed" if job["status"] != "STOPPED" else "stopped", workers=workers,
                                  error=f"the Ray job {handle['submission_id']} on {self.entry.name} ended "
-                                       f"{job['status']}: {(job.get('message') or '').strip()[:300]}")
+                                       f"{job['status']}: {ending_with_exception(job.get('message') or '')}")
         return AttemptStatus("running" if written and written["phase"] == "running" else "starting", workers=workers)
 
     def stop(self, handle: dict, force: bool = False) -> None:
