@@ -21,6 +21,7 @@ The check job's side is `main` (`python -m runtime.backends.registration <dir>`)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import shlex
@@ -107,7 +108,7 @@ async def check_storage(entry: ClusterEntry, token: str | None, runs_dir: Path,
     here.mkdir(parents=True)
     try:
         (here / CHALLENGE).write_text(nonce)
-        async with httpx.AsyncClient(base_url=entry.address, timeout=PROBE_TIMEOUT_S * 2,
+        async with httpx.AsyncClient(base_url=entry.address, timeout=timeout_s,  # all bounded by timeout_s below
                                      headers=auth_headers(token)) as http:
             try:
                 async with asyncio.timeout(timeout_s):
@@ -125,6 +126,8 @@ async def check_storage(entry: ClusterEntry, token: str | None, runs_dir: Path,
                          "register it again when the cluster answers") from None
     finally:
         shutil.rmtree(here, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            here.parent.rmdir()  # when no other check runs
     where = f"--storage {entry.storage}" if entry.storage else f"no --storage (so {runs_dir})"
     fix = (f"pass --storage with the path at which its nodes see this server's runs directory {runs_dir} "
            "(mount the shared filesystem there first), writable by the user Ray runs as")
