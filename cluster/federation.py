@@ -210,23 +210,41 @@ class ProbeHealth:
         return self.state
 
 
-async def probe_nodes(entry: ClusterEntry, timeout_s: float = PROBE_TIMEOUT_S, token: str | None = None) -> list[Node]:
-    """The cluster's live nodes through Ray's state API (raises on no answer; the caller bounds
-    the whole probe with its own deadline, `timeout_s` bounds each read). Nodes take the entry's
-    name as their cluster and its site and tier unless their own labels say otherwise."""
-    body = bytearray()
-    async with httpx.AsyncClient(timeout=timeout_s, headers=auth_headers(token)) as http:
-        async with http.stream("GET", f"{entry.address}/api/v0/nodes",
-                               params={"limit": 10000, "detail": "true"}) as answer:
-            if answer.status_code >= 400:
-                raise ProbeRefused(answer.status_code)
-            async for chunk in answer.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise ProbeFailed(f"the answer is larger than {MAX_ANSWER_BYTES >> 20} MiB; is the address "
-                                      "the cluster's dashboard?")
+async def dashboard_request(method: str, address: str, path: str, token: str | None, timeout_s: float,
+                            body: dict | None = None, params: dict | None = None) -> tuple[int, object]:
+    """One request to a cluster's dashboard (Ray's job-submission and state API) under a hard
+    deadline of `timeout_s` for all of it: connecting, sending, the answer's headers and body.
+    (HTTP status, the answer's JSON; None when the status is an error or there is no body).
+    Raises TimeoutError, httpx.HTTPError, or ProbeFailed for an answer over MAX_ANSWER_BYTES or
+    not JSON (its content is never repeated)."""
+    data = bytearray()
+    async with asyncio.timeout(timeout_s):
+        async with httpx.AsyncClient(timeout=timeout_s, headers=auth_headers(token)) as http:
+            async with http.stream(method, f"{address}{path}", json=body, params=params) as answer:
+                if answer.status_code >= 400:
+                    return answer.status_code, None
+                async for chunk in answer.aiter_bytes():
+                    data += chunk
+                    if len(data) > MAX_ANSWER_BYTES:
+                        raise ProbeFailed(f"the answer is larger than {MAX_ANSWER_BYTES >> 20} MiB; is the address "
+                                          "the cluster's dashboard?")
     try:
-        rows = json.loads(body)["data"]["result"]["result"]
+        return answer.status_code, json.loads(data) if data else None
+    except ValueError:
+        raise ProbeFailed("the answer is not JSON; is the address the cluster's dashboard (http://HEAD:8265)?") \
+            from None
+
+
+async def probe_nodes(entry: ClusterEntry, timeout_s: float = PROBE_TIMEOUT_S, token: str | None = None) -> list[Node]:
+    """The cluster's live nodes through Ray's state API, within `timeout_s` in all (raises
+    otherwise). Nodes take the entry's name as their cluster and its site and tier unless their
+    own labels say otherwise."""
+    status, listed = await dashboard_request("GET", entry.address, "/api/v0/nodes", token, timeout_s,
+                                             params={"limit": 10000, "detail": "true"})
+    if status >= 400:
+        raise ProbeRefused(status)
+    try:
+        rows = listed["data"]["result"]["result"]
         return [_node(entry, row) for row in rows if row.get("state") == "ALIVE"]
     except Exception:  # noqa: BLE001 - whatever it sent, it is not Ray's node list; its content is not repeated
         raise ProbeFailed("the answer is not Ray's node list; is the address the cluster's dashboard "

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 import shlex
 import shutil
@@ -38,9 +37,9 @@ from cluster.federation import (
     ClusterEntry,
     ProbeFailed,
     ProbeRefused,
-    auth_headers,
     check_entry,
     check_token,
+    dashboard_request,
     ending_with_exception,
     failure_reason,
     one_line,
@@ -108,20 +107,18 @@ async def check_storage(entry: ClusterEntry, token: str | None, runs_dir: Path,
     here.mkdir(parents=True)
     try:
         (here / CHALLENGE).write_text(nonce)
-        async with httpx.AsyncClient(base_url=entry.address, timeout=timeout_s,  # all bounded by timeout_s below
-                                     headers=auth_headers(token)) as http:
-            try:
-                async with asyncio.timeout(timeout_s):
-                    ended = await _run_job(http, check_id, there)
-            except TimeoutError:
-                await _stop_quietly(http, check_id)
-                raise ValueError(f"storage: the check job {check_id} did not end on cluster {entry.name} within "
-                                 f"{timeout_s:g} s (is the cluster busy?); register it again when it is idle") from None
-            answer = here / ANSWER
-            if answer.is_file() and answer.read_text() == nonce:
-                return
-            report = await _report(http, check_id)
-    except (httpx.HTTPError, ProbeFailed, json.JSONDecodeError) as exc:
+        try:
+            async with asyncio.timeout(timeout_s):
+                ended = await _run_job(entry, token, check_id, there, timeout_s)
+        except TimeoutError:
+            await _stop_quietly(entry, token, check_id)
+            raise ValueError(f"storage: the check job {check_id} did not end on cluster {entry.name} within "
+                             f"{timeout_s:g} s (is the cluster busy?); register it again when it is idle") from None
+        answer = here / ANSWER
+        if answer.is_file() and answer.read_text() == nonce:
+            return
+        report = await _report(entry, token, check_id)
+    except (httpx.HTTPError, ProbeFailed, TimeoutError) as exc:
         raise ValueError(f"address: the check job could not be run on {entry.address} ({failure_reason(exc)}); "
                          "register it again when the cluster answers") from None
     finally:
@@ -135,37 +132,36 @@ async def check_storage(entry: ClusterEntry, token: str | None, runs_dir: Path,
     raise ValueError(f"storage: the nodes of cluster {entry.name} cannot use {where}: {one_line(seen, 300)}; {fix}")
 
 
-async def _run_job(http: httpx.AsyncClient, check_id: str, there: Path) -> dict:
+async def _run_job(entry: ClusterEntry, token: str | None, check_id: str, there: Path, timeout_s: float) -> dict:
     """Submit the check job and wait until it ends: Ray's record of it."""
     entrypoint = f"{shlex.quote(sys.executable)} -m runtime.backends.registration {shlex.quote(str(there))}"
-    submitted = await http.post("/api/jobs/", json={"entrypoint": entrypoint, "submission_id": check_id,
-                                                    "metadata": {"suanli": "registration check"}})
-    if submitted.status_code >= 400:
-        raise ProbeRefused(submitted.status_code)
+    status, _ = await dashboard_request("POST", entry.address, "/api/jobs/", token, timeout_s,
+                                        body={"entrypoint": entrypoint, "submission_id": check_id,
+                                              "metadata": {"suanli": "registration check"}})
+    if status >= 400:
+        raise ProbeRefused(status)
     while True:
         await asyncio.sleep(POLL_S)
-        answer = await http.get(f"/api/jobs/{check_id}")
-        if answer.status_code >= 400:
-            raise ProbeRefused(answer.status_code)
-        job = answer.json()
+        status, job = await dashboard_request("GET", entry.address, f"/api/jobs/{check_id}", token, timeout_s)
+        if status >= 400 or not isinstance(job, dict):
+            raise ProbeRefused(status)
         if job.get("status") in ("SUCCEEDED", "FAILED", "STOPPED"):
             return job
 
 
-async def _report(http: httpx.AsyncClient, check_id: str) -> str:
+async def _report(entry: ClusterEntry, token: str | None, check_id: str) -> str:
     """The check job's own line saying what it found (empty when it printed none)."""
-    answer = await http.get(f"/api/jobs/{check_id}/logs")
-    logs = answer.json().get("logs", "") if answer.status_code < 400 else ""
+    status, answer = await dashboard_request("GET", entry.address, f"/api/jobs/{check_id}/logs", token,
+                                             PROBE_TIMEOUT_S * 5)
+    logs = answer.get("logs", "") if isinstance(answer, dict) else ""
     found = [line.removeprefix(REPORT_PREFIX) for line in logs.splitlines() if line.startswith(REPORT_PREFIX)]
     return found[-1] if found else ""
 
 
-async def _stop_quietly(http: httpx.AsyncClient, check_id: str) -> None:
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
-            await http.post(f"/api/jobs/{check_id}/stop")
-    except (TimeoutError, httpx.HTTPError):
-        pass  # it ends by itself: it only reads and writes one small file
+async def _stop_quietly(entry: ClusterEntry, token: str | None, check_id: str) -> None:
+    with contextlib.suppress(TimeoutError, httpx.HTTPError, ProbeFailed):
+        await dashboard_request("POST", entry.address, f"/api/jobs/{check_id}/stop", token, PROBE_TIMEOUT_S)
+        # otherwise it ends by itself: it only reads and writes one small file
 
 
 def main(directory: str) -> int:
