@@ -2,9 +2,11 @@
 periodic probes, and their nodes merged into one `ClusterState`.
 
 A registered cluster is reached through Ray's job-submission address (its dashboard, http://...),
-with its Ray auth token when it has one. Every `interval_s` each cluster is probed (its node list
-through Ray's state API); a cluster is *lost* after `lost_after` consecutive missed probes (a
-refused connection, an error or no answer within `timeout_s`) and *healthy* again after
+with its Ray auth token when it has one (kept by the server in its secrets store; entries name it).
+Every `interval_s` each cluster is probed (its node list through Ray's state API), each by a task
+of its own under a hard deadline of `timeout_s` for the whole probe, so a cluster that stalls or
+trickles its answer delays no other. A cluster is *lost* after `lost_after` consecutive missed
+probes (a refused connection, an error or no whole answer within `timeout_s`) and *healthy* again after
 `healthy_after` consecutive answers. With the defaults (2 s, 2 s, 3, 2) a dead head is declared
 lost within about 8 s, and a stall shorter than about 4 s (one or two missed probes) changes
 nothing. SkyPilot's managed-jobs controller, for comparison, polls every 15 s and tolerates 60 s
@@ -12,6 +14,10 @@ of failed fetches; Karmada waits 40 s, Kueue's MultiKueue 15 min.
 
 Free capacity on a registered cluster is its nodes' totals less what suanli's own attempts hold
 there (`in_use`, given by the caller): work started on it by anyone else is not seen.
+
+A missed probe's reason, shown to every reader of `/clusters`, is bounded and sanitised
+(`failure_reason`): an HTTP status, an OS error, "timed out after 2.0 s"; never an answer's body
+or a file's content.
 """
 
 from __future__ import annotations

@@ -3,8 +3,13 @@ on this machine (own ports, temp dirs and auth tokens, dashboards on), registere
 `suanli clusters add`, a server with its own embedded cluster scheduling onto them through Ray's
 job-submission API.
 
-- registration: bad input names the field; a wrong token shows as a probe error; health and
-  capacity cover every cluster;
+- registration: bad input names the field; a token file that is missing or not one line, a wrong
+  token, a `--storage` its nodes cannot see and a `token_file` path sent to the API are refused
+  with nothing stored; tokens live only in the server's 0600 secrets store (no API answer and no
+  other file of the server holds one) and go with their cluster; health and capacity cover every
+  cluster;
+- a trickling address beside a real cluster: probes end at their deadline, the real one stays
+  healthy; a failed Ray job's error ends with its exception line;
 - a head SIGKILLed mid-training: the job resumes on the other cluster from its checkpoint and ends
   SUCCEEDED once, no retry used, and its events tell the story;
 - a 3 s stall of a head moves nothing; a stall past the threshold fences the attempt, the job
