@@ -158,6 +158,6 @@ def _job_api_answers(head: StandaloneHead) -> bool:
         return False
     try:
         return bool(asyncio.run(probe_nodes(ClusterEntry(head.name, head.address, head.site, head.tier),
-                                            token=head.token_file.read_text())))
+                                            timeout_s=10.0, token=head.token_file.read_text())))
     except Exception:  # noqa: BLE001 - not answering yet
         return False
