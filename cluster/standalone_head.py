@@ -135,6 +135,7 @@ def start_head(name: str, root: str | Path, site: str | None = None, tier: str =
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S,
                           start_new_session=True)
     if done.returncode != 0:
+        StandaloneHead(name, site or name, tier, temp_dir, token_file, "", "").stop()  # what it left running
         raise ConfigError(f"ray start ({name}): exit {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}")
     head = StandaloneHead(name, site or name, tier, temp_dir, token_file, f"http://{host}:{dashboard}",
                           f"{host}:{gcs}")

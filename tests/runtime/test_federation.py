@@ -65,19 +65,25 @@ def fed():
     from runtime.server.local import start_server, stop_local_server
 
     root = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))  # short: Ray's socket paths live under it
-    heads = {"fa": start_head("fa", root, site="bj"), "fb": start_head("fb", root, site="sh")}
     state = root / "state"
-    proc, url = start_server(state, "--data-dir", str(REPO.parent / "shared"), "--lease-ttl", "4", "--lease-renew", "1",
-                             "--cluster-lost-after", "3", "--cluster-healthy-after", "2")
-    client = Client(address=url, state_dir=state)
-    env = {"SUANLI_SERVER": url, "SUANLI_CONFIG": "", "SUANLI_TOKEN": (state / "admin.token").read_text().strip()}
-    yield {"heads": heads, "client": client, "url": url, "state": state, "root": root, "env": env}
-    client.close()
-    stop_local_server(state)  # the server by pid, then its own embedded head
-    proc.wait(timeout=10)
-    for head in heads.values():
-        head.stop()
-    kill_drivers(state / "runs")
+    heads = {}
+    try:  # whatever fails to start, the heads started before it are stopped
+        heads["fa"] = start_head("fa", root, site="bj")
+        heads["fb"] = start_head("fb", root, site="sh")
+        proc, url = start_server(state, "--data-dir", str(REPO.parent / "shared"), "--lease-ttl", "4", "--lease-renew",
+                                 "1", "--cluster-lost-after", "3", "--cluster-healthy-after", "2")
+        client = Client(address=url, state_dir=state)
+        env = {"SUANLI_SERVER": url, "SUANLI_CONFIG": "", "SUANLI_TOKEN": (state / "admin.token").read_text().strip()}
+        try:
+            yield {"heads": heads, "client": client, "url": url, "state": state, "root": root, "env": env}
+        finally:
+            client.close()
+            stop_local_server(state)  # the server by pid, then its own embedded head
+            proc.wait(timeout=10)
+    finally:
+        for head in heads.values():
+            head.stop()
+        kill_drivers(state / "runs")
 
 
 def cli(fed, *args):
