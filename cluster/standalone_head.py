@@ -135,6 +135,7 @@ def start_head(name: str, root: str | Path, site: str | None = None, tier: str =
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S,
                           start_new_session=True)
     if done.returncode != 0:
+        StandaloneHead(name, site or name, tier, temp_dir, token_file, "", "").stop()  # what it left running
         raise ConfigError(f"ray start ({name}): exit {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}")
     head = StandaloneHead(name, site or name, tier, temp_dir, token_file, f"http://{host}:{dashboard}",
                           f"{host}:{gcs}")
@@ -150,12 +151,14 @@ def start_head(name: str, root: str | Path, site: str | None = None, tier: str =
 
 def _job_api_answers(head: StandaloneHead) -> bool:
     """The head's dashboard lists its node (the same probe the federation makes)."""
+    import asyncio
+
     from cluster.federation import ClusterEntry, probe_nodes
 
     if not _answers(head.address.removeprefix("http://")):
         return False
     try:
-        return bool(probe_nodes(ClusterEntry(head.name, head.address, head.site, head.tier,
-                                             token_file=str(head.token_file))))
+        return bool(asyncio.run(probe_nodes(ClusterEntry(head.name, head.address, head.site, head.tier),
+                                            timeout_s=10.0, token=head.token_file.read_text())))
     except Exception:  # noqa: BLE001 - not answering yet
         return False

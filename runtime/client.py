@@ -168,6 +168,34 @@ class JobHandle:
         return JobState(self.client._post(f"/jobs/{self.id}/cancel", {})["state"])
 
 
+MAX_TOKEN_FILE_BYTES = 64 * 1024
+
+
+def read_token_file(path: str | Path) -> str:
+    """The Ray auth token in the file at `path`: its one non-empty line; ValueError naming
+    --token-file and the fix when the file is missing, unreadable, or not a single line. The
+    message never holds the file's content."""
+    from cluster.federation import check_token
+
+    fix = "write the cluster's Ray auth token into it, alone on one line (`ray get-auth-token` on its head prints it)"
+    try:
+        with open(path, "rb") as source:
+            data = source.read(MAX_TOKEN_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ValueError(f"--token-file {path}: does not exist; {fix}") from None
+    except IsADirectoryError:
+        raise ValueError(f"--token-file {path}: is a directory; {fix}") from None
+    except OSError as exc:
+        raise ValueError(f"--token-file {path}: cannot be read ({exc.strerror}); {fix}") from None
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise ValueError(f"--token-file {path}: is larger than {MAX_TOKEN_FILE_BYTES >> 10} KiB; {fix}")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"--token-file {path}: is not text; {fix}") from None
+    return check_token(text, f"--token-file {path}")
+
+
 class Client:
     """Talks to one suanli server (see `resolve_server`)."""
 
@@ -268,11 +296,17 @@ class Client:
                     storage: str | None = None, token_file: str | Path | None = None,
                     links: dict[str, dict[str, float]] | None = None) -> dict:
         """Register a Ray cluster by its job-submission address (http://host:8265); SpecError
-        naming the field when the entry is invalid. `token_file` holds its Ray auth token (a path
-        the server reads); `links` maps other sites to {"bandwidth_bps", "latency_ms"}."""
-        return self._post("/clusters", {"name": name, "address": address, "site": site, "tier": tier,
-                                        "storage": storage, "token_file": str(Path(token_file).resolve()) if token_file
-                                        else None, "links": links or {}})
+        naming the field when the entry is invalid or the server's check of the cluster (its
+        dashboard, its token, its nodes' view of `storage`) fails. `token_file` holds its Ray auth
+        token: read here (ValueError naming --token-file when it is missing or not one line)
+        and sent once; the server keeps it in its secrets store. `links` maps other sites to
+        {"bandwidth_bps", "latency_ms"}."""
+        from cluster.federation import REGISTRATION_TIMEOUT_S
+
+        token = read_token_file(token_file) if token_file is not None else None
+        return self.request("POST", "/clusters", {"name": name, "address": address, "site": site, "tier": tier,
+                                                  "storage": storage, "token": token, "links": links or {}},
+                            timeout=REGISTRATION_TIMEOUT_S + 30)
 
     def clusters(self) -> list[dict]:
         """The server's own cluster and every registered one, with health (healthy, lost,

@@ -15,11 +15,12 @@ class FederatedBackend:
     """Dispatches to the local backend or a registered cluster's remote backend."""
 
     def __init__(self, local: ClusterBackend | None, federation: Federation | None = None, runs_dir=None,
-                 entries=None):
+                 entries=None, token_for=None):
         self.local = local
         self.federation = federation
         self.runs_dir = runs_dir
         self.entries = entries or (lambda: [])  # the registry, read when a cluster is first used
+        self.token_for = token_for or (lambda name: None)  # a cluster's Ray auth token, from the secrets store
         self._remote: dict[str, RemoteRayBackend] = {}
 
     def _entry(self, name: str | None) -> ClusterEntry | None:
@@ -35,7 +36,8 @@ class FederatedBackend:
         entry = self._entry(name)
         if entry is None:
             return self.local
-        backend = RemoteRayBackend(entry, self.runs_dir, health=lambda: self.federation.health(entry.name))
+        backend = RemoteRayBackend(entry, self.runs_dir, health=lambda: self.federation.health(entry.name),
+                                   token=self.token_for(entry.name))
         self._remote[name] = backend
         return backend
 

@@ -1,5 +1,7 @@
-"""The remote backend: runs attempts on a registered Ray cluster through Ray's job-submission API
-(`JobSubmissionClient`), one Ray job per attempt.
+"""The remote backend: runs attempts on a registered Ray cluster through Ray's job-submission REST
+API, one Ray job per attempt. Every call has a hard deadline for the whole request (Ray's
+`JobSubmissionClient` sets none, so a cluster that stalls or trickles its answer would hold the
+controller for every job).
 
 The submission id is the job id and attempt (`<job>.attempt-<n>`), and Ray refuses a second
 submission with the same id: a retried or repeated launch never starts a second run. The Ray job's
@@ -18,6 +20,7 @@ controller also stops its Ray job once the cluster answers again.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import shlex
@@ -27,25 +30,34 @@ from pathlib import Path
 
 import httpx
 
-from cluster.federation import ClusterEntry
+from cluster.federation import (
+    ClusterEntry,
+    ProbeFailed,
+    ProbeRefused,
+    dashboard_request,
+    ending_with_exception,
+    failure_reason,
+)
 from runtime.backends.base import AttemptStatus, LaunchSpec, attempt_name
 from runtime.rundir import AttemptDir, RunFileError
 from schedulers.types import Placement
 
 STATUS_TIMEOUT_S = 2.0
+SUBMIT_TIMEOUT_S = 20.0  # a submission starts the job's supervisor actor: seconds on a busy head
 log = logging.getLogger(__name__)
 
 
 class RemoteRayBackend:
     """Carries out placements on one registered cluster. `health()` says whether the federation
-    currently sees the cluster (a lost cluster's attempts are reported lost without asking it)."""
+    currently sees the cluster (a lost cluster's attempts are reported lost without asking it);
+    `token` is its Ray auth token (from the server's secrets store)."""
 
-    def __init__(self, entry: ClusterEntry, runs_dir: str | Path, health=lambda: "healthy"):
+    def __init__(self, entry: ClusterEntry, runs_dir: str | Path, health=lambda: "healthy", token: str | None = None):
         self.entry = entry
+        self.token = token
         self.name = f"ray-remote:{entry.name}"
         self.runs_dir = Path(runs_dir).resolve()
         self.health = health
-        self._client = None
 
     # ---- paths ---------------------------------------------------------------------------
     def cluster_path(self, path: str | None) -> str | None:
@@ -55,12 +67,8 @@ class RemoteRayBackend:
         relative = Path(path).resolve().relative_to(self.runs_dir)
         return str(Path(self.entry.storage) / relative)
 
-    def client(self):
-        from ray.job_submission import JobSubmissionClient
-
-        if self._client is None:
-            self._client = JobSubmissionClient(self.entry.address, headers=self.entry.headers())
-        return self._client
+    def _call(self, method: str, path: str, timeout_s: float, body: dict | None = None) -> tuple[int, object]:
+        return asyncio.run(dashboard_request(method, self.entry.address, path, self.token, timeout_s, body))
 
     # ---- the interface -------------------------------------------------------------------
     def handle_for(self, spec: LaunchSpec) -> dict:
@@ -75,24 +83,27 @@ class RemoteRayBackend:
                   "train_fn": base64.b64encode(spec.train_fn).decode() if spec.train_fn else None}
         launch_file = attempt_dir.write_launch({"spec": remote, "placement": placement.to_dict()})
         sid = attempt_name(spec.job_id, spec.attempt)
+        entrypoint = remote_entrypoint(self.cluster_path(str(launch_file)))
         try:
-            self.client().submit_job(entrypoint=remote_entrypoint(self.cluster_path(str(launch_file))),
-                                     submission_id=sid, metadata={"suanli_job": spec.job_id,
-                                                                  "suanli_attempt": str(spec.attempt)})
-        except RuntimeError:
-            if self._ray_job(sid) is None:  # refused for another reason than the id being taken
-                raise
+            status, _ = self._call("POST", "/api/jobs/", SUBMIT_TIMEOUT_S, {
+                "entrypoint": entrypoint, "submission_id": sid,
+                "metadata": {"suanli_job": spec.job_id, "suanli_attempt": str(spec.attempt)}})
+            if status >= 400 and self._ray_job(sid) is None:  # refused for another reason than the id being taken
+                raise ProbeRefused(status)
+        except (TimeoutError, httpx.HTTPError, ProbeFailed) as exc:
+            raise RuntimeError(f"cluster {self.entry.name}: submitting {sid} failed ({failure_reason(exc)})") from None
+        if status >= 400:
             log.info("%s was already submitted to %s: not submitted again", sid, self.entry.name)
 
     def _ray_job(self, sid: str) -> dict | None:
         """Ray's record of the job (None when the cluster does not know it); raises when the
         cluster does not answer within STATUS_TIMEOUT_S."""
-        answer = httpx.get(f"{self.entry.address}/api/jobs/{sid}", headers=self.entry.headers(),
-                           timeout=STATUS_TIMEOUT_S)
-        if answer.status_code == 404:
+        status, job = self._call("GET", f"/api/jobs/{sid}", STATUS_TIMEOUT_S)
+        if status == 404:
             return None
-        answer.raise_for_status()
-        return answer.json()
+        if status >= 400 or not isinstance(job, dict):
+            raise ProbeRefused(status)
+        return job
 
     def poll(self, handle: dict) -> AttemptStatus:
         attempt_dir = AttemptDir.at(handle["run_dir"])
@@ -109,7 +120,7 @@ class RemoteRayBackend:
                                  workers=workers)
         try:
             job = self._ray_job(handle["submission_id"])
-        except httpx.HTTPError:
+        except (TimeoutError, httpx.HTTPError, ProbeFailed):
             return AttemptStatus("running" if written else "starting", workers=workers)  # slow is not lost
         if job is None:
             return AttemptStatus("lost", error=f"cluster {self.entry.name} has no Ray job "
@@ -120,16 +131,16 @@ class RemoteRayBackend:
                 return self.poll(handle)
             return AttemptStatus("failed" if job["status"] != "STOPPED" else "stopped", workers=workers,
                                  error=f"the Ray job {handle['submission_id']} on {self.entry.name} ended "
-                                       f"{job['status']}: {(job.get('message') or '').strip()[:300]}")
+                                       f"{job['status']}: {ending_with_exception(job.get('message') or '')}")
         return AttemptStatus("running" if written and written["phase"] == "running" else "starting", workers=workers)
 
     def stop(self, handle: dict, force: bool = False) -> None:
         AttemptDir.at(handle["run_dir"]).request_stop()
         if force and self.health() != "lost":
             try:
-                self.client().stop_job(handle["submission_id"])
-            except Exception as exc:  # noqa: BLE001 - a job already gone is stopped
-                log.info("stop_job %s on %s: %s", handle["submission_id"], self.entry.name, exc)
+                self._call("POST", f"/api/jobs/{handle['submission_id']}/stop", STATUS_TIMEOUT_S)
+            except (TimeoutError, httpx.HTTPError, ProbeFailed) as exc:  # logged: its STOP file stops it too
+                log.info("stopping %s on %s: %s", handle["submission_id"], self.entry.name, failure_reason(exc))
 
     def fence(self, handle: dict) -> None:
         """Mark the attempt fenced in its directory: its run stops and reports nothing."""

@@ -23,10 +23,13 @@ def add(
     tier: str = typer.Option("center", "--tier", help="center or edge."),
     storage: str | None = typer.Option(None, "--storage", help="The path at which its nodes see the server's runs "
                                        "directory (default: the same path)."),
-    token_file: Path | None = typer.Option(None, "--token-file", help="A file holding its Ray auth token."),
+    token_file: Path | None = typer.Option(None, "--token-file", help="A file holding its Ray auth token, read "
+                                           "here and sent once; the server keeps it in its secrets store."),
     link: list[str] = typer.Option([], "--link", help="SITE=BYTES_PER_S[@LATENCY_MS] to another site (repeatable)."),
 ) -> None:
-    """Register a cluster; it is probed every 2 s and scheduled onto once healthy."""
+    """Register a cluster once the server has checked it (its dashboard answers with the token,
+    its nodes see the runs directory at --storage); it is probed every 2 s and scheduled onto once
+    healthy."""
     links = {}
     for item in link:
         other, _, rest = item.partition("=")
@@ -38,7 +41,7 @@ def add(
     try:
         with client_or_fail() as client:
             added = client.add_cluster(name, address, site, tier, storage, token_file, links)
-    except api_errors() as exc:
+    except (*api_errors(), ValueError) as exc:  # ValueError: the token file, read here
         raise fail(str(exc)) from None
     console.print(f"registered {added['name']} ({added['address']}, site {added['site']}, {added['tier']})")
 

@@ -129,7 +129,8 @@ class RegistryChange(BaseModel):
 
 class NewCluster(BaseModel):
     """A Ray cluster to register: its job-submission address, where it is, the storage path at
-    which its nodes see the server's runs directory, and a file holding its Ray auth token."""
+    which its nodes see the server's runs directory, and its Ray auth token (kept in the server's
+    secrets store, never shown)."""
 
     model_config = {"extra": "forbid"}
     name: str
@@ -137,7 +138,7 @@ class NewCluster(BaseModel):
     site: str | None = None
     tier: Literal["center", "edge"] = "center"
     storage: str | None = None
-    token_file: str | None = None
+    token: str | None = None
     links: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 

@@ -24,11 +24,12 @@ from fastapi import HTTPException
 from prometheus_client import Counter, Gauge
 
 import cluster
-from cluster.federation import HEALTHY_AFTER_ANSWERS, LOST_AFTER_MISSED, Federation, check_entry
+from cluster.federation import HEALTHY_AFTER_ANSWERS, LOST_AFTER_MISSED, Federation
 from cluster.metrics import CapacityMetrics
 from runtime.audit.witness import open_server_log
 from runtime.backends.federated import FederatedBackend
 from runtime.backends.ray_local import RayBackend
+from runtime.backends.registration import register_cluster
 from runtime.controller.controller import JobController
 from runtime.controller.lease_keeper import LeaseKeeper
 from runtime.data import DatasetError, inspect_table
@@ -39,6 +40,7 @@ from runtime.server.auth import Accounts, Identity, JwtIssuer, ensure_local_admi
 from runtime.specs import FeatureJob, TrainingJob
 from runtime.store import LeaseStore, open_store
 from runtime.store.clusters import ClusterStore
+from runtime.store.secrets import SecretStore
 from schedulers.engine import SchedulerConfig, check_submission
 from schedulers.types import ClusterState, JobRequest
 
@@ -187,9 +189,10 @@ class Server:
         self.started_head = False  # True when this server started the state directory's Ray head
         self.ray_address = ""
         self.controller: JobController | None = None
-        self.clusters = ClusterStore(self.store)
+        self.clusters = ClusterStore(self.store, SecretStore(self.state_dir / "secrets"))
         self.federation = Federation(self.clusters.list, lost_after=options.cluster_lost_after,
-                                     healthy_after=options.cluster_healthy_after, on_change=self._cluster_changed)
+                                     healthy_after=options.cluster_healthy_after, on_change=self._cluster_changed,
+                                     token_for=self.clusters.token)
         self.backends: FederatedBackend | None = None
         self._snapshot_lock = threading.Lock()
         self._uvicorn = None
@@ -300,21 +303,14 @@ class Server:
 
     # ---- the federation's registry ---------------------------------------------------------
     def add_cluster(self, fields: dict, actor: str):
-        """Register a cluster (ValueError naming the field); audited."""
-        storage = fields.get("storage")
-        if storage and not Path(storage).is_absolute():
-            raise ValueError(f"storage: {storage!r} must be the absolute path at which the cluster's nodes see "
-                             f"this server's runs directory ({self.runs_dir}); object-store URIs are not supported")
-        entry = check_entry(fields["name"], fields["address"], fields.get("site"), fields.get("tier", "center"),
-                            storage, fields.get("token_file"), fields.get("links"))
+        """Register a cluster once checked (ValueError naming the field); audited."""
         own = {n.cluster for n in self.current_snapshot().nodes if n.cluster not in {e.name for e in self.clusters.list()}}
-        if entry.name in own:
-            raise ValueError(f"name: {entry.name!r} is the server's own cluster; choose another name")
-        entry = self.clusters.add(entry, actor)
+        entry = register_cluster(self.clusters, fields, actor, self.runs_dir, reserved=own)
         if self.backends:
             self.backends.forget(entry.name)
         self.audit.append("cluster-added", actor, {"name": entry.name, "address": entry.address, "site": entry.site,
-                                                   "tier": entry.tier}, level="notice")
+                                                   "tier": entry.tier, "token_secret": entry.token_secret},
+                          level="notice")
         return entry
 
     def remove_cluster(self, name: str, actor: str) -> bool:
@@ -375,7 +371,8 @@ class Server:
     def _start_control(self) -> None:
         config = SchedulerConfig(throughput=load_throughput_model(self.options.profile),
                                  min_run_before_preempt_s=120.0)
-        self.backends = FederatedBackend(RayBackend(), self.federation, self.runs_dir, self.clusters.list)
+        self.backends = FederatedBackend(RayBackend(), self.federation, self.runs_dir, self.clusters.list,
+                                         self.clusters.token)
         self.controller = JobController(self.store, self.backends, self.lease, self.runs_dir,
                                         policy=self.options.policy, config=config, federation=self.federation)
         self.federation.probe_all()  # health known before the first scheduling round

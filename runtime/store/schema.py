@@ -136,13 +136,13 @@ waiting = Table(
 )
 
 clusters = Table(
-    "clusters", metadata,  # the federation's registry (added to older stores on open)
+    "clusters", metadata,  # the federation's registry (added to older stores on open); tokens are in the
+    # secrets store (cluster/<name>/ray-token), and the token_file column of older stores is never read
     Column("name", String(40), primary_key=True),
     Column("address", Text, nullable=False),  # Ray's job-submission (dashboard) address
     Column("site", String(64), nullable=False),
     Column("tier", String(16), nullable=False),
     Column("storage", Text, nullable=False),
-    Column("token_file", Text),  # a file holding the cluster's Ray auth token (never the token itself)
     Column("links", Text, nullable=False),  # {site: {"bandwidth_bps", "latency_ms"}}
     Column("added_at", Float, nullable=False),
     Column("added_by", String(64), nullable=False),

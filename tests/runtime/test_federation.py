@@ -3,8 +3,13 @@ on this machine (own ports, temp dirs and auth tokens, dashboards on), registere
 `suanli clusters add`, a server with its own embedded cluster scheduling onto them through Ray's
 job-submission API.
 
-- registration: bad input names the field; a wrong token shows as a probe error; health and
-  capacity cover every cluster;
+- registration: bad input names the field; a token file that is missing or not one line, a wrong
+  token, a `--storage` its nodes cannot see and a `token_file` path sent to the API are refused
+  with nothing stored; tokens live only in the server's 0600 secrets store (no API answer and no
+  other file of the server holds one) and go with their cluster; health and capacity cover every
+  cluster;
+- a trickling address beside a real cluster: probes end at their deadline, the real one stays
+  healthy; a failed Ray job's error ends with its exception line;
 - a head SIGKILLed mid-training: the job resumes on the other cluster from its checkpoint and ends
   SUCCEEDED once, no retry used, and its events tell the story;
 - a 3 s stall of a head moves nothing; a stall past the threshold fences the attempt, the job
@@ -19,6 +24,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -59,19 +65,25 @@ def fed():
     from runtime.server.local import start_server, stop_local_server
 
     root = Path(tempfile.mkdtemp(prefix="sf-", dir="/tmp"))  # short: Ray's socket paths live under it
-    heads = {"fa": start_head("fa", root, site="bj"), "fb": start_head("fb", root, site="sh")}
     state = root / "state"
-    proc, url = start_server(state, "--data-dir", str(REPO.parent / "shared"), "--lease-ttl", "4", "--lease-renew", "1",
-                             "--cluster-lost-after", "3", "--cluster-healthy-after", "2")
-    client = Client(address=url, state_dir=state)
-    env = {"SUANLI_SERVER": url, "SUANLI_CONFIG": "", "SUANLI_TOKEN": (state / "admin.token").read_text().strip()}
-    yield {"heads": heads, "client": client, "url": url, "state": state, "root": root, "env": env}
-    client.close()
-    stop_local_server(state)  # the server by pid, then its own embedded head
-    proc.wait(timeout=10)
-    for head in heads.values():
-        head.stop()
-    kill_drivers(state / "runs")
+    heads = {}
+    try:  # whatever fails to start, the heads started before it are stopped
+        heads["fa"] = start_head("fa", root, site="bj")
+        heads["fb"] = start_head("fb", root, site="sh")
+        proc, url = start_server(state, "--data-dir", str(REPO.parent / "shared"), "--lease-ttl", "4", "--lease-renew",
+                                 "1", "--cluster-lost-after", "3", "--cluster-healthy-after", "2")
+        client = Client(address=url, state_dir=state)
+        env = {"SUANLI_SERVER": url, "SUANLI_CONFIG": "", "SUANLI_TOKEN": (state / "admin.token").read_text().strip()}
+        try:
+            yield {"heads": heads, "client": client, "url": url, "state": state, "root": root, "env": env}
+        finally:
+            client.close()
+            stop_local_server(state)  # the server by pid, then its own embedded head
+            proc.wait(timeout=10)
+    finally:
+        for head in heads.values():
+            head.stop()
+        kill_drivers(state / "runs")
 
 
 def cli(fed, *args):
@@ -89,6 +101,25 @@ def register(fed, head):
               "--token-file", str(head.token_file), "--link", "sh=50e6@30" if head.site == "bj" else "bj=50e6@30")
     assert out.exit_code == 0, out.stdout + out.stderr
     wait_for(lambda: health(fed)[head.name]["health"] == "healthy", 20, f"{head.name} healthy")
+
+
+def secret_names(fed):
+    return sorted(p.name for p in (fed["state"] / "secrets").iterdir())
+
+
+def assert_no_token_leaked(fed):
+    """No answer of the API and no file the server wrote outside its secrets store holds a
+    cluster's token."""
+    tokens = {name: head.token_file.read_text() for name, head in fed["heads"].items()}
+    auth = {"Authorization": f"Bearer {fed['env']['SUANLI_TOKEN']}"}
+    answers = "".join(httpx.get(f"{fed['url']}{path}", headers=auth, timeout=30).text
+                      for path in ("/clusters", "/capacity", "/ui/state", "/audit/tail"))
+    for name, token in tokens.items():
+        assert token not in answers, f"{name}'s token in an API answer"
+    for path in fed["state"].rglob("*"):
+        if path.is_file() and not path.is_relative_to(fed["state"] / "secrets"):
+            data = path.read_bytes()
+            assert not any(token.encode() in data for token in tokens.values()), f"a token in {path}"
 
 
 def job_spec(name, epochs=8):
@@ -109,14 +140,28 @@ def test_registration_health_and_capacity(fed):
     bad = cli(fed, "clusters", "add", "Bad_Name", "--address", "http://127.0.0.1:1")
     assert bad.exit_code == 2 and "name: 'Bad_Name'" in bad.stderr
     bad = cli(fed, "clusters", "add", "x", "--address", "http://127.0.0.1:1", "--token-file", "/nowhere/token")
-    assert bad.exit_code == 2 and "token_file: /nowhere/token is not a readable file" in bad.stderr
+    assert bad.exit_code == 2 and "--token-file /nowhere/token: does not exist" in bad.stderr, bad.stderr
+    two_lines = fed["root"] / "two-lines.token"
+    two_lines.write_text(f"{heads['fa'].token_file.read_text()}\nsomething else\n")
+    bad = cli(fed, "clusters", "add", "x", "--address", heads["fa"].address, "--token-file", str(two_lines))
+    said = " ".join(bad.stderr.split())
+    assert bad.exit_code == 2 and f"--token-file {two_lines}: is not a single line (2 lines)" in said, said
+    assert "something else" not in bad.stderr
+    # the API takes no path to read: the server's own admin token cannot be sent anywhere by naming it
+    sent = httpx.post(f"{fed['url']}/clusters", headers={"Authorization": f"Bearer {fed['env']['SUANLI_TOKEN']}"},
+                      json={"name": "x", "address": "http://127.0.0.1:1", "token_file": str(fed["state"] / "admin.token")})
+    assert sent.status_code == 422 and sent.json()["detail"].startswith("token_file: Extra inputs are not permitted")
     wrong = fed["root"] / "wrong.token"
     wrong.write_text("not-the-token")
     out = cli(fed, "clusters", "add", "wrong", "--address", heads["fa"].address, "--token-file", str(wrong))
-    assert out.exit_code == 0
-    refused = wait_for(lambda: health(fed)["wrong"]["missed_probes"] >= 1 and health(fed)["wrong"], 15, "a probe")
-    assert "refused the token" in refused["last_error"] and refused["health"] != "healthy"
-    assert cli(fed, "clusters", "remove", "wrong").exit_code == 0
+    said = " ".join(out.stderr.split())
+    assert out.exit_code == 2 and f"token: the cluster at {heads['fa'].address} refused the token given" in said, said
+    out = cli(fed, "clusters", "add", "blind", "--address", heads["fa"].address, "--storage", "/nowhere/runs",
+              "--token-file", str(heads["fa"].token_file))
+    said = " ".join(out.stderr.split())
+    assert out.exit_code == 2 and "storage: the nodes of cluster blind cannot use --storage /nowhere/runs: " \
+        "/nowhere/runs does not exist on node" in said and "pass --storage with the path" in said, said
+    assert {"wrong", "blind"}.isdisjoint(health(fed)) and secret_names(fed) == []  # refused: nothing stored
 
     register(fed, heads["fa"])
     register(fed, heads["fb"])
@@ -130,6 +175,83 @@ def test_registration_health_and_capacity(fed):
     assert {c["name"]: c["health"] for c in report["clusters"]}.items() >= {"fa": "healthy", "fb": "healthy"}.items()
     printed = cli(fed, "capacity").stdout
     assert "Capacity" in printed and "Clusters" in printed and "healthy" in printed
+
+    # the tokens: in the server's secrets store only, 0600, by name; nowhere else the server writes or answers
+    assert secret_names(fed) == ["cluster%2Ffa%2Fray-token", "cluster%2Ffb%2Fray-token"]
+    for name, head in heads.items():
+        stored = fed["state"] / "secrets" / f"cluster%2F{name}%2Fray-token"
+        assert stored.read_text() == head.token_file.read_text() and stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert {c["name"]: c.get("token_secret") for c in listed[1:]} == {"fa": "cluster/fa/ray-token",
+                                                                      "fb": "cluster/fb/ray-token"}
+    assert_no_token_leaked(fed)
+    # a cluster's token goes with it
+    out = cli(fed, "clusters", "add", "fa-again", "--address", heads["fa"].address, "--token-file",
+              str(heads["fa"].token_file))
+    assert out.exit_code == 0 and "cluster%2Ffa-again%2Fray-token" in secret_names(fed)
+    assert cli(fed, "clusters", "remove", "fa-again").exit_code == 0
+    assert "cluster%2Ffa-again%2Fray-token" not in secret_names(fed)
+
+
+def test_a_trickling_address_never_costs_a_healthy_cluster_its_health(fed):
+    """One fake address answering a byte a second (every read succeeds, none ends the answer)
+    and one real Ray cluster, probed together by the server's prober for 12 rounds: the
+    trickler is lost by its probes' deadline, the real cluster answers every round."""
+    from cluster.federation import ClusterEntry, Federation
+    from tests.cluster.test_federation_unit import raw_server, trickle
+
+    head = fed["heads"]["fa"]
+    token = head.token_file.read_text()
+    with raw_server(trickle) as address:
+        entries = [ClusterEntry("slow", address, "gz"), ClusterEntry("fa", head.address, head.site)]
+        changes = []
+        federation = Federation(lambda: entries, on_change=lambda *c: changes.append(c[:2]),
+                                token_for={"fa": token}.get)
+        federation.start()
+        seen = set()
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline and {s["name"]: s["probes"] for s in federation.status()}.get("fa", 0) < 12:
+                seen.add(federation.health("fa"))
+                time.sleep(0.2)
+            status = {s["name"]: s for s in federation.status()}
+        finally:
+            federation.stop()
+    print(status)
+    assert status["fa"]["probes"] >= 12 and status["fa"]["health"] == "healthy" and seen <= {"unknown", "healthy"}
+    assert ("fa", "lost") not in changes and status["fa"]["nodes"] == 1
+    assert status["slow"]["health"] == "lost" and status["slow"]["last_error"] == "timed out after 2.0 s"
+    assert status["slow"]["probes"] >= 10  # probed every round too, each ended at its deadline
+
+
+def test_a_failed_ray_jobs_error_ends_with_its_exception_line(fed):
+    """A Ray job on a registered cluster failing deep in a traceback: the attempt's error, as the
+    remote backend reports it, keeps the exception line (a cut from the start lost it)."""
+    import shlex
+    import sys
+
+    from ray.job_submission import JobSubmissionClient
+
+    from cluster.federation import ClusterEntry
+    from runtime.backends.ray_remote import RemoteRayBackend
+
+    head = fed["heads"]["fb"]
+    token = head.token_file.read_text()
+    client = JobSubmissionClient(head.address, headers={"Authorization": f"Bearer {token}"})
+    script = ("import sys; sys.setrecursionlimit(100)\n"
+              "def deeper(n):\n    return deeper(n - 1) if n else open('/nowhere/runs/j/launch.json')\n"
+              "deeper(40)")
+    sid = f"suanli-test-deep-{os.getpid()}"
+    client.submit_job(entrypoint=f"{sys.executable} -c {shlex.quote(script)}", submission_id=sid)
+    backend = RemoteRayBackend(ClusterEntry("fb", head.address, head.site), fed["root"], token=token)
+    run_dir = fed["root"] / sid
+    run_dir.mkdir()
+    handle = {"submission_id": sid, "run_dir": str(run_dir)}
+    wait_for(lambda: backend.poll(handle).phase == "failed", 120, "the Ray job failed")
+    status = backend.poll(handle)
+    print(status.error)
+    assert status.error.startswith(f"the Ray job {sid} on fb ended FAILED: Job entrypoint command failed")
+    assert status.error.endswith("FileNotFoundError: [Errno 2] No such file or directory: '/nowhere/runs/j/launch.json'")
+    assert "\n" not in status.error and len(status.error) <= 400
 
 
 def test_head_killed_mid_training_resumes_on_the_other_cluster_once(fed):

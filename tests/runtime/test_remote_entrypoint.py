@@ -17,18 +17,19 @@ from schedulers.types import Placement
 HOSTILE = "nodes see it here/it's \"quoted\"; touch INJECTED; $(touch INJECTED2) `touch INJECTED3`"
 
 
-class ShellJobClient:
-    """Takes the place of Ray's JobSubmissionClient on a cluster: runs each entrypoint the way
-    Ray's job supervisor does (`/bin/sh -c`, shell=True) in `cwd`, and keeps what it ran."""
+class ShellJobApi:
+    """Takes the place of a cluster's Ray job-submission REST API: runs each submitted entrypoint the
+    way Ray's job supervisor does (`/bin/sh -c`, shell=True) in `cwd`, and keeps what it ran."""
 
     def __init__(self, cwd: Path):
         self.cwd = cwd
         self.ran: list[subprocess.CompletedProcess] = []
 
-    def submit_job(self, entrypoint: str, submission_id: str, metadata: dict) -> str:
-        self.ran.append(subprocess.run(entrypoint, shell=True, cwd=self.cwd, capture_output=True, text=True,
+    def __call__(self, method: str, path: str, timeout_s: float, body: dict | None = None) -> tuple[int, object]:
+        assert (method, path) == ("POST", "/api/jobs/")
+        self.ran.append(subprocess.run(body["entrypoint"], shell=True, cwd=self.cwd, capture_output=True, text=True,
                                        timeout=120))
-        return submission_id
+        return 200, {"submission_id": body["submission_id"]}
 
 
 def test_entrypoint_keeps_a_hostile_launch_path_one_argument():
@@ -48,7 +49,7 @@ def test_a_remote_attempt_runs_from_a_storage_path_with_spaces_quotes_and_semico
     workdir.mkdir()
     backend = RemoteRayBackend(ClusterEntry(name="sh-dc2", address="http://10.0.0.5:8265", site="sh",
                                             storage=str(storage)), runs)
-    backend._client = client = ShellJobClient(workdir)
+    backend._call = client = ShellJobApi(workdir)
     run_dir = runs / "job-1" / "attempt-1"
     run_dir.mkdir(parents=True)
     (run_dir / FENCED_FILE).touch()  # remote_entry then ends before ray.init: the path is all it needs
