@@ -32,9 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import httpx  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from benchmarks._common import SHARED_DATA, emit  # noqa: E402
 
+IDP = "https://idp.bank.example"
 STALL_TOLERANCE_S = 2.0  # the loop polls every 0.5 s; a step may take a second on a loaded machine
 
 
@@ -64,7 +67,16 @@ class Harness:
         self.state.mkdir(parents=True)
         emulation = root / "cluster.yaml"
         emulation.write_text("name: adversarial\nnodes:\n  - {tier: center, site: dc1, count: 1, cpu: 6}\n")
-        self.proc, self.url = start_server(self.state, "--emulate", str(emulation))
+        self.data = root / "data"  # per-tenant data roots: data/<tenant>/
+        for tenant in ("attackers", "bystanders"):
+            (self.data / tenant).mkdir(parents=True)
+        self.idp_key = ec.generate_private_key(ec.SECP256R1())  # an identity provider's signing key
+        idp_public = root / "idp.pem"
+        idp_public.write_bytes(self.idp_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+        self.proc, self.url = start_server(self.state, "--emulate", str(emulation), "--data-dir", str(self.data),
+                                           "--jwt-public-key", str(idp_public), "--jwt-issuer", IDP,
+                                           "--jwt-audience", "suanli")
         self.admin = (self.state / "admin.token").read_text().strip()
         self.healthz_samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
@@ -154,7 +166,7 @@ RUN_DIR_ATTACKS = {
     "progress-without-epoch": "missing field 'epoch'",
     "progress-link-to-dev-zero": "symbolic link",
     "progress-of-several-gb": "-byte limit",
-    "checkpoint-dir-is-a-link": "not a directory",
+    "checkpoint-dir-is-a-link": "a checkpoint that is a link",
 }
 
 
@@ -205,6 +217,90 @@ def cancel_races_launch(h: Harness, rounds: int = 8) -> Outcome:
                    f"inconsistent: {bad}" if bad else "each CANCELLED once, never restarted")
 
 
+def _refused(name: str, answer: httpx.Response, statuses: tuple[int, ...], detail: str = "") -> Outcome:
+    return Outcome(name, answer.status_code in statuses, f"HTTP {answer.status_code}: {answer.text[:200]}", detail,
+                   answers=[answer.text])
+
+
+def api_attacks(h: Harness) -> list[Outcome]:
+    """Attacks through the API by authenticated callers: secrets by path, other tenants' files,
+    identities from another namespace, roles the SDK used to check alone, oversize records."""
+    import jwt
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mallory = h.user("mallory2", "algorithm-engineer", "attackers")
+    analyst = h.user("ana", "business-analyst", "attackers")
+    outcomes = [
+        _refused("clusters: a token read from a server-side path", h.call("POST", "/clusters", json={
+            "name": "steal", "address": "http://127.0.0.1:9", "site": "dc9",
+            "token_file": str(h.state / "admin.token")}), (422,)),
+        _refused("deployments: a caller-named public key", h.call("POST", "/deployments", mallory, json={
+            "registry": str(h.root / "registry"), "model": "m", "version": "1",
+            "public_key": "-----BEGIN PUBLIC KEY-----"}), (403, 422)),
+        _refused("registry: promote without artifacts:promote", h.call("POST", "/registry/promote", analyst, json={
+            "registry": str(h.root / "registry"), "model": "m", "version": 1}), (403,)),
+    ]
+    big = {"blob": "x" * (10 << 20)}
+    answer = h.call("POST", "/audit/events", mallory, json={"type": "note", "detail": big})
+    after = h.call("POST", "/audit/events", mallory, json={"type": "note", "detail": {"after": "the big one"}})
+    outcomes.append(Outcome("audit: a 10 MB event", 400 <= answer.status_code < 500 and after.status_code == 201,
+                            f"HTTP {answer.status_code}: {answer.text[:160]}; the next event: HTTP {after.status_code}",
+                            answers=[answer.text, after.text]))
+    # a JWT whose subject is a local user's name: not that user, and no local token
+    claims = {"sub": "mallory2", "iss": IDP, "aud": "suanli", "exp": time.time() + 300,
+              "suanli_role": "algorithm-engineer", "suanli_tenant": "attackers"}
+    token = jwt.encode(claims, h.idp_key, algorithm="ES256")
+    whoami = h.call("GET", "/whoami", token)
+    minted = h.call("POST", "/tokens", token, json={"user": "mallory2"})
+    own = h.call("POST", "/tokens", token, json={})
+    outcomes.append(Outcome("jwt: a subject equal to a local user's name",
+                            whoami.json().get("name") != "mallory2" and minted.status_code == 403
+                            and own.status_code == 403,
+                            f"whoami {whoami.json().get('name')!r}; minting for mallory2: HTTP {minted.status_code}; "
+                            f"for itself: HTTP {own.status_code}", answers=[whoami.text, minted.text, own.text]))
+    # feature jobs: another tenant's root, an existing file, a path out of the root
+    victim = h.data / "bystanders" / "features.parquet"
+    pq.write_table(pa.table({"x": [1]}), victim)
+    events = h.data / "attackers" / "events.parquet"
+    pq.write_table(pa.table({"card": [1, 1], "ts": [0.0, 1.0], "amount": [1.0, 2.0]}), events)
+    mine = h.data / "attackers" / "mine.parquet"
+    pq.write_table(pa.table({"x": [1]}), mine)
+    base = {"kind": "features", "name": "feat", "input": str(events), "keys": ["card"], "time_column": "ts",
+            "amount_column": "amount"}
+    for name, output, statuses in [("another tenant's root", victim, (403,)), ("an existing file", mine, (409,)),
+                                   ("a path out of the root", h.data / "attackers" / ".." / "escape.parquet",
+                                    (403, 422))]:
+        outcomes.append(_refused(f"features: an output in {name}",
+                                 h.call("POST", "/jobs", mallory, json={**base, "output": str(output)}), statuses))
+    intact = pq.read_table(victim).to_pydict() == {"x": [1]} and not (h.data / "escape.parquet").exists()
+    outcomes[-3].refused &= intact
+    return outcomes
+
+
+def audit_truncation(h: Harness) -> Outcome:
+    """After the server stopped: delete the log's newest records together with the checkpoints that
+    cover them, then verify with the key pinned outside the log, as an auditor would."""
+    import subprocess
+
+    from runtime.audit.log import CHECKPOINTS, PUBLIC_KEY_FILE, segments
+
+    audit = h.state / "audit"
+    pinned = h.root / "pinned-audit-key.pem"
+    pinned.write_bytes((audit / PUBLIC_KEY_FILE).read_bytes())  # the operator's copy, made at install
+    records = [json.loads(line) for segment in segments(audit) for line in segment.read_bytes().splitlines()]
+    first_deleted = records[-1]["seq"] - 4
+    for path in [*segments(audit), audit / CHECKPOINTS]:
+        kept = [line for line in path.read_bytes().splitlines() if json.loads(line)["seq"] < first_deleted]
+        path.write_bytes(b"".join(line + b"\n" for line in kept))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUANLI_")}
+    done = subprocess.run([sys.executable, "-m", "runtime.cli.main", "audit", "verify", "--state-dir", str(h.state),
+                           "--public-key", str(pinned)], capture_output=True, text=True, timeout=300, env=env)
+    named = done.returncode != 0 and f"records {first_deleted}-" in done.stderr and "missing" in done.stderr
+    return Outcome("audit: the newest records deleted with their checkpoints", named,
+                   (done.stderr or done.stdout).strip()[-200:], answers=[done.stdout, done.stderr])
+
+
 def innocent_job(h: Harness):
     """A job of another tenant that must succeed, once, whatever the attacks do."""
     from runtime.specs import TrainingJob
@@ -216,6 +312,7 @@ def innocent_job(h: Harness):
 
 
 ATTACKS: list[Callable[[Harness], list[Outcome]]] = [
+    api_attacks,
     run_directory_attacks,
     lambda h: [cancel_races_launch(h)],
 ]
@@ -226,8 +323,18 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="suanli-adversarial-"))
+    # a user who once ran `ray start`: a token in ~/.ray (a private HOME here, never the real one)
+    os.environ["HOME"] = str(root / "home")
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        os.environ.pop(name, None)
+    import subprocess
+
+    subprocess.run([str(Path(sys.executable).with_name("ray")), "get-auth-token", "--generate"], check=True,
+                   capture_output=True)
+    user_token = (root / "home" / ".ray" / "auth_token").read_text()
     h = Harness(root)
-    outcomes: list[Outcome] = []
+    outcomes = [Outcome("ray: the user's own token in ~/.ray", True, "the server started on its own token",
+                        "the server's head uses the state directory's token")]
     try:
         bystander = innocent_job(h)
         for attack in ATTACKS:
@@ -242,6 +349,9 @@ def main() -> None:
         secrets = h.secrets()
     finally:
         server_log = h.close()
+    outcomes[0].refused = (root / "home" / ".ray" / "auth_token").read_text() == user_token
+    outcomes.append(audit_truncation(h))
+    log(f"{'refused' if outcomes[-1].refused else 'NOT REFUSED'}: {outcomes[-1].name}: {outcomes[-1].caller_saw}")
     leaked = sorted({name for name, value in secrets.items() for text in
                      [server_log, page, *(a for o in outcomes for a in [o.caller_saw, *o.answers])] if value in text})
     result = {

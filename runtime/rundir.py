@@ -141,14 +141,16 @@ class RunsDir:
         finally:
             os.close(fd)
 
-    def entries(self, parts: tuple[str, ...]) -> list[tuple[str, bool]]:
-        """(name, is a real directory) for each entry of the directory (empty when absent)."""
+    def entries(self, parts: tuple[str, ...]) -> list[tuple[str, str]]:
+        """(name, "dir" | "link" | "file") for each entry of the directory (empty when absent);
+        "dir" is a real directory, never a link to one."""
         try:
             fd = self._open((*parts, "."), os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             return []
         try:
-            return sorted((e.name, e.is_dir(follow_symlinks=False)) for e in os.scandir(fd))
+            return sorted((e.name, "link" if e.is_symlink() else "dir" if e.is_dir(follow_symlinks=False) else "file")
+                          for e in os.scandir(fd))
         finally:
             os.close(fd)
 
@@ -201,8 +203,8 @@ class JobDir:
 
     def attempts(self) -> list[AttemptDir]:
         """The job's attempt directories in order (links and stray names ignored)."""
-        numbers = [int(name.split("-", 1)[1]) for name, is_dir in self.runs.entries((self.job_id,))
-                   if is_dir and re.fullmatch(r"attempt-[1-9][0-9]{0,5}", name)]
+        numbers = [int(name.split("-", 1)[1]) for name, kind in self.runs.entries((self.job_id,))
+                   if kind == "dir" and re.fullmatch(r"attempt-[1-9][0-9]{0,5}", name)]
         return [self.attempt(n) for n in sorted(numbers)]
 
     def provenance(self) -> dict | None:
@@ -326,12 +328,13 @@ class AttemptDir:
     # ---- checkpoints ---------------------------------------------------------------------
     def checkpoints(self) -> Iterator[tuple[Path, dict]]:
         """(directory, meta) of each sealed checkpoint Ray Train persisted here, in name order;
-        a checkpoint directory that is a link is refused, one without meta.json yet is skipped."""
-        for name, is_dir in self.runs.entries(self._parts()):
-            if not name.startswith(CHECKPOINT_PREFIX):
+        a checkpoint directory that is a link is refused; one without meta.json yet, and Ray Train's
+        own files beside them (checkpoint_manager_snapshot.json), are skipped."""
+        for name, kind in self.runs.entries(self._parts()):
+            if not name.startswith(CHECKPOINT_PREFIX) or kind == "file":
                 continue
-            if not is_dir:
-                raise RunFileError(f"{'/'.join(self._parts(name))}: a checkpoint that is not a directory (a link?); "
+            if kind == "link":
+                raise RunFileError(f"{'/'.join(self._parts(name))}: a checkpoint that is a link, not a directory; "
                                    f"remove it")
             meta = self.runs.read_json(self._parts(name, CHECKPOINT_META), required=("epoch", "sha256"))
             if meta is None:

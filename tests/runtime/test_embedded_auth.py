@@ -42,7 +42,7 @@ def test_a_two_worker_job_runs_when_the_user_already_has_a_ray_token(home, tmp_p
         client = Client(state_dir=state)  # starts the local server and its head, as a new user's first call does
         job = client.submit(TrainingJob(name="with-user-token", dataset=str(shared_path("credit", "australian_credit.csv")),
                                         label="class", workers=2, device="cpu", epochs=2, hidden=[16]))
-        assert job.wait(timeout=400).value == "SUCCEEDED", job.events()
+        assert job.wait(timeout=400).value == "SUCCEEDED", (job.info()["error"], job.logs()[-3000:])
         assert sum(a["workers"] for a in job.info()["placement"]["assignments"]) == 2
         own = state / TOKEN_FILE
         assert own.stat().st_mode & 0o777 == 0o600 and own.read_text().strip() != user_token.strip()

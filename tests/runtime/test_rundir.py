@@ -77,10 +77,12 @@ def test_oversize_files_and_records_without_their_fields_are_named(attempt):
 
 
 def test_a_checkpoint_that_is_or_holds_a_link_is_refused(attempt, tmp_path):
+    (attempt.path / "checkpoint_manager_snapshot.json").write_text("{}")  # Ray Train's own: skipped
+    assert list(attempt.checkpoints()) == []
     real = tmp_path / "real-checkpoint"
     real.mkdir()
     (attempt.path / "checkpoint_000002").symlink_to(real)
-    with pytest.raises(RunFileError, match="checkpoint_000002: a checkpoint that is not a directory"):
+    with pytest.raises(RunFileError, match="checkpoint_000002: a checkpoint that is a link"):
         list(attempt.checkpoints())
     (real / "state.pt").symlink_to("/dev/zero")
     with pytest.raises(ValueError, match="is not a directory"):
