@@ -78,3 +78,33 @@ def test_one_line_bounds_its_work_and_its_output():
     huge = "x" * 10_000_000
     assert one_line(huge) == "x" * (MAX_MESSAGE_CHARS - 3) + "..."
     assert one_line("short") == "short"
+
+
+@pytest.mark.ray
+def test_a_real_server_answers_a_hostile_path_with_one_bounded_line(tmp_path):
+    """A dataset path of 10 KB with newlines once made the file system's ENAMETOOLONG a 500; it is
+    a 422 naming the field, one line of at most MAX_MESSAGE_CHARS, and the server keeps serving."""
+    import httpx
+
+    from runtime.server.local import start_server
+
+    emulation = tmp_path / "one.yaml"
+    emulation.write_text("name: errors\nnodes:\n  - {tier: center, site: dc1, count: 1, cpu: 1}\n")
+    proc, url = start_server(tmp_path / "state", "--emulate", str(emulation))
+    try:
+        admin = (tmp_path / "state" / "admin.token").read_text().strip()
+        headers = {"Authorization": f"Bearer {admin}"}
+        spec = {"name": "hostile", "dataset": "/data/" + "part\n\x1b[2J" * 1000, "label": "y", "epochs": 1}
+        r = httpx.post(url + "/jobs", headers=headers, json={"spec": spec}, timeout=60)
+        assert r.status_code == 422, r.text
+        detail = r.json()["detail"]
+        assert detail.startswith("dataset: ") and len(detail) <= MAX_MESSAGE_CHARS
+        assert all(ch.isprintable() for ch in detail)
+        assert httpx.get(url + "/jobs", headers=headers, timeout=30).json() == []  # nothing stored
+        r = httpx.post(url + "/jobs", headers=headers, json={"spec": {"name": "x", "epochs": "many\n" * 2000}},
+                       timeout=60)
+        assert r.status_code == 422 and r.json()["detail"].startswith("spec.epochs: ")
+        assert len(r.json()["detail"]) <= MAX_MESSAGE_CHARS
+    finally:
+        proc.terminate()
+        proc.wait(timeout=120)

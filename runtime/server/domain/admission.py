@@ -24,7 +24,15 @@ def resolve_dataset(path: str, allowed: list[Path], field: str = "dataset", outp
     """An absolute path the server may read (a file, or for `dataset` a directory of files) or,
     with `output`, write: inside one of `allowed` (when any are set). A URI other than file://
     (s3://, gs://, ...) is returned as given, for the reader to reach. Invalid or Forbidden naming
-    `field` and the fix otherwise."""
+    `field` and the fix otherwise (a path the file system refuses, too long say, included)."""
+    try:
+        return _resolve(path, allowed, field, output)
+    except OSError as exc:
+        raise Invalid(f"{field}: the server cannot look at this path ({exc.strerror}); give an existing "
+                      f"absolute path of a sensible length (it begins {path[:60]!r})") from None
+
+
+def _resolve(path: str, allowed: list[Path], field: str, output: bool) -> Path | str:
     if "://" in path:
         scheme, _, rest = path.partition("://")
         if scheme != "file":

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from runtime.server.auth import Identity
 from runtime.server.deps import ServerDep, require
-from runtime.server.domain.quotas import quota_report, set_quota
+from runtime.server.domain import quotas
 from runtime.server.schemas import QuotaLimits
 
 router = APIRouter()
@@ -15,12 +15,12 @@ router = APIRouter()
 @router.get("/quotas")
 def list_quotas(server: ServerDep, identity: Identity = require("capacity:read")) -> list[dict]:
     """Every cap with what is in use against it now."""
-    return quota_report(server.store)
+    return quotas.quota_report(server.store)
 
 
 @router.put("/quotas/{scope}/{name}")
-def put_quota(scope: str, name: str, body: QuotaLimits, server: ServerDep,
+def set_quota(scope: str, name: str, body: QuotaLimits, server: ServerDep,
               identity: Identity = require("users:manage")) -> dict:
     """Cap a tenant's or a user's devices per kind and concurrent jobs (an empty body removes it)."""
     limits = body.model_dump(exclude_none=True)
-    return {"key": set_quota(server, identity, scope, name, limits), "limits": limits}
+    return {"key": quotas.set_quota(server, identity, scope, name, limits), "limits": limits}
