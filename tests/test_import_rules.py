@@ -86,3 +86,105 @@ def test_kernels_and_devices_import_on_a_gpu_node_without_the_control_plane():
         "import pydantic\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1 and "ImportError: blocked for this test: pydantic" in out.stderr, out.stderr
+# ---- the rules of docs/architecture.md ---------------------------------------------------------
+SERVER = REPO / "runtime" / "server"
+WEB_FRAMEWORKS = {"fastapi", "starlette"}
+
+
+def imported_modules(path: Path, root: Path = REPO) -> set[str]:
+    """The full dotted names `path` imports (relative imports resolved against its package under `root`)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_schedulers_and_kernels_import_without_ray_fastapi_or_pydantic():
+    """Every module of both packages imports in a process where ray, fastapi, starlette and
+    pydantic cannot be imported at all (transitive imports included)."""
+    import subprocess
+    import sys
+
+    script = """
+import importlib, pkgutil, sys
+BLOCKED = {"ray", "fastapi", "pydantic", "starlette"}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} may not be imported here")
+sys.meta_path.insert(0, Block())
+import kernels, schedulers
+count = 0
+for package in (schedulers, kernels):
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(info.name)
+        count += 1
+print(count)
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert int(out.stdout.strip()) >= len(modules("schedulers")) + len(modules("kernels")) - 4  # less __init__s
+
+
+def test_only_the_server_imports_fastapi():
+    """FastAPI is the server's business; the serving router's Starlette is fine."""
+    bad = {str(p.relative_to(REPO)): sorted(imports_of(p) & {"fastapi"})
+           for package in ("runtime", "cluster", "schedulers", "kernels") for p in modules(package)
+           if not p.is_relative_to(SERVER) and "fastapi" in imports_of(p)}
+    assert bad == {}
+
+
+def test_no_route_module_imports_another():
+    routes = sorted((SERVER / "routes").glob("*.py"))
+    names = {f"runtime.server.routes.{p.stem}" for p in routes if p.stem != "__init__"}
+    assert len(names) >= 8, names
+    bad = {p.name: sorted(n for n in imported_modules(p) if n in names or n == "runtime.server.routes"
+                          or n.startswith("runtime.server.routes."))
+           for p in routes}
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
+def test_the_domain_knows_nothing_of_http():
+    """runtime/server/domain/ imports neither FastAPI/Starlette nor the app, routes, deps or schemas."""
+    http_layer = ("runtime.server.app", "runtime.server.routes", "runtime.server.deps", "runtime.server.schemas")
+    domain = sorted((SERVER / "domain").rglob("*.py"))
+    assert domain
+    bad = {str(p.relative_to(REPO)): sorted(n for n in imported_modules(p)
+                                            if n.split(".")[0] in WEB_FRAMEWORKS or n.startswith(http_layer))
+           for p in domain}
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
+def test_the_server_writes_audit_records_in_one_place():
+    """Within runtime/server only domain/events.py appends to the audit log, one method per kind."""
+    writers = sorted(str(p.relative_to(REPO)) for p in SERVER.rglob("*.py") if "audit.append(" in p.read_text())
+    assert writers == ["runtime/server/domain/events.py"]
+    kinds = [line.split('append("')[1].split('"')[0] for line in (SERVER / "domain" / "events.py").read_text()
+             .splitlines() if 'audit.append("' in line]
+    assert kinds and len(kinds) == len(set(kinds)), kinds
+
+
+def test_the_control_plane_reaches_ray_only_through_its_backends():
+    """The controller, the store, the audit log and the server's domain never import Ray: the
+    controller acts through `ClusterBackend` (runtime/backends/)."""
+    rooms = [REPO / "runtime" / name for name in ("controller", "store", "audit")] + [SERVER / "domain"]
+    bad = {str(p.relative_to(REPO)) for room in rooms for p in room.rglob("*.py") if "ray" in imports_of(p)}
+    assert bad == set()
+
+
+def test_the_rule_checkers_catch_violations(tmp_path):
+    route = tmp_path / "runtime" / "server" / "routes" / "x.py"
+    route.parent.mkdir(parents=True)
+    route.write_text("from . import jobs\nfrom runtime.server.routes.ops import router\nimport fastapi\n")
+    names = imported_modules(route, root=tmp_path)
+    assert {"runtime.server.routes.jobs", "runtime.server.routes.ops", "fastapi"} <= names

@@ -163,16 +163,6 @@ def is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
-def checked_remote(uri: str, endpoints: list[str], field: str) -> str:
-    """`check_remote_uri` for a route: fastapi's HTTPException with the same status and line."""
-    from fastapi import HTTPException
-
-    try:
-        return check_remote_uri(uri, endpoints, field)
-    except DataPathError as exc:
-        raise HTTPException(exc.status, str(exc)) from None
-
-
 def check_remote_uri(uri: str, endpoints: list[str], field: str) -> str:
     """`uri` when it is an s3:// URI whose endpoint the server's allow-list (`--s3-endpoint`; `aws`
     for AWS's own) holds, without credentials in it; DataPathError naming `field` and the fix

@@ -17,10 +17,9 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import HTTPException
 from prometheus_client import Counter, Gauge
 
 import cluster
@@ -29,20 +28,17 @@ from cluster.metrics import CapacityMetrics
 from runtime.audit.witness import open_server_log
 from runtime.backends.federated import FederatedBackend
 from runtime.backends.ray_local import RayBackend
-from runtime.backends.registration import register_cluster
 from runtime.controller.controller import JobController
 from runtime.controller.lease_keeper import LeaseKeeper
-from runtime.data import DatasetError, inspect_table
-from runtime.data.roots import checked_remote, is_remote
 from runtime.profiles import load_throughput_model
-from runtime.server.api import create_app, resolve_dataset
 from runtime.server.auth import Accounts, Identity, JwtIssuer, ensure_local_admin
-from runtime.specs import FeatureJob, TrainingJob
+from runtime.server.domain.admission import Admission
+from runtime.server.domain.events import AuditEvents
 from runtime.store import LeaseStore, open_store
 from runtime.store.clusters import ClusterStore
 from runtime.store.secrets import SecretStore
-from schedulers.engine import SchedulerConfig, check_submission
-from schedulers.types import ClusterState, JobRequest
+from schedulers.engine import SchedulerConfig
+from schedulers.types import ClusterState
 
 SERVER_FILE = "server.json"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -89,76 +85,6 @@ def os_user() -> str:
         return f"uid{os.getuid()}"
 
 
-class Admission:
-    """Checks at submission: the dataset (absolute, readable by the server, inside its data
-    dirs, schema valid) and whether the job can ever fit the cluster."""
-
-    def __init__(self, server: Server):
-        self.server = server
-        self._tables: dict[tuple, dict] = {}  # (path, size, mtime, label, categorical) -> measured TableInfo
-
-    def prepare(self, job: TrainingJob) -> dict:
-        spec = job.model_dump()
-        if job.dataset:
-            path = (checked_remote(job.dataset, self.server.options.s3_endpoints, "dataset") if is_remote(job.dataset)
-                    else resolve_dataset(job.dataset, self.server.options.data_dirs))
-            spec["dataset"] = str(path)
-            if job.label:
-                spec["_dataset"] = self._inspect(path, job.label, job.categorical)
-        kinds, model = job.device_kinds()
-        spec.update(_device_kinds=list(kinds), _device_model=model, _algorithm=job.algorithm)
-        known = {c["name"] for c in self.server.clusters_status()} if job.clusters else set()
-        unknown = sorted(set(job.clusters) - known)
-        if unknown:
-            raise HTTPException(422, f"spec.clusters: {unknown[0]!r} is not a cluster of this server (known: "
-                                     f"{', '.join(sorted(known))}); register it with suanli clusters add")
-        return spec
-
-    def _inspect(self, path: Path, label: str, categorical: list[str]) -> dict:
-        """The dataset's schema checks and measurements, once per version of the file (a changed
-        size or mtime measures it again)."""
-        stat = path.stat() if isinstance(path, Path) else None
-        key = (str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None, label, tuple(categorical))
-        if key not in self._tables:
-            try:
-                self._tables[key] = asdict(inspect_table(path, label, categorical))
-            except DatasetError as exc:
-                raise HTTPException(422, str(exc)) from None
-            if len(self._tables) > 256:
-                self._tables.pop(next(iter(self._tables)))
-        return dict(self._tables[key])
-
-    def prepare_features(self, job: FeatureJob) -> dict:
-        """A feature job's stored spec: its input measured (rows, bytes) and its columns checked,
-        its output writable; 4xx naming the field otherwise."""
-        from runtime.data.roots import DataPathError
-        from runtime.features import FeatureInputError, check_columns, feature_paths, table_rows_and_columns
-
-        try:
-            source, output, roots = feature_paths(job, self.server.options.data_dirs)
-        except DataPathError as exc:
-            raise HTTPException(exc.status, str(exc)) from None
-        try:
-            rows, columns = table_rows_and_columns(source)
-            check_columns(job.model_dump(), columns, source)
-        except FeatureInputError as exc:
-            raise HTTPException(422, str(exc)) from None
-        return {**job.model_dump(), "input": str(source), "output": str(output), **roots, "_kind": "features",
-                "_algorithm": "features", "_device_kinds": list(job.device_kinds()), "_device_model": None,
-                "_dataset": {"path": str(source), "rows": rows, "bytes": source.stat().st_size, "columns": columns},
-                "workers": 1, "epochs": 1, "preemptible": False, "max_failures": 1, "config": {}}
-
-    def rejection(self, job: TrainingJob, spec: dict) -> str | None:
-        return self.rejection_for(job.tenant, job.workers, spec)
-
-    def rejection_for(self, tenant: str, workers: int, spec: dict) -> str | None:
-        """Why a job can never fit the cluster, or None."""
-        request = JobRequest(id="submission", tenant=tenant, workers=workers,
-                             allowed_kinds=tuple(spec["_device_kinds"]), device_model=spec["_device_model"])
-        found = check_submission(request, self.server.current_snapshot())
-        return found.reason if found else None
-
-
 class Server:
     """The wiring of one server process; `serve()` blocks until stopped."""
 
@@ -171,7 +97,6 @@ class Server:
         self.audit_ok: bool | None = None
         self._identities: dict[str, tuple[float, Identity]] = {}
         self._seen_tokens: set[str] = set()
-        self.store.listeners.append(self._audit_job_event)
         self.leases = LeaseStore(self.store)
         self.lease = LeaseKeeper(self.leases, ttl_s=options.lease_ttl_s, renew_s=options.lease_renew_s)
         self.metrics = CapacityMetrics()
@@ -184,6 +109,8 @@ class Server:
                                     registry=self.metrics.registry)
         self.refused = Counter("suanli_requests_refused", "Requests refused (401/403)", ["status"],
                                registry=self.metrics.registry)
+        self.events = AuditEvents(self.audit, self.refused)
+        self.store.listeners.append(self.events.job_event)
         self.admission = Admission(self)
         self.emulated = None
         self.started_head = False  # True when this server started the state directory's Ray head
@@ -208,22 +135,11 @@ class Server:
         self._identities[key] = (time.monotonic(), identity)
         if identity.token_id not in self._seen_tokens:
             self._seen_tokens.add(identity.token_id)
-            self.audit.append("login", identity.name, {"role": identity.role, "token_id": identity.token_id})
+            self.events.login(identity)
         return identity
 
     def forget_identities(self) -> None:
         self._identities.clear()
-
-    def audit_refused(self, actor: str, method: str, path: str, status: int, why: str) -> None:
-        self.refused.labels(str(status)).inc()
-        self.audit.append("request-refused", actor, {"method": method, "path": path, "status": status, "why": why},
-                          level="warning", component="api", oversize="digest")
-
-    def _audit_job_event(self, event: dict) -> None:
-        level = "warning" if event["kind"] in ("FAILED", "REJECTED") else "info"
-        self.audit.append(f"job-{event['kind'].lower()}", event["actor"],
-                          {k: event[k] for k in ("job_id", "detail", "attempt", "fence") if event.get(k) is not None},
-                          level=level, component="controller" if event["fence"] is not None else "api", oversize="digest")
 
     def verify_audit(self):
         """Verify the audit log now; update the metric and log a failure."""
@@ -301,50 +217,9 @@ class Server:
                 latest = self.federation.merged_state(cluster.snapshot(include_local_telemetry=False), held)
             return latest
 
-    # ---- the federation's registry ---------------------------------------------------------
-    def add_cluster(self, fields: dict, actor: str):
-        """Register a cluster once checked (ValueError naming the field); audited."""
-        own = {n.cluster for n in self.current_snapshot().nodes if n.cluster not in {e.name for e in self.clusters.list()}}
-        entry = register_cluster(self.clusters, fields, actor, self.runs_dir, reserved=own)
-        if self.backends:
-            self.backends.forget(entry.name)
-        self.audit.append("cluster-added", actor, {"name": entry.name, "address": entry.address, "site": entry.site,
-                                                   "tier": entry.tier, "token_secret": entry.token_secret},
-                          level="notice")
-        return entry
-
-    def remove_cluster(self, name: str, actor: str) -> bool:
-        """Forget a cluster; RuntimeError while attempts are open on it."""
-        busy = [a.job_id for a in self.store.open_attempts() if (a.handle or {}).get("cluster") == name]
-        if busy:
-            raise RuntimeError(f"cluster {name} runs attempts of {', '.join(busy)}; cancel them or wait")
-        removed = self.clusters.remove(name)
-        if removed:
-            if self.backends:
-                self.backends.forget(name)
-            self.audit.append("cluster-removed", actor, {"name": name}, level="notice")
-        return removed
-
-    def clusters_status(self) -> list[dict]:
-        """The server's own cluster and every registered one, with health."""
-        entries = self.clusters.list()
-        registered = {e.name for e in entries}
-        nodes = [n for n in self.current_snapshot().nodes if n.cluster not in registered]
-        names = sorted({n.cluster for n in nodes}) or [cluster.load_config().cluster_name]
-        own = {"name": ", ".join(names), "address": self.ray_address, "site": ", ".join(sorted({n.site for n in nodes})),
-               "tier": ", ".join(sorted({n.tier for n in nodes})), "health": "healthy", "missed_probes": 0,
-               "lost_since": None, "nodes": len(nodes), "own": True}
-        status = {s["name"]: s for s in self.federation.status()}
-        for entry in entries:  # registered since the last probe round: unknown until probed
-            status.setdefault(entry.name, {"name": entry.name, "address": entry.address, "site": entry.site,
-                                           "tier": entry.tier, "health": "unknown", "missed_probes": 0,
-                                           "lost_since": None, "nodes": 0})
-        return [own] + [status[name] for name in sorted(status)]
-
     def _cluster_changed(self, name: str, health: str, at: float) -> None:
         log.warning("cluster %s is %s (since %s)", name, health, time.strftime("%H:%M:%S", time.localtime(at)))
-        self.audit.append(f"cluster-{health}", "federation", {"name": name, "since": at},
-                          level="warning" if health == "lost" else "notice")
+        self.events.cluster_health(name, health, at)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -353,11 +228,9 @@ class Server:
         sys.setswitchinterval(0.001)
         written = ensure_local_admin(self.accounts, self.state_dir, os_user())
         if written:
-            self.audit.append("token-created", "local-bootstrap", {"user": os_user(), "token_id": written,
-                              "file": str(self.state_dir / "admin.token")}, level="notice")
-        self.audit.append("server-started", os_user(), {"pid": os.getpid(), "host": self.options.host,
-                          "port": self.options.port, "store": self.store.where, "policy": self.options.policy},
-                          level="notice")
+            self.events.token_created("local-bootstrap", os_user(), written, file=str(self.state_dir / "admin.token"))
+        self.events.server_started(os_user(), {"pid": os.getpid(), "host": self.options.host, "port": self.options.port,
+                                               "store": self.store.where, "policy": self.options.policy})
         self.audit.start()
         try:
             self.connect_ray()
@@ -403,6 +276,8 @@ class Server:
         """Serve the API until SIGTERM/SIGINT; then stop the controller and release the lease."""
         import uvicorn
 
+        from runtime.server.app import create_app
+
         # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only for sockets that
         # say so; without it every keep-alive response waits 40 ms for the client's delayed ACK
         sock = socket.socket(socket.AF_INET6 if ":" in self.options.host else socket.AF_INET, socket.SOCK_STREAM,
@@ -434,7 +309,7 @@ class Server:
         if self.controller:
             self.controller.stop()
         self.lease.stop(release=True)
-        self.audit.append("server-stopped", os_user(), {"pid": os.getpid()}, level="notice")
+        self.events.server_stopped(os_user(), os.getpid())
         self.audit.close()  # a last signed checkpoint
         if self.emulated is not None:
             self.emulated.shutdown()

@@ -28,6 +28,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from runtime.specs import JobState, check_transition
 from runtime.store import schema
 from runtime.store.schema import attempts, checkpoints, events, jobs, leases, log_lines, quotas, waiting
+from schedulers.types import Placement
 
 CONTROLLER_LEASE = "controller"
 MAX_LOG_LINE = 64 * 1024
@@ -81,6 +82,11 @@ class JobRecord:
     result: dict | None
     error: str | None
     cancel_requested: bool
+
+    @property
+    def placed(self) -> Placement | None:
+        """The job's current placement, typed (None before its first)."""
+        return Placement.from_dict(self.placement) if self.placement else None
 
 
 @dataclass(frozen=True)

@@ -1,40 +1,37 @@
-"""The ops page (`/ui`): what an operator watches, as one JSON document the page polls.
-
-The page itself (ops_page.html) holds no data and is served without a token; it reads a token
-from its URL's fragment (`/ui#token=...`, never sent to the server) or a form, keeps it in the
-tab's sessionStorage, and asks `/ui/state` every REFRESH_S seconds with it.
-"""
+"""What the ops page (`/ui`) shows, as one JSON document the page polls: clusters and their
+health, capacity, the queue with each job's reason and estimated start, the active jobs, quotas."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runtime.specs import JobState
+from runtime.server.domain.clusters import clusters_status
+from runtime.server.domain.quotas import ACTIVE, quota_report
 
-PAGE = Path(__file__).with_name("ops_page.html")
+if TYPE_CHECKING:
+    from runtime.server.auth import Identity
+    from runtime.server.service import Server
+
 REFRESH_S = 2.0
-ACTIVE = (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)
 
 
 def running_view(record) -> dict:
     """An active job as the page lists it: where it runs, on what, how far it is."""
-    placement = record.placement or {}
+    placed = record.placed
     progress = record.progress or {}
-    devices = sum(a["workers"] * a["devices_per_worker"] for a in placement.get("assignments", []))
     return {"id": record.id, "name": record.name, "tenant": record.tenant, "user": record.user,
-            "state": record.state.value, "cluster": placement.get("cluster"), "kind": placement.get("kind"),
-            "model": placement.get("model"), "devices": devices, "attempts": record.attempts,
+            "state": record.state.value, "cluster": placed and placed.cluster, "kind": placed and placed.kind,
+            "model": placed and placed.model, "devices": placed.devices if placed else 0, "attempts": record.attempts,
             "epochs_done": progress.get("epochs_done"), "epochs": (record.spec or {}).get("epochs"),
             "updated": record.updated}
 
 
-def ops_state(server, identity) -> dict:
+def ops_state(server: Server, identity: Identity) -> dict:
     """Everything the page shows, as `identity` may see it: every cluster with its health, capacity
     per cluster, tier and device kind, the queue (each job's reason and estimated start), the
     active jobs, and quota use. Jobs the caller may not read are counted, not listed."""
     from cluster.capacity import capacity_report
-    from runtime.server.api import quota_report
 
     snapshot = server.current_snapshot()
     report = capacity_report(snapshot)
@@ -49,7 +46,7 @@ def ops_state(server, identity) -> dict:
         "viewer": {"name": identity.name, "role": identity.role, "tenant": identity.tenant},
         "server": {"role": server.lease.role, "holder": lease.holder if lease else None,
                    "ray_address": server.ray_address},
-        "clusters": server.clusters_status(),
+        "clusters": clusters_status(server),
         "capacity": {"taken_at": snapshot.taken_at, "rows": report["rows"], "totals": report["totals"],
                      "emulated": report["emulated"]},
         "queue": shown_queue,
