@@ -24,6 +24,7 @@ from runtime.server.domain.errors import (
     Forbidden,
     Invalid,
     NotFound,
+    TooLarge,
     first_validation_error,
     one_line,
 )
@@ -32,7 +33,7 @@ from runtime.server.routes import accounts, audit, clusters, deployments, health
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 32 * 2**20  # a request body (a pickled train_fn included) is refused above this
 PUBLIC_PATHS = frozenset({"/healthz", "/ui"})  # /ui: the ops page's shell, no data in it
-STATUS = {Invalid: 422, NotFound: 404, Conflict: 409, Forbidden: 403}  # the one mapping of domain errors
+STATUS = {Invalid: 422, NotFound: 404, Conflict: 409, Forbidden: 403, TooLarge: 413}  # the one mapping of domain errors
 ROUTERS = (health, jobs, quotas, accounts, clusters, deployments, audit, ops)
 
 
@@ -64,6 +65,8 @@ async def authenticate(request: Request, call_next):
     """Refuse oversized bodies (413) and, off the public paths, requests without a valid token
     (401, audited); the caller's identity goes to `request.state.identity`."""
     length = request.headers.get("content-length")
+    if length and not length.isdigit():
+        return JSONResponse(status_code=400, content={"detail": "Content-Length: not a whole number of bytes"})
     if (length and int(length) > MAX_BODY_BYTES) or (request.method in ("POST", "PUT") and length is None
                                                       and request.headers.get("transfer-encoding")):
         return JSONResponse(status_code=413, content={"detail": f"body: larger than {MAX_BODY_BYTES} bytes, or "

@@ -58,6 +58,10 @@ class Conflict(DomainError):
     remove a cluster attempts run on)."""
 
 
+class TooLarge(DomainError):
+    """A value over its size limit (the message names the field and the limit)."""
+
+
 class Forbidden(DomainError):
     """The caller may not do this; `why` is what was refused, for the audit record."""
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runtime.server.domain.errors import Forbidden
+from runtime.audit.log import AuditDetailTooLarge
+from runtime.server.domain.errors import Forbidden, TooLarge
 
 if TYPE_CHECKING:
     from runtime.server.auth import Identity
@@ -25,4 +26,7 @@ def report(server: Server, identity: Identity, kind: str, detail: dict) -> int:
     need = ARTIFACT_EVENTS[kind]
     if need and not identity.may(need):
         raise Forbidden.refused(identity, f"{need} ({kind})")
-    return server.events.artifact_reported(identity.name, kind, detail)["seq"]
+    try:
+        return server.events.artifact_reported(identity.name, kind, detail)["seq"]
+    except AuditDetailTooLarge as exc:
+        raise TooLarge(exc) from None
