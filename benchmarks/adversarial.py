@@ -139,22 +139,24 @@ def _plant(kind: str, victim: str):
         import time as time_
         from pathlib import Path as Path_
 
+        from runtime.rundir import CHECKPOINT_META, PROGRESS_FILE, PROVENANCE_FILE
+
         run_dir = Path_(config["run_dir"])
         run_dir.mkdir(parents=True, exist_ok=True)
         if kind == "meta-without-sha256":
             (run_dir / "checkpoint_000000").mkdir(exist_ok=True)
-            (run_dir / "checkpoint_000000" / "meta.json").write_text(json_.dumps({"epoch": 0}))
+            (run_dir / "checkpoint_000000" / CHECKPOINT_META).write_text(json_.dumps({"epoch": 0}))
         elif kind == "progress-without-epoch":
-            (run_dir / "progress.jsonl").write_text(json_.dumps({"loss": 0.1}) + "\n")
+            (run_dir / PROGRESS_FILE).write_text(json_.dumps({"loss": 0.1}) + "\n")
         elif kind == "progress-link-to-dev-zero":
-            os_.symlink("/dev/zero", run_dir / "progress.jsonl")
+            os_.symlink("/dev/zero", run_dir / PROGRESS_FILE)
         elif kind == "progress-of-several-gb":
-            with (run_dir / "progress.jsonl").open("wb") as f:
+            with (run_dir / PROGRESS_FILE).open("wb") as f:
                 f.truncate(4 << 30)  # sparse: 4 GiB to read
         elif kind == "checkpoint-dir-is-a-link":
             os_.symlink("/etc", run_dir / "checkpoint_000001")
         elif kind == "provenance-link-to-another-file":
-            os_.symlink(victim, run_dir.parent / "provenance.json")
+            os_.symlink(victim, run_dir.parent / PROVENANCE_FILE)
             return
         time_.sleep(60)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -57,10 +56,9 @@ def percentile_summary(values: list[float]) -> dict:
 
 
 def epochs_of(run_dir: Path) -> set[int]:
-    path = run_dir / "progress.jsonl"
-    if not path.exists():
-        return set()
-    return {json.loads(line)["epoch"] for line in path.read_text().splitlines() if line}
+    from runtime.rundir import AttemptDir
+
+    return {line["epoch"] for line in AttemptDir.at(run_dir).progress()}
 
 
 def run_trial(client, heads: dict, trial: int) -> dict:
@@ -89,11 +87,13 @@ def run_trial(client, heads: dict, trial: int) -> dict:
 
     running_at = wait_for(running_elsewhere, 180, "running elsewhere", 0.2)
     final = job.wait(timeout=300)
+    from runtime.rundir import STATUS_FILE
+
     events = job.events()
     attempts = {a["number"]: a for a in client.request("GET", f"/jobs/{job.id}/placement")["attempts"]}
     stale_dir = Path(attempts[1]["handle"]["run_dir"])
     fence_event = next((e["at"] for e in events if "fenced" in e["detail"]), None)
-    stale_status = stale_dir / "status.json"
+    stale_status = stale_dir / STATUS_FILE
     late_status = bool(fence_event and stale_status.exists() and stale_status.stat().st_mtime > fence_event)
     repeated = epochs_of(stale_dir) & epochs_of(Path(attempts[max(attempts)]["handle"]["run_dir"]))
     return {"trial": trial, "cluster": first, "state": final.value, "detection_s": round(lost_at - killed, 2),

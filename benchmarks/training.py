@@ -148,8 +148,10 @@ def memory(rows: int) -> dict:
                        categorical=["channel", "device"], workers=2, device="cpu", trees=40, epochs=2,
                        early_stopping_rounds=10_000)
             result = job.result()
+            from runtime.rundir import AttemptDir
+
             attempt = Path(result.provenance_path).parent / f"attempt-{job.info()['attempts']}"
-            workers = [json.loads(line) for line in (attempt / "memory.jsonl").read_text().splitlines()]
+            workers = AttemptDir.at(attempt).memory()
             whole = json.loads(subprocess.run([sys.executable, "-c", WHOLE_LOAD, str(data), result.checkpoint],
                                               capture_output=True, text=True, check=True,
                                               cwd=Path(__file__).resolve().parent.parent).stdout)

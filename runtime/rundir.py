@@ -275,6 +275,10 @@ class AttemptDir:
     def append_worker(self, record: dict) -> None:
         self.runs.write_bytes(self._parts(WORKERS_FILE), (json.dumps(record) + "\n").encode(), append=True)
 
+    def memory(self) -> list[dict]:
+        """One line per worker: its rank and peak resident memory."""
+        return self.runs.read_lines(self._parts(MEMORY_FILE), required=("rank", "peak_rss_mb"))
+
     def append_memory(self, record: dict) -> None:
         self.runs.write_bytes(self._parts(MEMORY_FILE), (json.dumps(record) + "\n").encode(), append=True)
 
