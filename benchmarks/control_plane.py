@@ -202,11 +202,12 @@ def overhead(address: str, jobs: int) -> dict:
 
 def production_round(args) -> None:
     """The production round on SQLite and PostgreSQL (see the module docstring)."""
-    from benchmarks._round import measure_round, postgres
+    from benchmarks._postgres import throwaway_postgres
+    from benchmarks._round import measure_round
 
     results = [measure_round(None, args.queued, 100, args.rounds, 20.0, log)]
     log(f"sqlite: {results[-1]}")
-    with postgres() as url:
+    with throwaway_postgres() as url:
         results.append(measure_round(url, args.queued, 100, args.rounds, 20.0, log))
     log(f"postgresql: {results[-1]}")
     result = {"queued": args.queued, "nodes": 100, "goal_round_p99_ms": 200, "goal_submit_p99_ms": 50,

@@ -159,17 +159,18 @@ class RunsDir:
         data = self.read_bytes(parts, MAX_JSON_BYTES)
         if data is None:
             return None
-        return _object(data, "/".join(parts), required)
+        return parse_object(data, "/".join(parts), required)
 
     def read_lines(self, parts: tuple[str, ...], required: tuple[str, ...] = ()) -> list[dict]:
         """The JSON objects of a .jsonl file, in order (empty when absent), each with `required`."""
         data = self.read_bytes(parts, MAX_LINES_BYTES)
         where = "/".join(parts)
-        return [_object(line, f"{where}: line {i}", required)
+        return [parse_object(line, f"{where}: line {i}", required)
                 for i, line in enumerate((data or b"").splitlines(), start=1) if line.strip()]
 
 
-def _object(data: bytes, where: str, required: tuple[str, ...]) -> dict:
+def parse_object(data: bytes, where: str, required: tuple[str, ...] = ()) -> dict:
+    """`data` as a JSON object holding `required`; RunFileError naming `where` otherwise."""
     try:
         value = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -210,7 +211,7 @@ class JobDir:
     def provenance(self) -> dict | None:
         """The job's provenance record (None before the job finished; at most 16 MiB)."""
         data = self.runs.read_bytes((self.job_id, PROVENANCE_FILE), MAX_LINES_BYTES)
-        return None if data is None else _object(data, f"{self.job_id}/{PROVENANCE_FILE}", ())
+        return None if data is None else parse_object(data, f"{self.job_id}/{PROVENANCE_FILE}", ())
 
     def write_provenance(self, record: dict) -> Path:
         """Write provenance.json (atomically, never through a link); its path."""

@@ -34,38 +34,16 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 @pytest.fixture(scope="session")
 def postgres_url():
     """A throwaway PostgreSQL 15 server on loopback (as the `postgres` OS user when run as root),
     stopped at the end of the session. CI installs PostgreSQL; a missing one fails, never skips."""
-    import os
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
+    from benchmarks._postgres import throwaway_postgres
 
-    assert (PG_BIN / "initdb").exists(), f"PostgreSQL 15 is needed at {PG_BIN} (.ci/run installs it)"
-    root = Path(tempfile.mkdtemp(prefix="suanli-pg-"))  # not under pytest's 0700 tree: postgres must enter it
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_user:
-        shutil.chown(root, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run([*as_user, str(PG_BIN / "initdb"), "-D", str(root / "data"), "-A", "trust", "-U", "suanli"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_user, str(PG_BIN / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-o",
-                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg://suanli@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*as_user, str(PG_BIN / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with throwaway_postgres(fsync=False) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

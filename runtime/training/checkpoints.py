@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from runtime.rundir import CHECKPOINT_META
+from runtime.rundir import CHECKPOINT_META, parse_object
 from runtime.rundir import MAX_JSON_BYTES as MAX_META_BYTES
 
 MODEL_FILES = {"mlp": "state.pt", "logistic": "state.pt", "xgboost": "model.ubj", "lightgbm": "model.txt"}
@@ -70,13 +70,7 @@ def read_meta(directory: str | Path) -> dict:
         data = f.read(MAX_META_BYTES + 1)
     if len(data) > MAX_META_BYTES:
         raise ValueError(f"checkpoint: {path} is over {MAX_META_BYTES:,} bytes")
-    try:
-        meta = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValueError(f"checkpoint: {path} is not JSON") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"checkpoint: {path} is not a JSON object")
-    return meta
+    return parse_object(data, f"checkpoint: {path}")
 
 
 def verify_checkpoint(directory: str | Path, sha256: str | None) -> Path:
