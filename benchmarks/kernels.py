@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -29,16 +28,8 @@ import torch  # noqa: E402
 from benchmarks._common import emit  # noqa: E402
 from benchmarks._reference import pandas_sliding_window  # noqa: E402
 from kernels.features import sliding_window_features  # noqa: E402
+from kernels.gpucheck import best_seconds  # noqa: E402
 from kernels.mlp import FraudMLP, fused_forward  # noqa: E402
-
-
-def time_best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def make_events(events: int):
@@ -87,7 +78,7 @@ def time_one(tool: str, events: int, threads: int, repeats: int) -> dict:
     before = status_mib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
     tracemalloc.start()
-    seconds = time_best(call, repeats)
+    seconds = best_seconds(call, repeats)
     traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     high_water = status_mib("VmHWM")
@@ -174,8 +165,8 @@ def mlp_forward(batch: int, repeats: int) -> dict:
         for _ in range(calls):
             fused(x)
 
-    eager_s = time_best(eager, repeats)
-    ours_s = time_best(ours, repeats)
+    eager_s = best_seconds(eager, repeats)
+    ours_s = best_seconds(ours, repeats)
     with torch.inference_mode():
         diff = float((fused(x) - model(x)).abs().max())
     return {"batch": batch, "eager_rows_per_s": round(batch * calls / eager_s), "fused_rows_per_s": round(batch * calls / ours_s),

@@ -63,6 +63,7 @@ def agreement(ours: dict, reference: dict) -> dict:
 
 
 def best_seconds(fn, repeats: int = 3) -> float:
+    """The fastest of `repeats` calls of `fn`, in seconds (the benchmarks' one timer)."""
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
