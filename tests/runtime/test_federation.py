@@ -243,8 +243,8 @@ def test_a_failed_ray_jobs_error_ends_with_its_exception_line(fed):
     sid = f"suanli-test-deep-{os.getpid()}"
     client.submit_job(entrypoint=f"{sys.executable} -c {shlex.quote(script)}", submission_id=sid)
     backend = RemoteRayBackend(ClusterEntry("fb", head.address, head.site), fed["root"], token=token)
-    run_dir = fed["root"] / sid
-    run_dir.mkdir()
+    run_dir = fed["root"] / "deep-runs" / sid / "attempt-1"
+    run_dir.mkdir(parents=True)
     handle = {"submission_id": sid, "run_dir": str(run_dir)}
     wait_for(lambda: backend.poll(handle).phase == "failed", 120, "the Ray job failed")
     status = backend.poll(handle)
