@@ -31,6 +31,7 @@ import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import httpx
@@ -216,6 +217,18 @@ class ProbeHealth:
         return self.state
 
 
+def run_blocking(coro):
+    """Run `coro` to completion from synchronous code and return its result, also from a thread whose
+    event loop is running (asyncio.run refuses there: Playwright's sync API, for one, keeps a loop
+    in its thread): then in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 async def dashboard_request(method: str, address: str, path: str, token: str | None, timeout_s: float,
                             body: dict | None = None, params: dict | None = None) -> tuple[int, object]:
     """One request to a cluster's dashboard (Ray's job-submission and state API) under a hard
@@ -336,7 +349,7 @@ class Federation:
     def probe_all(self) -> None:
         """One round now, in the caller's thread: every registered cluster probed at once, each
         under its deadline, health updated."""
-        asyncio.run(self._round())
+        run_blocking(self._round())
 
     async def _round(self) -> None:
         listed = await asyncio.to_thread(self._entries_and_tokens)

@@ -20,7 +20,6 @@ controller also stops its Ray job once the cluster answers again.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import shlex
@@ -37,6 +36,7 @@ from cluster.federation import (
     dashboard_request,
     ending_with_exception,
     failure_reason,
+    run_blocking,
 )
 from runtime.backends.base import AttemptStatus, LaunchSpec, attempt_name
 from runtime.rundir import AttemptDir, RunFileError
@@ -68,7 +68,7 @@ class RemoteRayBackend:
         return str(Path(self.entry.storage) / relative)
 
     def _call(self, method: str, path: str, timeout_s: float, body: dict | None = None) -> tuple[int, object]:
-        return asyncio.run(dashboard_request(method, self.entry.address, path, self.token, timeout_s, body))
+        return run_blocking(dashboard_request(method, self.entry.address, path, self.token, timeout_s, body))
 
     # ---- the interface -------------------------------------------------------------------
     def handle_for(self, spec: LaunchSpec) -> dict:

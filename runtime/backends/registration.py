@@ -44,6 +44,7 @@ from cluster.federation import (
     failure_reason,
     one_line,
     probe_nodes,
+    run_blocking,
 )
 from runtime.store.clusters import ClusterStore
 
@@ -70,7 +71,7 @@ def register_cluster(registry: ClusterStore, fields: dict, actor: str, runs_dir:
     if registry.get(entry.name) is not None:
         raise ValueError(f"name: a cluster named {entry.name!r} is already registered; remove it first "
                          f"(suanli clusters remove {entry.name})")
-    asyncio.run(check_cluster(entry, token, Path(runs_dir), timeout_s))
+    run_blocking(check_cluster(entry, token, Path(runs_dir), timeout_s))
     return registry.add(entry, token, actor)
 
 

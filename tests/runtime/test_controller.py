@@ -261,13 +261,13 @@ def test_an_active_job_whose_attempt_ended_is_repaired_on_adoption(setup):
     """A crash between an attempt's end and its job's move (two writes in older versions) left a
     RUNNING job with an ended attempt; the next holder requeues and relaunches it."""
     store, cluster, make = setup
-    old = make("old", ttl=0.6)
+    old = make("old", ttl=3.0)  # long enough for two steps on a loaded machine
     orphan = submit(store, "orphan", workers=1)
     old.step()
     old.step()
     assert store.get(orphan).state == JobState.RUNNING
     store.update_attempt(orphan, 1, old.lease.token(), state="ended", outcome="succeeded", ended=time.time())
-    time.sleep(0.7)
+    time.sleep(3.1)
     new = make("new")
     new.step()
     assert store.get(orphan).attempts == 2 and store.get(orphan).state in (JobState.STARTING, JobState.RUNNING)
