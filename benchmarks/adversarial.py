@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -181,8 +182,8 @@ def run_directory_attacks(h: Harness) -> list[Outcome]:
     client = h.client(token)
     victim = h.root / "victim.json"
     victim.write_text('{"owner": "another tenant"}')
-    jobs = {kind: client.submit(TrainingJob(name=kind[:30], train_fn=_plant(kind, str(victim)), workers=1,
-                                            device="cpu", max_failures=0))
+    jobs = {kind: client.submit(TrainingJob(name=kind[:30], tenant="attackers", train_fn=_plant(kind, str(victim)),
+                                            workers=1, device="cpu", max_failures=0))
             for kind in [*RUN_DIR_ATTACKS, "provenance-link-to-another-file"]}
     outcomes = []
     for kind, job in jobs.items():
@@ -237,9 +238,9 @@ def api_attacks(h: Harness) -> list[Outcome]:
         _refused("clusters: a token read from a server-side path", h.call("POST", "/clusters", json={
             "name": "steal", "address": "http://127.0.0.1:9", "site": "dc9",
             "token_file": str(h.state / "admin.token")}), (422,)),
-        _refused("deployments: a caller-named public key", h.call("POST", "/deployments", mallory, json={
-            "registry": str(h.root / "registry"), "model": "m", "version": "1",
-            "public_key": "-----BEGIN PUBLIC KEY-----"}), (403, 422)),
+        _refused("deployments: a caller-named public key (as an admin)", h.call("POST", "/deployments", json={
+            "registry": str(h.root / "registry"), "model": "m", "version": 1,
+            "public_key": "-----BEGIN PUBLIC KEY-----"}), (422,)),
         _refused("registry: promote without artifacts:promote", h.call("POST", "/registry/promote", analyst, json={
             "registry": str(h.root / "registry"), "model": "m", "version": 1}), (403,)),
     ]
@@ -268,13 +269,15 @@ def api_attacks(h: Harness) -> list[Outcome]:
     pq.write_table(pa.table({"card": [1, 1], "ts": [0.0, 1.0], "amount": [1.0, 2.0]}), events)
     mine = h.data / "attackers" / "mine.parquet"
     pq.write_table(pa.table({"x": [1]}), mine)
-    base = {"kind": "features", "name": "feat", "input": str(events), "keys": ["card"], "time_column": "ts",
+    base = {"name": "feat", "tenant": "attackers", "input": str(events), "keys": ["card"], "time_column": "ts",
             "amount_column": "amount"}
     for name, output, statuses in [("another tenant's root", victim, (403,)), ("an existing file", mine, (409,)),
                                    ("a path out of the root", h.data / "attackers" / ".." / "escape.parquet",
                                     (403, 422))]:
         outcomes.append(_refused(f"features: an output in {name}",
-                                 h.call("POST", "/jobs", mallory, json={**base, "output": str(output)}), statuses))
+                                 h.call("POST", "/jobs", mallory, json={"kind": "features",
+                                                                        "spec": {**base, "output": str(output)}}),
+                                 statuses))
     intact = pq.read_table(victim).to_pydict() == {"x": [1]} and not (h.data / "escape.parquet").exists()
     outcomes[-3].refused &= intact
     return outcomes
@@ -308,8 +311,11 @@ def innocent_job(h: Harness):
     from runtime.specs import TrainingJob
 
     token = h.user("victoria", "algorithm-engineer", "bystanders")
+    dataset = h.data / "bystanders" / "australian_credit.csv"  # inside the server's --data-dir
+    shutil.copyfile(SHARED_DATA / "credit" / "australian_credit.csv", dataset)
     return h.client(token).submit(TrainingJob(
-        name="innocent", dataset=str(SHARED_DATA / "credit" / "australian_credit.csv"), label="class", workers=1,
+        name="innocent", tenant="bystanders", dataset=str(dataset),
+        label="class", workers=1,
         device="cpu", epochs=4, hidden=[16]))
 
 
