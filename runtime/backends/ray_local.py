@@ -105,6 +105,8 @@ class RayBackend:
                     remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(group))))
                     return
                 except Exception as exc:  # noqa: BLE001 - already removed by Ray Train: nothing to do
+                    if (placement_group_table().get(group) or {}).get("state", "REMOVED") == "REMOVED":
+                        return  # removed meanwhile (its owner was killed): no 5 s of retries in the controller
                     if time.time() > deadline:
                         log.warning("could not remove placement group %s: %s", group, exc)
                         return
