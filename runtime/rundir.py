@@ -17,7 +17,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 PROGRESS_FILE = "progress.jsonl"  # one line per epoch, rank 0
@@ -331,12 +331,13 @@ class AttemptDir:
         return self.path / PREPARED_DIR
 
     # ---- checkpoints ---------------------------------------------------------------------
-    def checkpoints(self) -> Iterator[tuple[Path, dict]]:
+    def checkpoints(self, skip: Collection[str] = ()) -> Iterator[tuple[Path, dict]]:
         """(directory, meta) of each sealed checkpoint Ray Train persisted here, in name order;
         a checkpoint directory that is a link is refused; one without meta.json yet, and Ray Train's
-        own files beside them (checkpoint_manager_snapshot.json), are skipped."""
+        own files beside them (checkpoint_manager_snapshot.json), are skipped, and so are the
+        directories named in `skip` (their paths as strings: already read) without reading them."""
         for name, kind in self.runs.entries(self._parts()):
-            if not name.startswith(CHECKPOINT_PREFIX) or kind == "file":
+            if not name.startswith(CHECKPOINT_PREFIX) or kind == "file" or str(self.path / name) in skip:
                 continue
             if kind == "link":
                 raise RunFileError(f"{'/'.join(self._parts(name))}: a checkpoint that is a link, not a directory; "

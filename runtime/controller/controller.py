@@ -388,10 +388,8 @@ class JobController:
         """Record each checkpoint the attempt persisted, once, with the sha256 its writer
         computed. One whose files do not (yet) match it is looked at again next step (Ray Train
         may still be copying it into place) and left out, logged once, while they differ."""
-        for directory, info in self.runs.attempt(record.id, tracked.attempt).checkpoints():
+        for directory, info in self.runs.attempt(record.id, tracked.attempt).checkpoints(skip=tracked.checkpoints_seen):
             path = str(directory)
-            if path in tracked.checkpoints_seen:
-                continue
             try:
                 digest = checkpoint_digest(directory)
             except ValueError as exc:  # a link or a device planted inside it
