@@ -21,6 +21,7 @@ import json
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -174,15 +175,31 @@ def scrub_checks(dev: torch.device, quick: bool) -> list[dict]:
     return [figure("scrub", str(dev), report.bytes_zeroed, "bytes", what, ok=report.verified)]
 
 
-def run(quick: bool = False) -> dict:
-    """The whole check as a JSON-ready dict (see the module docstring)."""
+def guarded(section: str, device: str, checks, *args) -> list[dict]:
+    """`checks(*args)`, timed and announced on stderr; an exception becomes one failed check naming
+    the section and the error, so one broken path never hides the others' figures."""
+    print(f"[gpucheck] {section} on {device} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    try:
+        out = checks(*args)
+    except Exception as exc:  # noqa: BLE001 - reported as a failed check; the other sections still run
+        out = [{"name": section, "device": device, "value": None, "unit": None, "size": None, "peak": None,
+                "percent_of_peak": None, "checked_against": None, "ok": False,
+                "error": f"{type(exc).__name__}: {exc}"[:500]}]
+    print(f"[gpucheck] {section} on {device}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def run(quick: bool = False, save=None) -> dict:
+    """The whole check as a JSON-ready dict (see the module docstring). `save(report)`, when given,
+    is called after each section with the report so far."""
     found = discover_local()
     cuda = torch.cuda.is_available()
     report = {
         "tool": "python -m kernels.gpucheck",
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(), "python": platform.python_version(), "torch": torch.__version__,
-        "torch_cuda_build": torch.version.cuda, "quick": quick,
+        "torch_cuda_build": torch.version.cuda, "quick": quick, "cpu_threads": torch.get_num_threads(),
         "discovery": [d.to_dict() for d in found],
         "cuda": {"available": cuda},
         "checks": [],
@@ -193,23 +210,26 @@ def run(quick: bool = False) -> dict:
                                   "): only the CPU paths ran; this report holds no GPU figure.")
     cpu = torch.device("cpu")
     cpu_device = next(d for d in found if d.kind == "cpu")
-    checks = report["checks"]
-    checks += microbench_checks(cpu, "cpu", None, cpu_device.memory_total_bytes, quick)
     gpu = torch.device("cuda:0") if cuda else None
     gpu_model = next((d.model for d in found if d.kind == "gpu"), None)
     feature_sizes = (50_000, 200_000) if quick else (1_000_000, 10_000_000)
-    checks += feature_checks(feature_sizes, gpu, gpu_model)
-    checks += mlp_checks(cpu, None)
-    checks += training_checks(cpu, "cpu", None, quick)
-    checks += scrub_checks(cpu, quick)
+    sections = [("microbench", "cpu", microbench_checks, cpu, "cpu", None, cpu_device.memory_total_bytes, quick),
+                ("feature_kernel", "cpu" if gpu is None else "cpu+cuda", feature_checks, feature_sizes, gpu, gpu_model),
+                ("inference_mlp", "cpu", mlp_checks, cpu, None),
+                ("train_step_mlp", "cpu", training_checks, cpu, "cpu", None, quick),
+                ("scrub", "cpu", scrub_checks, cpu, quick)]
     if gpu is not None:
         memory = torch.cuda.get_device_properties(gpu).total_memory
         report["cuda"]["device"] = torch.cuda.get_device_name(gpu)
-        checks += microbench_checks(gpu, "gpu", gpu_model, memory, quick)
-        checks += mlp_checks(gpu, gpu_model)
-        checks += training_checks(gpu, "gpu", gpu_model, quick)
-        checks += scrub_checks(gpu, quick)
-    report["all_checks_passed"] = all(c["ok"] is not False for c in checks)
+        sections += [("microbench", str(gpu), microbench_checks, gpu, "gpu", gpu_model, memory, quick),
+                     ("inference_mlp", str(gpu), mlp_checks, gpu, gpu_model),
+                     ("train_step_mlp", str(gpu), training_checks, gpu, "gpu", gpu_model, quick),
+                     ("scrub", str(gpu), scrub_checks, gpu, quick)]
+    for section, device, checks, *args in sections:
+        report["checks"] += guarded(section, device, checks, *args)
+        report["all_checks_passed"] = all(c["ok"] is not False for c in report["checks"])
+        if save is not None:
+            save(report)
     return report
 
 
@@ -217,14 +237,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kernels.gpucheck", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON (the default is a summary)")
     parser.add_argument("--quick", action="store_true", help="small sizes: seconds, for tests")
+    parser.add_argument("--out", type=Path, help="also write the report to this file after every section "
+                        "(a run cut short by a time limit keeps what it measured)")
     args = parser.parse_args(argv)
-    report = run(args.quick)
+
+    def save(report: dict) -> None:
+        partial = args.out.with_name(args.out.name + ".partial")
+        partial.write_text(json.dumps(report, indent=2))
+        partial.replace(args.out)
+
+    report = run(args.quick, save if args.out else None)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         if not report["cuda"]["available"]:
             print(report["cuda"]["note"])
         for c in report["checks"]:
+            if c["value"] is None:
+                print(f"{c['name']:<18} {c['device']:<7} FAILED: {c['error']}")
+                continue
             peak = f" ({c['percent_of_peak']}% of peak)" if c["percent_of_peak"] is not None else ""
             print(f"{c['name']:<18} {c['device']:<7} {c['value']:>14,.1f} {c['unit']:<10} at {c['size']}{peak}"
                   + ("" if c["ok"] is None else f"  {'ok' if c['ok'] else 'FAILED'}"))
