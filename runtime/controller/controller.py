@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -69,6 +70,7 @@ class _Tracked:
     checkpoints_seen: set[str] = field(default_factory=set)
     checkpoints_suspect: set[str] = field(default_factory=set)  # files differ from meta.json (being copied?)
     progress_size: int = -1  # bytes of this attempt's progress.jsonl when last read
+    failing: tuple[str, Future] | None = None  # (why it fails, its forced stop running off the step)
 
 
 class JobController:
@@ -108,6 +110,8 @@ class JobController:
         self._stale_checked_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # forced stops of failing attempts (Ray calls of seconds each) run here, never in a step
+        self._stopper = ThreadPoolExecutor(max_workers=4, thread_name_prefix="suanli-stop")
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -118,6 +122,7 @@ class JobController:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=60)
+        self._stopper.shutdown(wait=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -199,6 +204,9 @@ class JobController:
     def _follow(self, token: int) -> None:
         for job_id, tracked in list(self.tracked.items()):
             try:
+                if tracked.failing is not None:
+                    self._end_failing(job_id, tracked, token)
+                    continue
                 self._follow_one(job_id, tracked, token)
                 self._job_errors.pop(job_id, None)
             except FencedOut:
@@ -221,23 +229,45 @@ class JobController:
                        f"the controller failed {errors} times in a row following it: {type(exc).__name__}: {exc}")
 
     def _fail(self, job_id: str, tracked: _Tracked | None, token: int, reason: str) -> None:
-        """Fail one job now: stop its attempt by force and end it with the job, in one write."""
+        """Fail one job. Without an attempt it fails now; with one, the attempt is marked stopping
+        (a fenced write, first) and stopped by force off the controller's step, and a later step
+        ends it with the job in one write (`_end_failing`): a crash in between leaves an open
+        attempt that the next holder adopts, never a running attempt of an ended job."""
+        if tracked is not None and tracked.failing is not None:
+            return  # already being stopped
         log.warning("job %s fails: %s", job_id, reason)
         record = self.store.get(job_id)
         if record.state.finished:
             self.tracked.pop(job_id, None)
             return
-        moves = [Move(JobState.FAILED, reason, fields={"error": reason, "failures": record.failures + 1})]
         if tracked is None:
+            moves = [Move(JobState.FAILED, reason, fields={"error": reason, "failures": record.failures + 1})]
             self.store.move(job_id, moves, fence=token)
             return
         self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
+        self.store.log(job_id, f"attempt {tracked.attempt} fails ({reason}); stopping it by force")
+        tracked.failing = (reason, self._stopper.submit(self._stop_and_release, tracked.handle))
+
+    def _stop_and_release(self, handle: dict) -> None:
+        """Off the step: stop an attempt by force and release its devices."""
         try:
-            self.backend.stop(tracked.handle, force=True)
-            self.backend.release(tracked.handle)
+            self.backend.stop(handle, force=True)
         finally:
-            self.store.end_attempt(job_id, tracked.attempt, token, outcome="failed", error=reason, moves=moves)
-            self.tracked.pop(job_id, None)
+            self.backend.release(handle)
+
+    def _end_failing(self, job_id: str, tracked: _Tracked, token: int) -> None:
+        """Once a failing attempt's forced stop is over, end it and fail its job in one write."""
+        reason, stopping = tracked.failing
+        if not stopping.done():
+            return
+        if stopping.exception() is not None:
+            log.warning("job %s: stopping attempt %d by force raised %s", job_id, tracked.attempt,
+                        stopping.exception())
+        record = self.store.get(job_id)
+        moves = [] if record.state.finished else [
+            Move(JobState.FAILED, reason, fields={"error": reason, "failures": record.failures + 1})]
+        self.store.end_attempt(job_id, tracked.attempt, token, outcome="failed", error=reason, moves=moves)
+        self.tracked.pop(job_id, None)
 
     def _follow_one(self, job_id: str, tracked: _Tracked, token: int) -> None:
         record = self.store.get(job_id)
@@ -421,7 +451,7 @@ class JobController:
     def _cancel_requested(self, token: int) -> None:
         for record in self.store.list(states=(JobState.STARTING, JobState.RUNNING), cancel_requested=True):
             tracked = self.tracked.get(record.id)
-            if tracked is None:
+            if tracked is None or tracked.failing is not None:
                 continue
             self.store.transition(record.id, JobState.STOPPING, detail="cancel requested; stopping the attempt",
                                   expect=(JobState.STARTING, JobState.RUNNING), fence=token, attempt=tracked.attempt)
@@ -488,7 +518,8 @@ class JobController:
         for job_id in decisions.preemptions:
             tracked = self.tracked.get(job_id)
             record = self.store.get(job_id)
-            if tracked and self.store.transition(job_id, JobState.STOPPING, fence=token, attempt=tracked.attempt,
+            if tracked and tracked.failing is None and self.store.transition(
+                    job_id, JobState.STOPPING, fence=token, attempt=tracked.attempt,
                                                  detail="preempted by the scheduler; resumes from its latest "
                                                         "checkpoint once a placement frees up",
                                                  expect=(JobState.STARTING, JobState.RUNNING)):

@@ -4,6 +4,7 @@ consume the retry budget, failures do, a new lease holder adopts running attempt
 relaunching them, a stale holder's writes are refused, and production requests carry measured
 progress so `hetero` re-ranks running jobs."""
 
+import threading
 import time
 from dataclasses import replace
 
@@ -90,6 +91,16 @@ def submit(store, name, priority=0, workers=2, max_failures=1):
             "max_failures": max_failures, "_device_kinds": ["cpu"], "_device_model": None, "_algorithm": "generic",
             "config": {}}
     return store.add(name, "risk", "alice", spec, b"user code bytes")
+
+
+def step_until(ctl, done, steps: int = 100) -> None:
+    """Step `ctl` until `done()` (forced stops of failing attempts run off the step), at most `steps`."""
+    for _ in range(steps):
+        if done():
+            return
+        ctl.step()
+        time.sleep(0.02)
+    assert done(), f"not done after {steps} steps"
 
 
 def states(store, job_id):
@@ -234,9 +245,9 @@ def test_a_hostile_run_directory_fails_only_its_job_and_never_the_loop(setup, tm
     victim = tmp_path / "victim.json"
     victim.write_text("precious")
     (runs / good / "provenance.json").symlink_to(victim)  # the server's own write must not follow it
-    ctl.step()
+    ctl.step()  # the bad attempt is stopped by force off the step...
+    step_until(ctl, lambda: store.get(bad).state == JobState.FAILED)  # ...and the job fails once it is
     record = store.get(bad)
-    assert record.state == JobState.FAILED
     assert f"{bad}/attempt-1/checkpoint_000000/meta.json: missing field 'sha256'" in record.error
     assert (f"{bad}.1", True) in cluster.stops and store.attempt(bad, 1).outcome == "failed"
     assert store.get(good).state == JobState.RUNNING and ctl.step_failures == 0
@@ -252,9 +263,47 @@ def test_a_hostile_run_directory_fails_only_its_job_and_never_the_loop(setup, tm
     (runs / linked / "attempt-1").mkdir(parents=True, exist_ok=True)
     (runs / linked / "attempt-1" / "progress.jsonl").symlink_to("/dev/zero")
     ctl.step()
+    step_until(ctl, lambda: {store.get(no_epoch).state, store.get(linked).state} == {JobState.FAILED})
     assert f"{no_epoch}/attempt-1/progress.jsonl: line 2: missing field 'epoch', 'epoch_seconds'" in store.get(no_epoch).error
     assert "symbolic link" in store.get(linked).error and store.get(linked).state == JobState.FAILED
     assert ctl.step_failures == 0
+
+
+def test_a_forced_stop_that_hangs_never_holds_up_the_controller(setup, tmp_path):
+    """Failing a job stops its attempt by force, which can take Ray seconds: it runs off the step.
+    While the stop hangs the attempt stays open (a crash now leaves it for the next holder to
+    adopt), the job is not yet FAILED, and the loop goes on scheduling; once the stop returns the
+    attempt ends and the job fails, in one write."""
+    store, cluster, make = setup
+    cluster.nodes = {"n1": 2}
+    ctl = make("a")
+    bad = submit(store, "bad", workers=1)
+    ctl.step()
+    ctl.step()
+    assert store.get(bad).state == JobState.RUNNING
+    released = threading.Event()
+    plain_stop = cluster.stop
+
+    def hanging_stop(handle, force=False):
+        released.wait(60)
+        plain_stop(handle, force)
+
+    cluster.stop = hanging_stop
+    meta = tmp_path / "runs" / bad / "attempt-1" / "checkpoint_000000" / "meta.json"
+    meta.parent.mkdir(parents=True)
+    meta.write_text('{"epoch": 0}')
+    ctl.step()  # fails the attempt: the forced stop starts, and hangs
+    later = submit(store, "later", workers=1)
+    for _ in range(3):
+        ctl.step()  # each step returns while the stop hangs, and schedules
+    assert store.get(later).state == JobState.RUNNING
+    assert store.get(bad).state == JobState.RUNNING and store.attempt(bad, 1).state == "stopping"
+    assert "stopping it by force" in store.logs(bad)
+    released.set()
+    step_until(ctl, lambda: store.get(bad).state == JobState.FAILED)
+    assert store.attempt(bad, 1).outcome == "failed" and (f"{bad}.1", True) in cluster.stops
+    assert ctl.step_failures == 0
+    ctl.stop()
 
 
 def test_an_active_job_whose_attempt_ended_is_repaired_on_adoption(setup):
