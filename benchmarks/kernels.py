@@ -70,15 +70,17 @@ def status_mib(field: str) -> float:
 
 def time_one(tool: str, events: int, threads: int, repeats: int) -> dict:
     """In this (child) process: best-of-`repeats` seconds of `tool`, after an untimed call on 1,000
-    events (numba compiles on first use), and the peak memory of the timed calls."""
+    events (numba compiles on first use), then the peak memory of one more call, traced apart from
+    the timed ones (tracing allocations slows the calls it watches)."""
     import tracemalloc
 
     run_tool(tool, 1000, threads)()
     call = run_tool(tool, events, threads)
+    seconds = best_seconds(call, repeats)
     before = status_mib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
     tracemalloc.start()
-    seconds = best_seconds(call, repeats)
+    call()
     traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     high_water = status_mib("VmHWM")

@@ -209,24 +209,20 @@ def _numba_features(ts: np.ndarray, key: np.ndarray, amount: np.ndarray, window_
 
 
 def _window_max(values: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """max(values[left[i] .. right[i]]) for every i, by a sparse table."""
+    """max(values[left[i] .. right[i]]) for every i, by a sparse table held as one (levels, n)
+    tensor and read with two gathers: no host round trip, whatever the mix of window lengths."""
     n = values.numel()
-    levels = [values]
+    table = torch.empty((n.bit_length(), n), dtype=values.dtype, device=values.device)
+    table[0] = values
     span = 1
-    while span * 2 <= n:
-        prev = levels[-1]
-        levels.append(torch.maximum(prev[: n - 2 * span + 1], prev[span: n - span + 1]))
+    for level in range(1, n.bit_length()):  # level k holds max(values[i .. i + 2**k - 1]) for i <= n - 2**k
+        valid = n - 2 * span + 1
+        torch.maximum(table[level - 1, :valid], table[level - 1, span:span + valid], out=table[level, :valid])
         span *= 2
-    length = right - left + 1
-    k = torch.floor(torch.log2(length.to(torch.float64))).to(torch.int64)
-    out = torch.empty(n, dtype=values.dtype, device=values.device)
-    for level in torch.unique(k).tolist():
-        mask = k == level
-        table = levels[level]
-        lo = left[mask]
-        hi = right[mask] - (1 << level) + 1
-        out[mask] = torch.maximum(table[lo], table[hi])
-    return out
+    k = torch.floor(torch.log2((right - left + 1).to(torch.float64))).to(torch.int64)
+    flat = table.view(-1)
+    last_start = right - torch.bitwise_left_shift(torch.ones_like(k), k) + 1
+    return torch.maximum(flat[k * n + left], flat[k * n + last_start])
 
 
 def _torch_features(ts: torch.Tensor, key: torch.Tensor, amount: torch.Tensor, window_ms: list[int]) -> torch.Tensor:

@@ -73,6 +73,40 @@ def best_seconds(fn, repeats: int = 3) -> float:
     return best
 
 
+def transfer_seconds(data, columns: int, cuda: torch.device) -> dict:
+    """Where an end-to-end feature call's time can go besides computing: the three inputs up
+    through pinned buffers, and `columns` float64 outputs down into pinned memory (best of 3)."""
+    from kernels.features import _to_device
+
+    inputs = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64 if a.dtype.kind in "iu" else np.float64))
+              for a in data]
+    up = best_seconds(lambda: ([_to_device(t, cuda) for t in inputs], torch.cuda.synchronize(cuda)))
+    result = torch.empty((columns, inputs[0].numel()), dtype=torch.float64, device=cuda)
+    host = torch.empty(result.shape, dtype=result.dtype, pin_memory=True)
+    down = best_seconds(lambda: (host.copy_(result, non_blocking=True), torch.cuda.synchronize(cuda)))
+    return {"seconds_inputs_up": up, "seconds_outputs_down": down, "bytes_down": result.numel() * 8}
+
+
+def device_profile(call, top: int = 12) -> list[dict] | str:
+    """The `top` operations of one `call` by their own device time (torch.profiler), or why the
+    profiler could not run."""
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            call()
+            torch.cuda.synchronize()
+        events = list(prof.key_averages())
+    except Exception as exc:  # noqa: BLE001 - a profiler missing on a node is reported, the check goes on
+        return f"profiler unavailable: {type(exc).__name__}: {exc}"[:300]
+
+    def device_us(event) -> float:
+        return float(getattr(event, "self_device_time_total", getattr(event, "self_cuda_time_total", 0.0)))
+
+    return [{"op": e.key[:80], "calls": e.count, "device_ms": round(device_us(e) / 1000, 3),
+             "cpu_ms": round(e.self_cpu_time_total / 1000, 3)} for e in sorted(events, key=device_us, reverse=True)[:top]]
+
+
 def feature_checks(sizes: tuple[int, ...], cuda: torch.device | None, model: str | None) -> list[dict]:
     """The feature kernel at each size on the CPU, and on CUDA against the CPU's result."""
     out = []
@@ -103,11 +137,13 @@ def feature_checks(sizes: tuple[int, ...], cuda: torch.device | None, model: str
                                                    torch.cuda.synchronize(cuda)))
         check = {"against": f"the CPU engine on {torch.get_num_threads()} threads, {cpu_s:.3f} s", **agreement(
             gpu_result, cpu_result)}
+        stages = transfer_seconds(data, len(cpu_result), cuda)
+        stages["top_device_ops"] = device_profile(lambda data=data: sliding_window_features(*data, WINDOWS, device=cuda))
         out.append(figure("feature_kernel", str(cuda), count / end_to_end, "events/s",
                           f"{count:,} events x 3 windows, host arrays in and out", model, check,
                           check["counts_and_maxima_identical"] and check["max_relative_sum_difference"] <= 1e-12,
                           seconds=end_to_end, seconds_output_kept_on_device=resident,
-                          speedup_vs_cpu=round(cpu_s / end_to_end, 2)))
+                          speedup_vs_cpu=round(cpu_s / end_to_end, 2), stages=stages))
     return out
 
 

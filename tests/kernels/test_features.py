@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from benchmarks._reference import pandas_sliding_window as pandas_reference
 from kernels.features import sliding_window_features
@@ -205,3 +206,17 @@ def test_outputs_as_arrow_table_and_as_tensors():
     tensors = sliding_window_features(ts, keys, amounts, engine="torch", output="torch")
     assert all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in tensors.values())
     np.testing.assert_array_equal(tensors["count_60s"].numpy(), columns["count_60s"])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 17, 100, 1000])
+def test_the_sparse_table_maximum_matches_a_scan_for_every_window(n):
+    """The CUDA engine's range maximum (one (levels, n) table, two gathers) against a plain scan,
+    for windows of every length, on CPU tensors."""
+    from kernels.features import _window_max
+
+    generator = torch.Generator().manual_seed(n)
+    values = torch.randn(n, dtype=torch.float64, generator=generator)
+    right = torch.arange(n)
+    left = torch.clamp(right - torch.randint(0, n, (n,), generator=generator), min=0)
+    expected = torch.stack([values[lo:hi + 1].max() for lo, hi in zip(left.tolist(), right.tolist(), strict=True)])
+    assert torch.equal(_window_max(values, left, right), expected)
