@@ -80,6 +80,7 @@ class Harness:
                                            "--jwt-audience", "suanli")
         self.admin = (self.state / "admin.token").read_text().strip()
         self.healthz_samples: list[tuple[float, float]] = []
+        self.slowest_step: dict = {}
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
@@ -351,6 +352,7 @@ def main() -> None:
                 log(f"{'refused' if outcome.refused else 'NOT REFUSED'}: {outcome.name}: {outcome.caller_saw[:160]}")
             outcomes += found
         final = bystander.wait(timeout=600).value
+        h.slowest_step = h.call("GET", "/healthz").json()["controller"]["slowest_step"]
         succeeded = [e for e in bystander.events() if e["kind"] == "SUCCEEDED"]
         jobs_affected = 0 if final == "SUCCEEDED" and len(succeeded) == 1 else 1
         page = h.call("GET", "/ui/state").text
@@ -366,6 +368,7 @@ def main() -> None:
         "attacks_tried": len(outcomes), "attacks_refused": sum(o.refused for o in outcomes),
         "jobs_affected": jobs_affected, "secrets_leaked": len(leaked), "secrets_leaked_names": leaked,
         "controller_stalled_s": h.controller_stalled_s(),
+        "controller_slowest_step": h.slowest_step,
         "attacks": [{k: v for k, v in asdict(o).items() if k != "answers"} for o in outcomes],
     }
     markdown = (f"| adversarial | {result['attacks_refused']} of {result['attacks_tried']} attacks refused; jobs "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import ray
 
@@ -20,7 +20,10 @@ from runtime.training.attempt import AttemptRunner
 from schedulers.types import Placement
 
 NAMESPACE = "suanli-attempts"
-POLL_TIMEOUT_S = 5.0
+# How long one poll waits for a runner's answer: a live runner answers in milliseconds; one still
+# starting (its worker process spawning) answers seconds later, and the controller's step must not
+# wait for it: its question stays asked and the answer is picked up by a later poll.
+POLL_WAIT_S = 0.05
 log = logging.getLogger(__name__)
 
 
@@ -31,6 +34,8 @@ class RayBackend:
 
     def __init__(self) -> None:
         self._launched: dict[str, object] = {}  # runners this process created, before GCS lists their names
+        self._asked: dict[str, object] = {}  # runner name: its status call not yet answered
+        self._answered: dict[str, AttemptStatus] = {}  # runner name: its latest answer
 
     def handle_for(self, spec: LaunchSpec) -> dict:
         return {"actor": attempt_name(spec.job_id, spec.attempt), "namespace": NAMESPACE, "run_dir": spec.run_dir}
@@ -55,19 +60,30 @@ class RayBackend:
             return None
 
     def poll(self, handle: dict) -> AttemptStatus:
+        """The runner's latest answer, waiting at most POLL_WAIT_S for a new one: a runner slow to
+        answer is reported as it last was ("running" before its first answer), never as lost."""
         runner = self._runner(handle)
         workers = tuple((_worker_group(handle) or {}).get("workers", ()))
         if runner is None:
             return AttemptStatus("lost", error="the attempt's runner is gone from the Ray cluster (its node or "
                                  "the cluster was lost)", workers=workers)
+        name = handle["actor"]
+        call = self._asked.get(name)
+        if call is None:
+            call = self._asked[name] = runner.status.remote()
+        ready, _ = ray.wait([call], timeout=POLL_WAIT_S)
+        if not ready:
+            last = self._answered.get(name)
+            return replace(last, workers=workers) if last else AttemptStatus("running", workers=workers)
+        del self._asked[name]
         try:
-            status = ray.get(runner.status.remote(), timeout=POLL_TIMEOUT_S)
-        except ray.exceptions.GetTimeoutError:
-            return AttemptStatus("running", workers=workers)  # slow to answer is not lost
+            status = ray.get(call)
         except ray.exceptions.RayActorError as exc:
             return AttemptStatus("lost", error=f"the attempt's runner died: {type(exc).__name__}", workers=workers)
-        return AttemptStatus(status["phase"], error=status.get("error"), traceback=status.get("traceback"),
-                             checkpoint=status.get("checkpoint"), metrics=status.get("metrics") or {}, workers=workers)
+        answer = self._answered[name] = AttemptStatus(
+            status["phase"], error=status.get("error"), traceback=status.get("traceback"),
+            checkpoint=status.get("checkpoint"), metrics=status.get("metrics") or {}, workers=workers)
+        return answer
 
     def stop(self, handle: dict, force: bool = False) -> None:
         runner = self._runner(handle)
@@ -82,7 +98,8 @@ class RayBackend:
 
     def release(self, handle: dict) -> None:
         runner = self._runner(handle)
-        self._launched.pop(handle["actor"], None)
+        for known in (self._launched, self._asked, self._answered):
+            known.pop(handle["actor"], None)
         if runner is not None:
             ray.kill(runner, no_restart=True)
         self._remove_placement_group(handle)

@@ -103,6 +103,7 @@ class JobController:
         self.step_failures = 0
         self.last_error = ""
         self.last_step_at = 0.0
+        self.slowest_step: dict = {"seconds": 0.0}  # the longest step so far, and where its time went
         self._token: int | None = None
         self._last_reason: dict[str, str] = {}
         self._last_round: tuple = ()
@@ -148,15 +149,23 @@ class JobController:
         if token is None:
             self._forget()
             return
+        started = clock = time.perf_counter()
+        stages: dict[str, float] = {}
         if token != self._token:
             self._forget()
             self._adopt(token)
             self._token = token
-        self._follow(token)
-        self._stop_stale_runs(token)
-        self._cancel_requested(token)
-        self._schedule(token)
+            stages["adopt"], clock = time.perf_counter() - clock, time.perf_counter()
+        for stage, run in (("follow", self._follow), ("stale runs", self._stop_stale_runs),
+                           ("cancellations", self._cancel_requested), ("schedule", self._schedule)):
+            run(token)
+            stages[stage], clock = time.perf_counter() - clock, time.perf_counter()
         self.last_step_at = time.time()
+        took = time.perf_counter() - started
+        if took > self.slowest_step["seconds"]:
+            self.slowest_step = {"seconds": round(took, 3), "at": self.last_step_at,
+                                 "stages_s": {k: round(v, 3) for k, v in stages.items()},
+                                 "schedule_stages_s": {k: round(v, 3) for k, v in self.round_stages_s.items()}}
 
     def _adopt(self, token: int) -> None:
         """Follow every open attempt the store knows (launched by us before a restart, or by a

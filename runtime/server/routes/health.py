@@ -25,7 +25,8 @@ def healthz(server: ServerDep) -> dict:
             "lease": lease.as_dict() if lease else None, "version": __version__, "api_version": API_VERSION,
             "ray_address": server.ray_address, "store": server.store.where, "audit_chain_ok": server.audit_ok,
             "controller": {"step_failures": controller.step_failures, "last_error": controller.last_error,
-                           "last_step_at": controller.last_step_at, "attempts_followed": len(controller.tracked)}}
+                           "last_step_at": controller.last_step_at, "attempts_followed": len(controller.tracked),
+                           "slowest_step": controller.slowest_step}}
 
 
 @router.get("/whoami")
