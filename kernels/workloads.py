@@ -54,18 +54,22 @@ def inference_batch(device="cpu", features: int = 30, batch: int = 4096, repeats
 
 
 def feature_kernel(device="cpu", events: int = 200_000, seed: int = 0) -> Measurement:
-    """Events/s of sliding-window features (3 windows, 4 statistics) over synthetic transactions."""
+    """Events/s of sliding-window features (3 windows, 4 statistics) over synthetic transactions,
+    host arrays in and out: the best of three calls at full size (a steady state, as `kernels.gpucheck`
+    measures it; a process's first call also pays for compiling or pinning buffers)."""
     rng = np.random.default_rng(seed)
     ts = np.sort(rng.uniform(0, 7 * 86400, events))
     keys = rng.integers(0, max(1, events // 20), events)
     amounts = rng.lognormal(3, 1, events)
     dev = resolve_device(device)
-    sliding_window_features(ts[:1000], keys[:1000], amounts[:1000], device=dev)  # warm up
-    start = time.perf_counter()
-    sliding_window_features(ts, keys, amounts, device=dev)
-    synchronize(dev)
-    return Measurement("feature_kernel", str(dev), events / (time.perf_counter() - start), "events/s",
-                       f"{events} events, 3 windows")
+    best = float("inf")
+    for _ in range(3):  # the first call at full size also compiles (CPU) or pins host buffers (CUDA)
+        start = time.perf_counter()
+        sliding_window_features(ts, keys, amounts, device=dev)
+        synchronize(dev)
+        best = min(best, time.perf_counter() - start)
+    return Measurement("feature_kernel", str(dev), events / best, "events/s",
+                       f"{events} events, 3 windows, best of 3")
 
 
 def train_step_gbdt(device="cpu", rows: int = 100_000, features: int = 30, rounds: int = 10) -> Measurement:
