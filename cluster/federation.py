@@ -265,7 +265,7 @@ async def probe_nodes(entry: ClusterEntry, timeout_s: float = PROBE_TIMEOUT_S, t
     try:
         rows = listed["data"]["result"]["result"]
         return [_node(entry, row) for row in rows if row.get("state") == "ALIVE"]
-    except Exception:  # noqa: BLE001 - whatever it sent, it is not Ray's node list; its content is not repeated
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):  # its content is not repeated
         raise ProbeFailed("the answer is not Ray's node list; is the address the cluster's dashboard "
                           "(http://HEAD:8265)?") from None
 
@@ -300,7 +300,8 @@ class Federation:
     called when a cluster becomes healthy or lost. Each cluster is probed by a task of its own
     under a hard deadline of `timeout_s` for the whole probe (connecting, headers, body), so a
     cluster that trickles its answer is a missed probe after `timeout_s` and never delays the
-    probes of the others."""
+    probes of the others. The first missed probe of a run and every change of health are logged
+    with the cluster's name (`extra={"cluster": name}`)."""
 
     def __init__(self, entries: Callable[[], list[ClusterEntry]], interval_s: float = PROBE_INTERVAL_S,
                  timeout_s: float = PROBE_TIMEOUT_S, lost_after: int = LOST_AFTER_MISSED,
@@ -342,7 +343,7 @@ class Federation:
             began = time.monotonic()
             try:
                 await self._round()
-            except Exception:  # noqa: BLE001 - the registry unreadable for a round: the next one retries
+            except Exception:  # the registry unreadable for a round: logged, the next one retries
                 log.exception("federation probe round failed")
             await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - began)))
 
@@ -370,7 +371,7 @@ class Federation:
         for entry in self.entries():
             try:
                 token: str | Exception | None = self.token_for(entry.name)
-            except Exception as exc:  # noqa: BLE001 - an unreadable secret is this cluster's missed probe
+            except Exception as exc:  # noqa: BLE001 - an unreadable secret is this cluster's missed probe (logged there)
                 token = exc
             listed.append((entry, token))
         return listed
@@ -384,7 +385,7 @@ class Federation:
                 nodes = await self.probe(entry, self.timeout_s, token)
         except TimeoutError:
             error = f"timed out after {self.timeout_s:.1f} s"
-        except Exception as exc:  # noqa: BLE001 - any failure to answer is a missed probe
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is a missed probe (logged below)
             error = failure_reason(exc)
         now = time.time()
         with self._lock:
@@ -399,7 +400,15 @@ class Federation:
             else:
                 after = view.health.missed_probe(now, error)
             at = view.health.lost_since if after == "lost" else now
-        if after != before and after in ("healthy", "lost") and self.on_change:
+            missed = view.health.missed
+        ids = {"cluster": entry.name}
+        if error is not None and missed == 1:  # the first of a run: one line per outage, not one per probe
+            log.warning("missed a probe: %s", error, extra=ids)
+        if after == before or after not in ("healthy", "lost"):
+            return
+        log.log(logging.WARNING if after == "lost" else logging.INFO, "cluster is %s%s", after,
+                f" after {missed} missed probes ({error})" if after == "lost" else "", extra=ids)
+        if self.on_change:
             await asyncio.to_thread(self.on_change, entry.name, after, at)
 
     def health(self, name: str) -> str:

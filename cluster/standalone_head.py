@@ -152,12 +152,14 @@ def start_head(name: str, root: str | Path, site: str | None = None, tier: str =
 def _job_api_answers(head: StandaloneHead) -> bool:
     """The head's dashboard lists its node (the same probe the federation makes)."""
 
-    from cluster.federation import ClusterEntry, probe_nodes, run_blocking
+    import httpx
+
+    from cluster.federation import ClusterEntry, ProbeFailed, probe_nodes, run_blocking
 
     if not _answers(head.address.removeprefix("http://")):
         return False
     try:
         return bool(run_blocking(probe_nodes(ClusterEntry(head.name, head.address, head.site, head.tier),
                                             timeout_s=10.0, token=head.token_file.read_text())))
-    except Exception:  # noqa: BLE001 - not answering yet
+    except (ProbeFailed, httpx.HTTPError, OSError, TimeoutError):  # not answering (as Ray's dashboard) yet
         return False

@@ -165,28 +165,33 @@ async def _stop_quietly(entry: ClusterEntry, token: str | None, check_id: str) -
         # otherwise it ends by itself: it only reads and writes one small file
 
 
+def report(line: str) -> None:
+    """One REPORT_PREFIX line on the check job's stdout, which is how the server reads its report."""
+    print(f"{REPORT_PREFIX}{line}", flush=True)  # noqa: T201 - the check job's stdout is its report
+
+
 def main(directory: str) -> int:
     """The check job: read the challenge at `directory` and write it back as the answer. Prints
     one REPORT_PREFIX line saying what is wrong otherwise."""
     where = Path(directory)
     if not where.parent.parent.is_dir():
-        print(f"{REPORT_PREFIX}{where.parent.parent} does not exist on node {socket.gethostname()}", flush=True)
+        report(f"{where.parent.parent} does not exist on node {socket.gethostname()}")
         return 3
     try:
         nonce = (where / CHALLENGE).read_text()
     except FileNotFoundError:
-        print(f"{REPORT_PREFIX}{where.parent.parent} exists there but is another directory (no "
-              f"{CHECK_DIR}/{where.name}/{CHALLENGE} written by the server is in it)", flush=True)
+        report(f"{where.parent.parent} exists there but is another directory (no "
+               f"{CHECK_DIR}/{where.name}/{CHALLENGE} written by the server is in it)")
         return 3
     except OSError as exc:
-        print(f"{REPORT_PREFIX}{where / CHALLENGE} cannot be read there ({exc.strerror})", flush=True)
+        report(f"{where / CHALLENGE} cannot be read there ({exc.strerror})")
         return 3
     try:
         scratch = where / f"{ANSWER}.tmp"
         scratch.write_text(nonce)
         scratch.replace(where / ANSWER)
     except OSError as exc:
-        print(f"{REPORT_PREFIX}{where} is not writable there ({exc.strerror})", flush=True)
+        report(f"{where} is not writable there ({exc.strerror})")
         return 4
     return 0
 

@@ -57,11 +57,12 @@ def server(
     """Run the suanli server: the API, the job store and (while it holds the lease) the controller."""
     import cluster
     from cluster.errors import ConfigError
+    from runtime.log_context import configure_logging
     from runtime.server.auth import JwtIssuer
     from runtime.server.service import Server, ServerOptions
     from runtime.store import StoreError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)  # every line: job=... attempt=... cluster=...
     if (jwt_public_key is None) != (jwt_issuer is None):
         raise fail("--jwt-public-key and --jwt-issuer go together")
     if (ssl_certfile is None) != (ssl_keyfile is None):

@@ -22,6 +22,13 @@ Failures are per job: a file of a run directory that cannot be trusted (a user's
 there) fails that job with a `RunFileError` naming the file; any other error while following one
 job is counted against that job, which fails after MAX_JOB_STEP_ERRORS in a row, and never stops
 the other jobs or the loop. An attempt's end and its job's move are one store transaction.
+
+Logging: whatever is done for one job runs inside `log_ids(job=..., attempt=..., cluster=...)`
+(runtime.log_context), so every line logged meanwhile names them, the store's job events included
+(one line per move, written by the server's `log_job_event` listener). The controller itself logs,
+at WARNING, what the events do not say: a failed or lost attempt's error, a failover, a launch the
+cluster refused, a forced stop, a checkpoint or worker placement that does not match, a failed
+evaluation, and each unexpected error (with its traceback); at INFO, an adopted attempt.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from runtime.controller.failure_policy import FailurePolicy
 from runtime.controller.finish import finish_job
 from runtime.controller.lease_keeper import LeaseKeeper
 from runtime.controller.requests import job_request, progress_from_epochs
+from runtime.log_context import log_ids
 from runtime.rundir import CHECKPOINT_META, RunFileError, RunsDir
 from runtime.specs import FEATURE_LOOP_FIELDS, LOOP_FIELDS, JobState
 from runtime.store import FencedOut, JobRecord, JobStore, Move
@@ -133,7 +141,7 @@ class JobController:
                 log.warning("controller fenced out: %s", exc)
                 self.lease.lost()
                 self._forget()
-            except Exception as exc:  # noqa: BLE001 - one bad step is counted and shown; the loop goes on
+            except Exception as exc:  # one bad step is counted, shown and logged; the loop goes on
                 self.step_failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("controller step failed")
@@ -171,12 +179,13 @@ class JobController:
         """Follow every open attempt the store knows (launched by us before a restart, or by a
         holder that lost the lease); requeue or fail only those the cluster no longer has."""
         for attempt in self.store.open_attempts():
-            try:
-                self._adopt_one(attempt, token)
-            except FencedOut:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one job's failure is that job's, never the loop's
-                self._job_error(attempt.job_id, token, exc)
+            with log_ids(job=attempt.job_id, attempt=attempt.number, cluster=(attempt.placement or {}).get("cluster")):
+                try:
+                    self._adopt_one(attempt, token)
+                except FencedOut:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one job's failure is that job's (logged with its ids), never the loop's
+                    self._job_error(attempt.job_id, token, exc)
         self._repair_orphans(token)
 
     def _repair_orphans(self, token: int) -> None:
@@ -193,7 +202,9 @@ class JobController:
             moves = [] if record.state == JobState.STOPPING else [Move(JobState.STOPPING, detail)]
             moves.append(Move(JobState.CANCELLED, detail) if record.cancel_requested
                          else Move(JobState.QUEUED, f"{detail}: resumes from its latest checkpoint"))
-            self.store.move(record.id, moves, fence=token, expect=(record.state,), attempt=record.attempts or None)
+            with log_ids(job=record.id, attempt=record.attempts or None):
+                log.warning("repairing on adoption: %s", detail)
+                self.store.move(record.id, moves, fence=token, expect=(record.state,), attempt=record.attempts or None)
 
     def _adopt_one(self, attempt, token: int) -> None:
         record = self.store.get(attempt.job_id)
@@ -204,7 +215,7 @@ class JobController:
             self._settle(record, tracked, AttemptStatus("stopped"), token, stale=True)
             return
         status = self.backend.poll(attempt.handle)
-        log.info("adopting %s attempt %d: %s", record.id, attempt.number, status.phase)
+        log.info("adopted the open attempt: %s in the cluster", status.phase)
         self.store.log(record.id, f"controller (lease token {token}) adopted attempt {attempt.number}: "
                                   f"{status.phase} in the cluster")
         if record.state == JobState.STOPPING:
@@ -212,25 +223,26 @@ class JobController:
 
     def _follow(self, token: int) -> None:
         for job_id, tracked in list(self.tracked.items()):
-            try:
-                if tracked.failing is not None:
-                    self._end_failing(job_id, tracked, token)
-                    continue
-                self._follow_one(job_id, tracked, token)
-                self._job_errors.pop(job_id, None)
-            except FencedOut:
-                raise
-            except RunFileError as exc:
-                self._fail(job_id, tracked, token, f"run directory: {exc}")
-            except Exception as exc:  # noqa: BLE001 - one job's failure is that job's, never the loop's
-                self._job_error(job_id, token, exc)
+            with log_ids(job=job_id, attempt=tracked.attempt, cluster=tracked.placement.cluster):
+                try:
+                    if tracked.failing is not None:
+                        self._end_failing(job_id, tracked, token)
+                        continue
+                    self._follow_one(job_id, tracked, token)
+                    self._job_errors.pop(job_id, None)
+                except FencedOut:
+                    raise
+                except RunFileError as exc:
+                    self._fail(job_id, tracked, token, f"run directory: {exc}")
+                except Exception as exc:  # noqa: BLE001 - one job's failure is that job's (logged with its ids), never the loop's
+                    self._job_error(job_id, token, exc)
 
     def _job_error(self, job_id: str, token: int, exc: Exception) -> None:
         """An unexpected error while handling one job: logged and counted; the job fails once
         MAX_JOB_STEP_ERRORS happened in a row (the others go on either way)."""
         self.step_failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
-        log.exception("job %s: controller step failed", job_id)
+        log.exception("controller step failed for this job")
         errors = self._job_errors[job_id] = self._job_errors.get(job_id, 0) + 1
         if errors >= MAX_JOB_STEP_ERRORS:
             self._job_errors.pop(job_id, None)
@@ -244,7 +256,6 @@ class JobController:
         attempt that the next holder adopts, never a running attempt of an ended job."""
         if tracked is not None and tracked.failing is not None:
             return  # already being stopped
-        log.warning("job %s fails: %s", job_id, reason)
         record = self.store.get(job_id)
         if record.state.finished:
             self.tracked.pop(job_id, None)
@@ -255,6 +266,7 @@ class JobController:
             return
         self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
         self.store.log(job_id, f"attempt {tracked.attempt} fails ({reason}); stopping it by force")
+        log.warning("attempt fails (%s); stopping it by force", reason)
         tracked.failing = (reason, self._stopper.submit(self._stop_and_release, tracked.handle))
 
     def _stop_and_release(self, handle: dict) -> None:
@@ -270,8 +282,7 @@ class JobController:
         if not stopping.done():
             return
         if stopping.exception() is not None:
-            log.warning("job %s: stopping attempt %d by force raised %s", job_id, tracked.attempt,
-                        stopping.exception())
+            log.warning("stopping the attempt by force raised %s", stopping.exception())
         record = self.store.get(job_id)
         moves = [] if record.state.finished else [
             Move(JobState.FAILED, reason, fields={"error": reason, "failures": record.failures + 1})]
@@ -306,6 +317,7 @@ class JobController:
             self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
             self.store.log(job_id, f"attempt {tracked.attempt} did not stop within {self.stop_grace_s:g} s; "
                                    "stopping it by force")
+            log.warning("the attempt did not stop within %g s; stopping it by force", self.stop_grace_s)
             self.backend.stop(tracked.handle, force=True)
             tracked.forced = True
 
@@ -322,6 +334,8 @@ class JobController:
         if status.traceback and not stale:
             self.store.log(record.id, f"attempt {tracked.attempt} {status.phase}:\n{status.traceback}")
         moves = [] if stale else self._moves_after(record, tracked, status, token)
+        if status.phase in ("failed", "lost"):
+            log.warning("attempt %s: %s", status.phase, status.error or "no error given")
         self.store.end_attempt(record.id, tracked.attempt, token, outcome=status.phase, error=status.error, moves=moves)
         self.tracked.pop(record.id, None)
 
@@ -354,6 +368,7 @@ class JobController:
         moves = [Move(JobState.STOPPING, reason)] if record.state in (JobState.STARTING, JobState.RUNNING) else []
         moves.append(Move(JobState.CANCELLED, f"{reason}; cancelled as requested") if record.cancel_requested
                      else Move(JobState.QUEUED, f"{reason}; resumes {resume} on another cluster"))
+        log.warning("failover: %s; the job moves to %s", reason, moves[-1].state.value)
         self.store.end_attempt(record.id, tracked.attempt, token, outcome="fenced",
                                error=f"cluster {cluster_name} lost {at}", moves=moves)
         self.tracked.pop(record.id, None)
@@ -368,10 +383,11 @@ class JobController:
             cluster_name = attempt.handle.get("cluster") if attempt.handle else None
             if cluster_name is None or self.federation.health(cluster_name) != "healthy":
                 continue
-            self.backend.stop(attempt.handle, force=True)
-            self.store.update_attempt(attempt.job_id, attempt.number, token, outcome="fenced-stopped")
-            self.store.note(attempt.job_id, f"cluster {cluster_name} answers again; the stale run of attempt "
-                                            f"{attempt.number} was stopped", fence=token, attempt=attempt.number)
+            with log_ids(job=attempt.job_id, attempt=attempt.number, cluster=cluster_name):
+                self.backend.stop(attempt.handle, force=True)
+                self.store.update_attempt(attempt.job_id, attempt.number, token, outcome="fenced-stopped")
+                self.store.note(attempt.job_id, f"cluster {cluster_name} answers again; the stale run of attempt "
+                                                f"{attempt.number} was stopped", fence=token, attempt=attempt.number)
 
     def held_devices(self) -> dict[str, dict[str, float]]:
         """{node id: {device kind: devices}} held by the attempts this controller follows."""
@@ -393,9 +409,10 @@ class JobController:
                         fields={"result": result})
         try:
             result = finish_job(self.store, record, tracked.placement, status, self.runs.job(record.id), tracked.started)
-        except Exception as exc:  # noqa: BLE001 - an evaluation failure fails the job, not the controller
+        except Exception as exc:  # noqa: BLE001 - an evaluation failure (whatever it is) fails the job, not the controller
             import traceback
 
+            log.warning("evaluation failed: %s (the traceback is in the job's log)", type(exc).__name__)
             self.store.log(record.id, "evaluation failed:\n" + traceback.format_exc())
             return Move(JobState.FAILED, f"evaluation failed: {exc}",
                         fields={"error": f"evaluation failed: {type(exc).__name__}: {exc}"})
@@ -414,6 +431,7 @@ class JobController:
         placed = sorted(a.node_id for a in tracked.placement.assignments for _ in range(a.workers))
         ran = sorted(w["node_id"] for w in status.workers)
         if placed != ran:
+            log.warning("workers ran on %s, the placement named %s", ran, placed)
             self.store.log(record.id, f"WARNING: workers ran on {ran}, the placement named {placed}")
 
     @staticmethod
@@ -436,6 +454,7 @@ class JobController:
             if digest != info["sha256"]:
                 if path not in tracked.checkpoints_suspect:
                     tracked.checkpoints_suspect.add(path)
+                    log.warning("checkpoint %s does not match the sha256 its writer recorded (yet)", directory.name)
                     self.store.log(record.id, f"checkpoint {path} does not match the sha256 its writer recorded "
                                               "(yet); not recorded while it differs")
                 continue
@@ -462,9 +481,10 @@ class JobController:
             tracked = self.tracked.get(record.id)
             if tracked is None or tracked.failing is not None:
                 continue
-            self.store.transition(record.id, JobState.STOPPING, detail="cancel requested; stopping the attempt",
-                                  expect=(JobState.STARTING, JobState.RUNNING), fence=token, attempt=tracked.attempt)
-            self._ask_stop(record, tracked)
+            with log_ids(job=record.id, attempt=tracked.attempt, cluster=tracked.placement.cluster):
+                self.store.transition(record.id, JobState.STOPPING, detail="cancel requested; stopping the attempt",
+                                      expect=(JobState.STARTING, JobState.RUNNING), fence=token, attempt=tracked.attempt)
+                self._ask_stop(record, tracked)
 
     def _ask_stop(self, record: JobRecord, tracked: _Tracked) -> None:
         """Built-in loops stop at their next epoch boundary; a user train_fn (its Ray Train
@@ -526,13 +546,15 @@ class JobController:
                                   error=rejection.reason, expect=(JobState.QUEUED,), fence=token)
         for job_id in decisions.preemptions:
             tracked = self.tracked.get(job_id)
+            if tracked is None or tracked.failing is not None:
+                continue
             record = self.store.get(job_id)
-            if tracked and tracked.failing is None and self.store.transition(
-                    job_id, JobState.STOPPING, fence=token, attempt=tracked.attempt,
-                                                 detail="preempted by the scheduler; resumes from its latest "
-                                                        "checkpoint once a placement frees up",
-                                                 expect=(JobState.STARTING, JobState.RUNNING)):
-                self._ask_stop(record, tracked)
+            with log_ids(job=job_id, attempt=tracked.attempt, cluster=tracked.placement.cluster):
+                if self.store.transition(job_id, JobState.STOPPING, fence=token, attempt=tracked.attempt,
+                                         detail="preempted by the scheduler; resumes from its latest "
+                                                "checkpoint once a placement frees up",
+                                         expect=(JobState.STARTING, JobState.RUNNING)):
+                    self._ask_stop(record, tracked)
         waiting = [self._pinned_to_lost(w, lost, requests[w.job_id]) for w in waiting]
         changed = [w for w in waiting if self._last_reason.get(w.job_id) != w.reason]
         self._last_reason.update((w.job_id, w.reason) for w in changed)
@@ -540,12 +562,13 @@ class JobController:
         self.store.note_waiting([(w.job_id, w.reason, w.next_estimated_start) for w in changed])
         labels = {n.id: n for n in state.nodes}
         for placement in decisions.placements:
-            try:
-                self._launch(self.store.get(placement.job_id), placement, labels, token)
-            except FencedOut:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one job's failure is that job's, never the round's
-                self._job_error(placement.job_id, token, exc)
+            with log_ids(job=placement.job_id, cluster=placement.cluster):
+                try:
+                    self._launch(self.store.get(placement.job_id), placement, labels, token)
+                except FencedOut:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one job's failure is that job's (logged with its ids), never the round's
+                    self._job_error(placement.job_id, token, exc)
         stages["write"] = time.perf_counter() - clock
 
     def _queued(self) -> list[JobRecord]:
@@ -634,11 +657,13 @@ class JobController:
         if self.store.start_attempt(record.id, placement.to_dict(), self.backend.name_for(placement.cluster), token,
                                     detail, handle) != number:
             return
-        try:
-            attempt_dir.create()
-            self.backend.launch(placement, launch)
-        except Exception as exc:  # noqa: BLE001 - a launch the cluster refused goes back to the queue
-            self.store.end_attempt(record.id, number, token, outcome="lost", error=str(exc),
-                                   moves=[Move(JobState.QUEUED, f"launch failed: {exc}")])
-            return
+        with log_ids(attempt=number):
+            try:
+                attempt_dir.create()
+                self.backend.launch(placement, launch)
+            except Exception as exc:  # noqa: BLE001 - whatever the cluster raised, the launch failed: logged, requeued
+                log.warning("launch failed, the job goes back to the queue: %s: %s", type(exc).__name__, exc)
+                self.store.end_attempt(record.id, number, token, outcome="lost", error=str(exc),
+                                       moves=[Move(JobState.QUEUED, f"launch failed: {exc}")])
+                return
         self.tracked[record.id] = _Tracked(number, handle, placement, time.time())

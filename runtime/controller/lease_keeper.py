@@ -52,7 +52,7 @@ class LeaseKeeper:
         started = time.monotonic()
         try:
             lease = self.leases.try_acquire(self.holder, self.ttl_s)
-        except Exception as exc:  # noqa: BLE001 - a store outage: keep acting until the deadline passes
+        except Exception as exc:  # noqa: BLE001 - any store outage (driver errors vary), logged: act until the deadline passes
             log.warning("lease renewal failed: %s", exc)
             return
         with self._lock:
@@ -91,5 +91,5 @@ class LeaseKeeper:
         if release and lease is not None:
             try:
                 self.leases.release(self.holder, lease.token)
-            except Exception as exc:  # noqa: BLE001 - shutting down: the lease expires by itself
+            except Exception as exc:  # noqa: BLE001 - shutting down, logged: the lease expires by itself
                 log.warning("could not release the lease: %s", exc)

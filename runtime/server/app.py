@@ -102,7 +102,8 @@ async def invalid_request(_request: Request, exc: RequestValidationError) -> JSO
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     error_id = uuid.uuid4().hex[:12]
-    log.error("error %s: %s %s raised %s", error_id, request.method, request.url.path, type(exc).__name__,
-              exc_info=exc)
+    job = request.path_params.get("job_id")
+    log.error("error %s: %s %s raised %s", error_id, request.method, one_line(request.url.path, 200),
+              type(exc).__name__, exc_info=exc, extra={"job": one_line(job, 40) if job else None})
     return JSONResponse(status_code=500, content={"detail": f"internal error {error_id}: the server could not "
                                                   "answer; its log names the cause under this id"})

@@ -30,6 +30,7 @@ from runtime.backends.federated import FederatedBackend
 from runtime.backends.ray_local import RayBackend
 from runtime.controller.controller import JobController
 from runtime.controller.lease_keeper import LeaseKeeper
+from runtime.log_context import log_job_event
 from runtime.profiles import load_throughput_model
 from runtime.server.auth import Accounts, Identity, JwtIssuer, ensure_local_admin
 from runtime.server.domain.admission import Admission
@@ -111,6 +112,7 @@ class Server:
                                registry=self.metrics.registry)
         self.events = AuditEvents(self.audit, self.refused)
         self.store.listeners.append(self.events.job_event)
+        self.store.listeners.append(log_job_event)
         self.admission = Admission(self)
         self.emulated = None
         self.started_head = False  # True when this server started the state directory's Ray head
@@ -118,7 +120,7 @@ class Server:
         self.controller: JobController | None = None
         self.clusters = ClusterStore(self.store, SecretStore(self.state_dir / "secrets"))
         self.federation = Federation(self.clusters.list, lost_after=options.cluster_lost_after,
-                                     healthy_after=options.cluster_healthy_after, on_change=self._cluster_changed,
+                                     healthy_after=options.cluster_healthy_after, on_change=self.events.cluster_health,
                                      token_for=self.clusters.token)
         self.backends: FederatedBackend | None = None
         self._snapshot_lock = threading.Lock()
@@ -155,7 +157,7 @@ class Server:
         while True:
             try:
                 self.verify_audit()
-            except Exception as exc:  # noqa: BLE001 - a broken log is reported, never fatal here
+            except Exception as exc:  # noqa: BLE001 - whatever broke the log is logged and shown in the metric, never fatal here
                 self.audit_ok = False
                 self.audit_chain_ok.set(0)
                 log.error("audit log verification raised: %s", exc)
@@ -217,10 +219,6 @@ class Server:
                 latest = self.federation.merged_state(cluster.snapshot(include_local_telemetry=False), held)
             return latest
 
-    def _cluster_changed(self, name: str, health: str, at: float) -> None:
-        log.warning("cluster %s is %s (since %s)", name, health, time.strftime("%H:%M:%S", time.localtime(at)))
-        self.events.cluster_health(name, health, at)
-
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         # The controller thread computes while API threads answer: hand the GIL over every 1 ms
@@ -262,13 +260,13 @@ class Server:
             self.step_failures.set(self.controller.step_failures if self.controller else 0)
             try:
                 self.metrics.update(self.current_snapshot())
-            except Exception as exc:  # noqa: BLE001 - Ray unreachable: the metrics keep their last values
+            except Exception as exc:  # noqa: BLE001 - Ray (or a cluster) unreachable, logged: the metrics keep their last values
                 log.warning("could not take a capacity snapshot for the metrics: %s", exc)
             if time.monotonic() - token_checked > ADMIN_TOKEN_CHECK_S:
                 try:
                     ensure_local_admin(self.accounts, self.state_dir, os_user())
                     token_checked = time.monotonic()
-                except Exception as exc:  # noqa: BLE001 - retried at the next pass
+                except Exception as exc:  # noqa: BLE001 - a store or disk error, logged: retried at the next pass
                     log.warning("could not renew the local admin token: %s", exc)
             time.sleep(METRICS_INTERVAL_S)
 
@@ -287,7 +285,9 @@ class Server:
         port = sock.getsockname()[1]
         scheme = "https" if self.options.ssl_certfile else "http"
         url = f"{scheme}://{self.options.host}:{port}"
-        config = uvicorn.Config(create_app(self), log_level="warning", access_log=False, timeout_keep_alive=30,
+        # log_config=None: uvicorn's own lines go through the server's handler too (with the ids' fields)
+        config = uvicorn.Config(create_app(self), log_config=None, log_level="warning", access_log=False,
+                                timeout_keep_alive=30,
                                 ssl_certfile=self.options.ssl_certfile, ssl_keyfile=self.options.ssl_keyfile)
         self._uvicorn = uvicorn.Server(config)
         info = {"url": url, "pid": os.getpid(), "started": time.time(), "ray_address": self.ray_address}

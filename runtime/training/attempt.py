@@ -147,7 +147,7 @@ class AttemptRunner:
             self._task = run_feature_task.options(**options).remote(spec["loop_config"], spec["run_dir"], gpu)
             self._outcome = {"metrics": ray.get(self._task)}
             self._phase = "succeeded"
-        except BaseException as exc:  # noqa: BLE001 - the attempt's outcome, for the controller
+        except BaseException as exc:  # noqa: BLE001 - a SystemExit too: the attempt's outcome, logged by the controller
             stopped = self._attempt_dir is not None and self._attempt_dir.stop_requested()
             self._outcome = {"error": root_cause(exc), "traceback": "".join(traceback.format_exception(exc))}
             self._phase = "stopped" if stopped else "failed"
@@ -161,7 +161,7 @@ class AttemptRunner:
             trainer = build_trainer(spec, config, placement, run_dir)
             self._phase = "running"
             result = trainer.fit()
-        except BaseException as exc:  # noqa: BLE001 - any failure is this attempt's outcome, for the controller
+        except BaseException as exc:  # noqa: BLE001 - user code's SystemExit too: the outcome, logged by the controller
             self._outcome = {"error": root_cause(exc), "traceback": "".join(traceback.format_exception(exc))}
             self._phase = "stopped" if AttemptDir.at(run_dir).stop_requested() else "failed"
             return

@@ -3,15 +3,18 @@ the rules each entry must meet) and every cluster's health, the server's own fir
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import cluster
 from cluster.federation import ClusterEntry
-from runtime.server.domain.errors import Conflict, Invalid, NotFound
+from runtime.server.domain.errors import Conflict, Invalid, NotFound, one_line
 
 if TYPE_CHECKING:
     from runtime.server.auth import Identity
     from runtime.server.service import Server
+
+log = logging.getLogger(__name__)
 
 
 def register(server: Server, identity: Identity, fields: dict) -> ClusterEntry:
@@ -25,7 +28,11 @@ def register(server: Server, identity: Identity, fields: dict) -> ClusterEntry:
     try:
         entry = register_cluster(server.clusters, fields, identity.name, server.runs_dir, reserved=own)
     except ValueError as exc:
-        raise Invalid(str(exc)) from None
+        refused = Invalid(str(exc))
+        log.warning("registration refused: %s", refused.message, extra={"cluster": one_line(fields.get("name"), 40)})
+        raise refused from None
+    log.info("cluster registered: %s at site %s (%s)", entry.address, entry.site, entry.tier,
+             extra={"cluster": entry.name})
     if server.backends:
         server.backends.forget(entry.name)
     server.events.cluster_added(identity.name, entry)
@@ -41,6 +48,7 @@ def remove(server: Server, identity: Identity, name: str) -> None:
         raise NotFound(f"cluster: no registered cluster {name!r}")
     if server.backends:
         server.backends.forget(name)
+    log.info("cluster removed from the registry", extra={"cluster": name})
     server.events.cluster_removed(identity.name, name)
 
 

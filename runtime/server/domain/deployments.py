@@ -3,15 +3,18 @@ edge nodes, one in the centre, the edge-first router), and taking one down. Both
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from runtime.server.domain.admission import resolve_dataset
-from runtime.server.domain.errors import Forbidden, Invalid, NotFound, for_status
+from runtime.server.domain.errors import DomainError, Forbidden, Invalid, NotFound, for_status, one_line
 
 if TYPE_CHECKING:
     from runtime.server.auth import Identity
     from runtime.server.service import Server
     from runtime.serving.deploy import ServeSettings
+
+log = logging.getLogger(__name__)
 
 
 def deploy(server: Server, identity: Identity, registry_path: str, model: str, version: int | str,
@@ -19,7 +22,21 @@ def deploy(server: Server, identity: Identity, registry_path: str, model: str, v
     """Deploy `model` `version` of the registry at `registry_path` (a directory on the server),
     its signature verified with the server's pinned key. NotFound for an unknown registry, model or
     version; Forbidden for a withdrawn one; Conflict without a pinned key; Invalid for settings the
-    cluster cannot meet."""
+    cluster cannot meet. Logged: verified and served (INFO), or refused and why (WARNING)."""
+    try:
+        deployed = _deploy(server, identity, registry_path, model, version, settings)
+    except DomainError as exc:
+        log.warning("deployment of %s version %s refused (%s): %s", one_line(model, 80), one_line(version, 20),
+                    type(exc).__name__, exc.message)
+        raise
+    log.info("deployment of %s (model %s) verified and served as %s at sites %s", one_line(model, 80), deployed["model"],
+             deployed["app"], ",".join(deployed["sites"]) or "-")
+    server.events.deployed(identity.name, deployed)
+    return deployed
+
+
+def _deploy(server: Server, identity: Identity, registry_path: str, model: str, version: int | str,
+            settings: ServeSettings) -> dict:
     from runtime.artifacts.registry import RegistryRefused, open_registry, trusted_key
     from runtime.serving.deploy import deploy_version
     from runtime.serving.tokens import ScoringKeys
@@ -30,8 +47,8 @@ def deploy(server: Server, identity: Identity, registry_path: str, model: str, v
     except RegistryRefused as exc:
         raise for_status(exc.status, exc) from None
     try:
-        deployed = deploy_version(registry, model, version, identity.name, settings,
-                                  ScoringKeys(server.state_dir).public_pem, server.options.serve_port)
+        return deploy_version(registry, model, version, identity.name, settings,
+                              ScoringKeys(server.state_dir).public_pem, server.options.serve_port)
     except KeyError as exc:
         raise NotFound(str(exc).strip("'\"")) from None
     except PermissionError as exc:
@@ -40,8 +57,6 @@ def deploy(server: Server, identity: Identity, registry_path: str, model: str, v
         raise Invalid(str(exc)) from None
     finally:
         registry.close()
-    server.events.deployed(identity.name, deployed)
-    return deployed
 
 
 def scoring_token(server: Server, identity: Identity, app: str) -> dict:
@@ -80,4 +95,5 @@ def undeploy(server: Server, identity: Identity, name: str) -> None:
     if name not in {d["app"] for d in deployed()}:
         raise NotFound(f"deployment: no application {name!r}")
     undeploy(name)
+    log.info("deployment %s taken down", name)
     server.events.undeployed(identity.name, name)
