@@ -67,9 +67,11 @@ class ClusterStore:
         return self.secrets.get(token_secret(name))
 
     def get(self, name: str) -> ClusterEntry | None:
+        """The registered cluster `name` (None when there is none)."""
         return next((e for e in self.list() if e.name == name), None)
 
     def list(self) -> list[ClusterEntry]:
+        """Every registered cluster, by name, with the name of its token's secret when it has one."""
         with self.db.engine.connect() as conn:
             rows = conn.execute(select(clusters).order_by(clusters.c.name)).mappings().all()
         entries = [ClusterEntry(name=r["name"], address=r["address"], site=r["site"], tier=r["tier"],

@@ -62,6 +62,7 @@ class LeaseStore:
         self.name = name
 
     def current(self) -> Lease | None:
+        """The lease as stored now (None before anyone took it)."""
         with self.db.engine.connect() as conn:
             row = conn.execute(select(leases).where(leases.c.name == self.name)).mappings().first()
         return None if row is None else Lease(row["holder"], row["token"], row["acquired_at"], row["renewed_at"],

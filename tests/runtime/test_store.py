@@ -22,7 +22,7 @@ def store(request, tmp_path):
         url = request.getfixturevalue("postgres_url")
         found = Store(url)
         with found.db.engine.begin() as conn:  # each test starts from empty tables
-            for table in ("events", "attempts", "checkpoints", "log_lines", "leases", "jobs"):
+            for table in ("events", "attempts", "checkpoints", "log_lines", "leases", "jobs", "tokens", "users"):
                 conn.execute(text(f"DELETE FROM {table}"))
     yield found
     found.close()
@@ -160,3 +160,22 @@ def test_an_attempts_end_and_its_jobs_move_are_one_transaction(store):
     assert store.attempts.get(job_id, 1).state != "ended" and store.jobs.get(job_id).state == JobState.STARTING
     assert store.attempts.end(job_id, 1, token, outcome="lost", moves=[Move(JobState.QUEUED, "again")])
     assert store.attempts.get(job_id, 1).state == "ended" and store.jobs.get(job_id).state == JobState.QUEUED
+
+
+def test_accounts_revoking_a_user_revokes_their_tokens_in_the_same_write(store):
+    accounts = store.accounts
+    accounts.add_user("alice", "auditor", "risk", created_by="root")
+    with pytest.raises(ValueError, match="name: user 'alice' exists already"):
+        accounts.add_user("alice", "admin", "risk", created_by="root")
+    for n in range(3):
+        accounts.add_token(f"t{n}", "alice", "ab" * 32, created=1.0, expires_at=2.0, label=f"n{n}")
+    assert accounts.revoke_token("t0") == "alice"
+    row = accounts.token_with_user("t1")
+    assert (row.user, row.role, row.tenant, row.revoked, row.revoked_at) == ("alice", "auditor", "risk", False, None)
+    assert accounts.revoke_user("alice") == 2  # t1 and t2; t0 was revoked already
+    assert all(t["revoked_at"] is not None for t in accounts.tokens_of("alice"))
+    with pytest.raises(KeyError, match="no active user 'alice'"):
+        accounts.add_token("t3", "alice", "cd" * 32, created=1.0, expires_at=2.0, label="")
+    assert accounts.token_with_user("t3") is None and accounts.token_expiry("t2") == 2.0
+    with pytest.raises(KeyError, match="no user 'bob'"):
+        accounts.revoke_user("bob")
