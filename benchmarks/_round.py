@@ -2,7 +2,7 @@
 throwaway server started here) holding N QUEUED jobs, a real `JobController` holding a real lease,
 and a full cluster of M nodes (so every job waits and each round considers the whole queue).
 Between rounds one job is submitted, so no round is skipped as unchanged; meanwhile a second thread
-submits jobs at a steady rate and times each `store.add` (what POST /jobs writes).
+submits jobs at a steady rate and times each `store.jobs.add` (what POST /jobs writes).
 
 Used by benchmarks/control_plane.py (`--only round`)."""
 
@@ -48,21 +48,21 @@ def measure_round(url: str | None, queued: int, nodes: int, rounds: int, submit_
     submissions made meanwhile."""
     from runtime.controller.controller import JobController
     from runtime.controller.lease_keeper import LeaseKeeper
-    from runtime.store import JobStore, LeaseStore, open_store
+    from runtime.store import Store, open_store
     from schedulers.engine import SchedulerConfig
 
     sys.setswitchinterval(0.001)  # as the server does: API threads wait less behind a round
     scratch = Path(tempfile.mkdtemp(prefix="suanli-bench-round-"))
-    store = JobStore(url) if url else open_store(scratch / "state")
+    store = Store(url) if url else open_store(scratch / "state")
     try:
         started = time.perf_counter()
         for i in range(queued):
-            store.add(f"q{i}", f"tenant{i % 7}", f"user{i % 31}", _spec(i), None)
+            store.jobs.add(f"q{i}", f"tenant{i % 7}", f"user{i % 31}", _spec(i), None)
             if (i + 1) % 2000 == 0:
-                log(f"{store.where.split(':')[0]}: {i + 1:,} of {queued:,} jobs queued")
+                log(f"{store.db.where.split(':')[0]}: {i + 1:,} of {queued:,} jobs queued")
         fill_s = time.perf_counter() - started
         cluster = _FullCluster(nodes)
-        keeper = LeaseKeeper(LeaseStore(store), holder="bench", ttl_s=600, renew_s=200)
+        keeper = LeaseKeeper(store.leases, holder="bench", ttl_s=600, renew_s=200)
         keeper.renew()
         controller = JobController(store, cluster, keeper, scratch / "runs", policy="hetero",
                                    config=SchedulerConfig(min_run_before_preempt_s=120.0), snapshot=cluster.snapshot)
@@ -74,7 +74,7 @@ def measure_round(url: str | None, queued: int, nodes: int, rounds: int, submit_
             n = 0
             while not stop.is_set():
                 t0 = time.perf_counter()
-                store.add(f"s{n}", "tenant0", "user0", _spec(n), None)
+                store.jobs.add(f"s{n}", "tenant0", "user0", _spec(n), None)
                 submit_ms.append((time.perf_counter() - t0) * 1000)
                 n += 1
                 stop.wait(1.0 / submit_rate)
@@ -83,7 +83,7 @@ def measure_round(url: str | None, queued: int, nodes: int, rounds: int, submit_
         thread.start()
         round_ms, stages = [], []
         for i in range(rounds):
-            store.add(f"r{i}", "tenant1", "user1", _spec(i), None)  # something changed: a full round
+            store.jobs.add(f"r{i}", "tenant1", "user1", _spec(i), None)  # something changed: a full round
             t0 = time.perf_counter()
             controller.step()
             round_ms.append((time.perf_counter() - t0) * 1000)

@@ -70,7 +70,7 @@ def checkpoints(count: int) -> dict:
 
     root = Path(tempfile.mkdtemp(prefix="suanli-audit-checkpoint-"))
     store = open_store(root / "state")
-    witnessed, bare = open_server_log(root / "state" / "audit", store, environ={}), AuditLog(root / "bare")
+    witnessed, bare = open_server_log(root / "state" / "audit", store.db, environ={}), AuditLog(root / "bare")
     times: dict[str, list[float]] = {"witnessed": [], "bare": []}
     for _ in range(count):
         for name, log in (("witnessed", witnessed), ("bare", bare)):
@@ -95,7 +95,7 @@ def verify_many(events: int) -> dict:
     root = Path(tempfile.mkdtemp(prefix="suanli-audit-verify-"))
     store = open_store(root / "state")
     directory = root / "state" / "audit"
-    log = open_server_log(directory, store, environ={})
+    log = open_server_log(directory, store.db, environ={})
     log.checkpoint_s = 3600
     start = time.perf_counter()
     for i in range(events):
@@ -106,12 +106,12 @@ def verify_many(events: int) -> dict:
     log.close()
     written = time.perf_counter() - start
     start = time.perf_counter()
-    verdict = verify_log(directory, log.public_key, witnesses=[AuditHeadStore(store)])
+    verdict = verify_log(directory, log.public_key, witnesses=[AuditHeadStore(store.db)])
     seconds = time.perf_counter() - start
     start = time.perf_counter()
     bare = verify_log(directory, log.public_key)
     bare_seconds = time.perf_counter() - start
-    reopened = open_server_log(directory, store, environ={})
+    reopened = open_server_log(directory, store.db, environ={})
     reopened.append("server-started", "bench", {})
     start = time.perf_counter()
     reopened.checkpoint()
@@ -155,7 +155,7 @@ def authorization(requests: int) -> dict:
     from runtime.store import open_store
 
     store = open_store(tempfile.mkdtemp(prefix="suanli-authz-"))
-    accounts = Accounts(store)
+    accounts = Accounts(store.accounts)
     accounts.add_user("alice", "algorithm-engineer", "risk", created_by="bench")
     token, _ = accounts.create_token("alice")
     cold, cached, cache = [], [], {}

@@ -81,7 +81,7 @@ def make_artifact(work: Path):
     """A signed MLP artifact of the Australian credit set (raw rows in), and rows to send."""
     import torch
 
-    from runtime.artifacts.artifact import build_artifact
+    from runtime.artifacts.build import build_artifact
     from runtime.artifacts.signing import generate_keypair
     from runtime.data import read_frame
     from runtime.data.ray_io import prepare_frame
@@ -302,7 +302,7 @@ def served_accuracy(url: str, artifact: Path, public: Path, rows: list, labels: 
     import httpx
     from sklearn.metrics import roc_auc_score
 
-    from runtime.artifacts.artifact import load_artifact
+    from runtime.artifacts.load import load_artifact
 
     offline = load_artifact(artifact, public).predict(rows)
     online, latencies = [], []

@@ -337,7 +337,7 @@ class Client:
     def export(self, job: JobHandle, out_dir: str | Path, private_key: str | Path | None = None) -> Path:
         """Write the signed artifact of a SUCCEEDED built-in-model job (ONNX, metrics, provenance).
         The checkpoint's bytes are checked against the sha256 recorded when it was written."""
-        from runtime.artifacts.artifact import build_artifact
+        from runtime.artifacts.build import build_artifact
 
         result = job.result()
         if not result.checkpoint:

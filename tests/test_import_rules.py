@@ -188,3 +188,58 @@ def test_the_rule_checkers_catch_violations(tmp_path):
     route.write_text("from . import jobs\nfrom runtime.server.routes.ops import router\nimport fastapi\n")
     names = imported_modules(route, root=tmp_path)
     assert {"runtime.server.routes.jobs", "runtime.server.routes.ops", "fastapi"} <= names
+
+
+# The store's tables and the one module of runtime/store/ that writes each (architecture.md, `store/`).
+TABLE_OWNERS = {
+    "meta": "database.py", "jobs": "jobs.py", "events": "jobs.py", "attempts": "attempts.py",
+    "checkpoints": "checkpoints.py", "log_lines": "logs.py", "quotas": "quotas.py", "waiting": "waiting.py",
+    "users": "accounts.py", "tokens": "accounts.py", "leases": "lease.py", "clusters": "clusters.py",
+    "audit_heads": "audit_heads.py",
+}
+
+
+def table_writes(path: Path) -> set[str]:
+    """The store tables `path` writes with SQLAlchemy: insert(T), update(T), delete(T) and
+    T.insert(), T.update(), T.delete(), T written as a name or as schema.T."""
+    def table(node) -> str | None:
+        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+        return name if name in TABLE_OWNERS else None
+
+    written = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in ("insert", "update", "delete") and node.args:
+            written.add(table(node.args[0]))
+        elif isinstance(func, ast.Attribute) and func.attr in ("insert", "update", "delete") and not node.args:
+            written.add(table(func.value))
+    return written - {None}
+
+
+def test_each_store_table_is_written_by_its_own_module_alone():
+    """One store per table: outside the owner module no code writes a table (another table's
+    store reaches it through the owner's functions, inside one transaction)."""
+    writers = {}
+    for path in sorted((REPO / "runtime").rglob("*.py")) + sorted((REPO / "benchmarks").rglob("*.py")):
+        for name in table_writes(path):
+            writers.setdefault(name, set()).add(str(path.relative_to(REPO)))
+    assert writers == {name: {f"runtime/store/{owner}"} for name, owner in TABLE_OWNERS.items()}
+
+
+def test_one_place_builds_an_onnx_runtime_session():
+    builders = sorted(str(p.relative_to(REPO)) for p in (REPO / "runtime").rglob("*.py")
+                      if "InferenceSession(" in p.read_text())
+    assert builders == ["runtime/artifacts/load.py"]
+
+
+def test_the_serving_router_does_not_import_the_replicas():
+    assert "runtime.serving.replica" not in imported_modules(REPO / "runtime" / "serving" / "router.py")
+
+
+def test_the_table_writer_checker_catches_writes(tmp_path):
+    module = tmp_path / "x.py"
+    module.write_text("from sqlalchemy import insert, update\nfrom runtime.store import schema\n"
+                      "insert(jobs).values(id=1)\nupdate(schema.attempts)\nquotas.delete().where(1)\nselect(users)\n")
+    assert table_writes(module) == {"jobs", "attempts", "quotas"}

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from runtime.artifacts.artifact import LoadedModel, load_artifact
+from runtime.artifacts.load import LoadedModel, load_artifact
 from runtime.artifacts.signing import SignatureError, verify_directory
 
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from runtime.audit.log import AuditLog, Witness, canonical, lines_backwards
 from runtime.store.audit_heads import AuditHeadStore
-from runtime.store.jobs import JobStore
+from runtime.store.database import Database
 
 VERIFY_KEY_ENV = "SUANLI_AUDIT_VERIFY_KEY"
 WITNESS_ENV = "SUANLI_AUDIT_WITNESS"
@@ -70,16 +70,16 @@ def outside(path: Path, directory: Path, field: str) -> Path:
     return path.expanduser()
 
 
-def configured_witnesses(store: JobStore | None, directory: Path,
+def configured_witnesses(db: Database | None, directory: Path,
                          environ: Mapping[str, str] = os.environ) -> list[Witness]:
     """The store's heads (when a store is given) and the witness file named by `SUANLI_AUDIT_WITNESS`."""
-    found: list[Witness] = [AuditHeadStore(store)] if store is not None else []
+    found: list[Witness] = [AuditHeadStore(db)] if db is not None else []
     if environ.get(WITNESS_ENV):
         found.append(FileWitness(outside(Path(environ[WITNESS_ENV]), directory, WITNESS_ENV)))
     return found
 
 
-def open_server_log(directory: str | Path, store: JobStore, component: str = "server",
+def open_server_log(directory: str | Path, db: Database, component: str = "server",
                     environ: Mapping[str, str] = os.environ) -> AuditLog:
     """The server's audit log: witnessed by the store and the configured witness file, its key
     checked against `SUANLI_AUDIT_VERIFY_KEY` when set (ValueError naming the setting)."""
@@ -87,5 +87,5 @@ def open_server_log(directory: str | Path, store: JobStore, component: str = "se
     pinned = environ.get(VERIFY_KEY_ENV)
     if pinned:
         pinned = outside(Path(pinned), directory, VERIFY_KEY_ENV)
-    return AuditLog(directory, component=component, witnesses=configured_witnesses(store, directory, environ),
+    return AuditLog(directory, component=component, witnesses=configured_witnesses(db, directory, environ),
                     pinned_key=pinned or None)

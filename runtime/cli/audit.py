@@ -88,13 +88,13 @@ def _head_store(state_dir: Path, store_url: str | None):
     """The store's audit heads: `store_url`, else the SQLite store in `state_dir` (never created here)."""
     from runtime.store import StoreError
     from runtime.store.audit_heads import AuditHeadStore
-    from runtime.store.jobs import JobStore, sqlite_url
+    from runtime.store.database import Database, sqlite_url
 
     if store_url is None and not (state_dir / "jobs.db").exists():
         raise fail(f"--store-url: no store at {state_dir / 'jobs.db'}; give the server's --store-url, or --no-store to "
                    "check an exported copy without the store's head")
     try:
-        return AuditHeadStore(JobStore(store_url or sqlite_url(state_dir)))
+        return AuditHeadStore(Database(store_url or sqlite_url(state_dir)))
     except StoreError as exc:
         raise fail(str(exc)) from None
 

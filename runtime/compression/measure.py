@@ -7,26 +7,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from sklearn.metrics import roc_auc_score
 
-
-def session(path: str | Path, threads: int = 1, kind: str = "cpu") -> ort.InferenceSession:
-    """A session with the providers of device kind `kind` (CUDA on gpu, CANN on npu, where
-    installed; the CPU last)."""
-    from runtime.artifacts.artifact import execution_providers
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=execution_providers(kind))
+from runtime.artifacts.load import ort_session
 
 
 def measure_onnx(path: str | Path, x_test: np.ndarray, y_test: np.ndarray, single_calls: int = 500,
                  batch: int = 256, batch_calls: int = 50, kind: str = "cpu") -> dict:
     """{auc, size_bytes, provider, batch1_p50_ms, batch1_p99_ms, batch1_rows_per_s,
     batch256_rows_per_s}, on the providers of device kind `kind`."""
-    s = session(path, kind=kind)
+    s = ort_session(path, kind, threads=1)
     scores = s.run(["probability"], {"features": x_test.astype(np.float32)})[0]
     rows = x_test.astype(np.float32)
     times = []

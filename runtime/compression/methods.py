@@ -12,6 +12,7 @@ import onnx
 from sklearn.metrics import roc_auc_score
 
 from runtime.artifacts.graph import lightgbm_core, torch_core, xgboost_core
+from runtime.artifacts.load import ort_session
 from runtime.compression.data import CompressionData
 from runtime.training.models import build_model
 
@@ -20,10 +21,8 @@ CORE_FILE = "core.onnx"
 
 def core_scores(core: onnx.ModelProto | Path, x: np.ndarray) -> np.ndarray:
     """The model part's probabilities for feature rows, through ONNX Runtime."""
-    import onnxruntime as ort
-
-    payload = core.SerializeToString() if isinstance(core, onnx.ModelProto) else str(core)
-    return ort.InferenceSession(payload, providers=["CPUExecutionProvider"]).run(["probability"], {"features": x})[0]
+    payload = core.SerializeToString() if isinstance(core, onnx.ModelProto) else core
+    return ort_session(payload, threads=None).run(["probability"], {"features": x})[0]
 
 
 def _fit(model, loss_of, data: CompressionData, epochs: int, lr: float, batch: int, seed: int):

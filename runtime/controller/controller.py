@@ -50,7 +50,7 @@ from runtime.controller.requests import job_request, progress_from_epochs
 from runtime.log_context import log_ids
 from runtime.rundir import CHECKPOINT_META, RunFileError, RunsDir
 from runtime.specs import FEATURE_LOOP_FIELDS, LOOP_FIELDS, JobState
-from runtime.store import FencedOut, JobRecord, JobStore, Move
+from runtime.store import FencedOut, JobRecord, Move, Store
 from runtime.training.checkpoints import checkpoint_digest
 from runtime.training.devices import collective_backend, compute_kind
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
@@ -84,7 +84,7 @@ class _Tracked:
 class JobController:
     """Owns the queue's progress while `lease` is held. `start()` runs `step()` every `poll_s`."""
 
-    def __init__(self, store: JobStore, backend: ClusterBackend, lease: LeaseKeeper, runs_dir: str | Path,
+    def __init__(self, store: Store, backend: ClusterBackend, lease: LeaseKeeper, runs_dir: str | Path,
                  policy: str = "hetero", config: SchedulerConfig | None = None, poll_s: float = 0.5,
                  stop_grace_s: float = 30.0, snapshot=None, federation=None):
         self.store = store
@@ -178,7 +178,7 @@ class JobController:
     def _adopt(self, token: int) -> None:
         """Follow every open attempt the store knows (launched by us before a restart, or by a
         holder that lost the lease); requeue or fail only those the cluster no longer has."""
-        for attempt in self.store.open_attempts():
+        for attempt in self.store.attempts.open():
             with log_ids(job=attempt.job_id, attempt=attempt.number, cluster=(attempt.placement or {}).get("cluster")):
                 try:
                     self._adopt_one(attempt, token)
@@ -191,10 +191,10 @@ class JobController:
     def _repair_orphans(self, token: int) -> None:
         """An active job whose latest attempt has ended (a crash between two writes of an older
         version) is moved on as its attempt's end would have moved it: requeued, or cancelled."""
-        for record in self.store.list(states=(JobState.STARTING, JobState.RUNNING, JobState.STOPPING)):
+        for record in self.store.jobs.list(states=(JobState.STARTING, JobState.RUNNING, JobState.STOPPING)):
             if record.id in self.tracked:
                 continue
-            latest = self.store.attempt(record.id, record.attempts) if record.attempts else None
+            latest = self.store.attempts.get(record.id, record.attempts) if record.attempts else None
             if latest is not None and latest.state != "ended":
                 continue
             detail = (f"attempt {record.attempts} had ended while the job was still {record.state.value}; "
@@ -204,10 +204,10 @@ class JobController:
                          else Move(JobState.QUEUED, f"{detail}: resumes from its latest checkpoint"))
             with log_ids(job=record.id, attempt=record.attempts or None):
                 log.warning("repairing on adoption: %s", detail)
-                self.store.move(record.id, moves, fence=token, expect=(record.state,), attempt=record.attempts or None)
+                self.store.jobs.move(record.id, moves, fence=token, expect=(record.state,), attempt=record.attempts or None)
 
     def _adopt_one(self, attempt, token: int) -> None:
-        record = self.store.get(attempt.job_id)
+        record = self.store.jobs.get(attempt.job_id)
         placement = Placement.from_dict(attempt.placement)
         tracked = _Tracked(attempt.number, attempt.handle, placement, attempt.started)
         self.tracked[record.id] = tracked
@@ -216,7 +216,7 @@ class JobController:
             return
         status = self.backend.poll(attempt.handle)
         log.info("adopted the open attempt: %s in the cluster", status.phase)
-        self.store.log(record.id, f"controller (lease token {token}) adopted attempt {attempt.number}: "
+        self.store.logs.append(record.id, f"controller (lease token {token}) adopted attempt {attempt.number}: "
                                   f"{status.phase} in the cluster")
         if record.state == JobState.STOPPING:
             self._ask_stop(record, tracked)  # the old holder may have died before asking
@@ -256,16 +256,16 @@ class JobController:
         attempt that the next holder adopts, never a running attempt of an ended job."""
         if tracked is not None and tracked.failing is not None:
             return  # already being stopped
-        record = self.store.get(job_id)
+        record = self.store.jobs.get(job_id)
         if record.state.finished:
             self.tracked.pop(job_id, None)
             return
         if tracked is None:
             moves = [Move(JobState.FAILED, reason, fields={"error": reason, "failures": record.failures + 1})]
-            self.store.move(job_id, moves, fence=token)
+            self.store.jobs.move(job_id, moves, fence=token)
             return
-        self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
-        self.store.log(job_id, f"attempt {tracked.attempt} fails ({reason}); stopping it by force")
+        self.store.attempts.update(job_id, tracked.attempt, token, state="stopping")  # fenced, first
+        self.store.logs.append(job_id, f"attempt {tracked.attempt} fails ({reason}); stopping it by force")
         log.warning("attempt fails (%s); stopping it by force", reason)
         tracked.failing = (reason, self._stopper.submit(self._stop_and_release, tracked.handle))
 
@@ -283,14 +283,14 @@ class JobController:
             return
         if stopping.exception() is not None:
             log.warning("stopping the attempt by force raised %s", stopping.exception())
-        record = self.store.get(job_id)
+        record = self.store.jobs.get(job_id)
         moves = [] if record.state.finished else [
             Move(JobState.FAILED, reason, fields={"error": reason, "failures": record.failures + 1})]
-        self.store.end_attempt(job_id, tracked.attempt, token, outcome="failed", error=reason, moves=moves)
+        self.store.attempts.end(job_id, tracked.attempt, token, outcome="failed", error=reason, moves=moves)
         self.tracked.pop(job_id, None)
 
     def _follow_one(self, job_id: str, tracked: _Tracked, token: int) -> None:
-        record = self.store.get(job_id)
+        record = self.store.jobs.get(job_id)
         lost_since = self.backend.lost_since(tracked.placement.cluster)
         if lost_since is not None:
             self._fence(record, tracked, lost_since, token)
@@ -299,23 +299,23 @@ class JobController:
         self._record_checkpoints(record, tracked, token)
         if status.workers and record.state == JobState.STARTING:
             self._check_workers(record, tracked, status)
-            self.store.transition(job_id, JobState.RUNNING, detail=self._workers_detail(tracked, status),
+            self.store.jobs.transition(job_id, JobState.RUNNING, detail=self._workers_detail(tracked, status),
                                   expect=(JobState.STARTING,), fence=token, attempt=tracked.attempt)
-            self.store.update_attempt(job_id, tracked.attempt, token, state="running")
+            self.store.attempts.update(job_id, tracked.attempt, token, state="running")
         if record.state in (JobState.STARTING, JobState.RUNNING):
             self._record_progress(record, tracked, token)
         lost = self._placed_nodes_lost(tracked) if record.state == JobState.STARTING and not status.ended else None
         if lost:  # its workers can never start where they were placed: stop it, let the policy decide
-            self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
+            self.store.attempts.update(job_id, tracked.attempt, token, state="stopping")  # fenced, first
             self.backend.stop(tracked.handle, force=True)
             status = AttemptStatus("lost", error=f"node(s) {', '.join(lost)} of the placement were lost before "
                                                  "its workers started")
         if status.ended:
-            self._settle(self.store.get(job_id), tracked, status, token)
+            self._settle(self.store.jobs.get(job_id), tracked, status, token)
         elif (record.state == JobState.STOPPING and tracked.stop_asked_at and not tracked.forced
               and time.time() - tracked.stop_asked_at > self.stop_grace_s):
-            self.store.update_attempt(job_id, tracked.attempt, token, state="stopping")  # fenced, first
-            self.store.log(job_id, f"attempt {tracked.attempt} did not stop within {self.stop_grace_s:g} s; "
+            self.store.attempts.update(job_id, tracked.attempt, token, state="stopping")  # fenced, first
+            self.store.logs.append(job_id, f"attempt {tracked.attempt} did not stop within {self.stop_grace_s:g} s; "
                                    "stopping it by force")
             log.warning("the attempt did not stop within %g s; stopping it by force", self.stop_grace_s)
             self.backend.stop(tracked.handle, force=True)
@@ -327,16 +327,16 @@ class JobController:
         not touch the cluster either), release it, and move the job on."""
         self._record_checkpoints(record, tracked, token)
         # a fenced write first: a holder that lost the lease must not touch the cluster either
-        self.store.update_attempt(record.id, tracked.attempt, token, state="stopping")
+        self.store.attempts.update(record.id, tracked.attempt, token, state="stopping")
         if stale:
             self.backend.stop(tracked.handle, force=True)
         self.backend.release(tracked.handle)
         if status.traceback and not stale:
-            self.store.log(record.id, f"attempt {tracked.attempt} {status.phase}:\n{status.traceback}")
+            self.store.logs.append(record.id, f"attempt {tracked.attempt} {status.phase}:\n{status.traceback}")
         moves = [] if stale else self._moves_after(record, tracked, status, token)
         if status.phase in ("failed", "lost"):
             log.warning("attempt %s: %s", status.phase, status.error or "no error given")
-        self.store.end_attempt(record.id, tracked.attempt, token, outcome=status.phase, error=status.error, moves=moves)
+        self.store.attempts.end(record.id, tracked.attempt, token, outcome=status.phase, error=status.error, moves=moves)
         self.tracked.pop(record.id, None)
 
     def _moves_after(self, record: JobRecord, tracked: _Tracked, status: AttemptStatus, token: int) -> list[Move]:
@@ -362,14 +362,14 @@ class JobController:
         its directory so the run stops and reports nothing, and requeue the job (no retry used)."""
         cluster_name = tracked.placement.cluster
         at = time.strftime("%H:%M:%S", time.localtime(lost_since))
-        latest = self.store.checkpoints(record.id)
+        latest = self.store.checkpoints.of(record.id)
         resume = f"from epoch {latest[-1]['epoch']}" if latest else "from the start (no checkpoint yet)"
         reason = f"cluster {cluster_name} lost {at}; attempt {tracked.attempt} fenced"
         moves = [Move(JobState.STOPPING, reason)] if record.state in (JobState.STARTING, JobState.RUNNING) else []
         moves.append(Move(JobState.CANCELLED, f"{reason}; cancelled as requested") if record.cancel_requested
                      else Move(JobState.QUEUED, f"{reason}; resumes {resume} on another cluster"))
         log.warning("failover: %s; the job moves to %s", reason, moves[-1].state.value)
-        self.store.end_attempt(record.id, tracked.attempt, token, outcome="fenced",
+        self.store.attempts.end(record.id, tracked.attempt, token, outcome="fenced",
                                error=f"cluster {cluster_name} lost {at}", moves=moves)
         self.tracked.pop(record.id, None)
         self.backend.fence(tracked.handle)
@@ -379,14 +379,14 @@ class JobController:
         if self.federation is None or time.time() - self._stale_checked_at < 2.0:
             return
         self._stale_checked_at = time.time()
-        for attempt in self.store.fenced_attempts():
+        for attempt in self.store.attempts.fenced():
             cluster_name = attempt.handle.get("cluster") if attempt.handle else None
             if cluster_name is None or self.federation.health(cluster_name) != "healthy":
                 continue
             with log_ids(job=attempt.job_id, attempt=attempt.number, cluster=cluster_name):
                 self.backend.stop(attempt.handle, force=True)
-                self.store.update_attempt(attempt.job_id, attempt.number, token, outcome="fenced-stopped")
-                self.store.note(attempt.job_id, f"cluster {cluster_name} answers again; the stale run of attempt "
+                self.store.attempts.update(attempt.job_id, attempt.number, token, outcome="fenced-stopped")
+                self.store.jobs.note(attempt.job_id, f"cluster {cluster_name} answers again; the stale run of attempt "
                                                 f"{attempt.number} was stopped", fence=token, attempt=attempt.number)
 
     def held_devices(self) -> dict[str, dict[str, float]]:
@@ -413,7 +413,7 @@ class JobController:
             import traceback
 
             log.warning("evaluation failed: %s (the traceback is in the job's log)", type(exc).__name__)
-            self.store.log(record.id, "evaluation failed:\n" + traceback.format_exc())
+            self.store.logs.append(record.id, "evaluation failed:\n" + traceback.format_exc())
             return Move(JobState.FAILED, f"evaluation failed: {exc}",
                         fields={"error": f"evaluation failed: {type(exc).__name__}: {exc}"})
         auc = result["metrics"].get("auc")
@@ -432,7 +432,7 @@ class JobController:
         ran = sorted(w["node_id"] for w in status.workers)
         if placed != ran:
             log.warning("workers ran on %s, the placement named %s", ran, placed)
-            self.store.log(record.id, f"WARNING: workers ran on {ran}, the placement named {placed}")
+            self.store.logs.append(record.id, f"WARNING: workers ran on {ran}, the placement named {placed}")
 
     @staticmethod
     def _workers_detail(tracked: _Tracked, status: AttemptStatus) -> str:
@@ -455,11 +455,11 @@ class JobController:
                 if path not in tracked.checkpoints_suspect:
                     tracked.checkpoints_suspect.add(path)
                     log.warning("checkpoint %s does not match the sha256 its writer recorded (yet)", directory.name)
-                    self.store.log(record.id, f"checkpoint {path} does not match the sha256 its writer recorded "
+                    self.store.logs.append(record.id, f"checkpoint {path} does not match the sha256 its writer recorded "
                                               "(yet); not recorded while it differs")
                 continue
             tracked.checkpoints_seen.add(path)
-            self.store.record_checkpoint(record.id, tracked.attempt, int(info["epoch"]), path, info["sha256"], token)
+            self.store.checkpoints.record(record.id, tracked.attempt, int(info["epoch"]), path, info["sha256"], token)
 
     def _record_progress(self, record: JobRecord, tracked: _Tracked, token: int) -> None:
         """The job's measured progress from every attempt's progress lines (RunFileError naming the
@@ -473,16 +473,16 @@ class JobController:
             lines += [{**line, "attempt": attempt} for line in self.runs.attempt(record.id, attempt).progress()]
         progress = progress_from_epochs(lines, tracked.placement)
         if progress and progress != record.progress:
-            self.store.set_progress(record.id, progress, token)
+            self.store.jobs.set_progress(record.id, progress, token)
 
     # ---- cancellations ---------------------------------------------------------------------
     def _cancel_requested(self, token: int) -> None:
-        for record in self.store.list(states=(JobState.STARTING, JobState.RUNNING), cancel_requested=True):
+        for record in self.store.jobs.list(states=(JobState.STARTING, JobState.RUNNING), cancel_requested=True):
             tracked = self.tracked.get(record.id)
             if tracked is None or tracked.failing is not None:
                 continue
             with log_ids(job=record.id, attempt=tracked.attempt, cluster=tracked.placement.cluster):
-                self.store.transition(record.id, JobState.STOPPING, detail="cancel requested; stopping the attempt",
+                self.store.jobs.transition(record.id, JobState.STOPPING, detail="cancel requested; stopping the attempt",
                                       expect=(JobState.STARTING, JobState.RUNNING), fence=token, attempt=tracked.attempt)
                 self._ask_stop(record, tracked)
 
@@ -508,8 +508,8 @@ class JobController:
         self.last_state = state
         if not queued:
             return
-        active = self.store.list(states=(JobState.STARTING, JobState.RUNNING))  # one query, not one per job
-        limits = self.store.quotas()  # caps as set now (suanli quota set)
+        active = self.store.jobs.list(states=(JobState.STARTING, JobState.RUNNING))  # one query, not one per job
+        limits = self.store.quotas.all()  # caps as set now (suanli quota set)
         stages["read"], clock = time.perf_counter() - clock, time.perf_counter()
         throughput = self.config.throughput
         requests = {}
@@ -542,15 +542,15 @@ class JobController:
                 waiting.append(Waiting(rejection.job_id, f"waits: {rejection.reason.removeprefix('rejected: ')} "
                                                          f"while cluster(s) {', '.join(sorted(lost))} are lost"))
                 continue
-            self.store.transition(rejection.job_id, JobState.REJECTED, actor="scheduler", detail=rejection.reason,
+            self.store.jobs.transition(rejection.job_id, JobState.REJECTED, actor="scheduler", detail=rejection.reason,
                                   error=rejection.reason, expect=(JobState.QUEUED,), fence=token)
         for job_id in decisions.preemptions:
             tracked = self.tracked.get(job_id)
             if tracked is None or tracked.failing is not None:
                 continue
-            record = self.store.get(job_id)
+            record = self.store.jobs.get(job_id)
             with log_ids(job=job_id, attempt=tracked.attempt, cluster=tracked.placement.cluster):
-                if self.store.transition(job_id, JobState.STOPPING, fence=token, attempt=tracked.attempt,
+                if self.store.jobs.transition(job_id, JobState.STOPPING, fence=token, attempt=tracked.attempt,
                                          detail="preempted by the scheduler; resumes from its latest "
                                                 "checkpoint once a placement frees up",
                                          expect=(JobState.STARTING, JobState.RUNNING)):
@@ -559,12 +559,12 @@ class JobController:
         changed = [w for w in waiting if self._last_reason.get(w.job_id) != w.reason]
         self._last_reason.update((w.job_id, w.reason) for w in changed)
         # one transaction: the API's writes do not queue behind a round
-        self.store.note_waiting([(w.job_id, w.reason, w.next_estimated_start) for w in changed])
+        self.store.waiting.note([(w.job_id, w.reason, w.next_estimated_start) for w in changed])
         labels = {n.id: n for n in state.nodes}
         for placement in decisions.placements:
             with log_ids(job=placement.job_id, cluster=placement.cluster):
                 try:
-                    self._launch(self.store.get(placement.job_id), placement, labels, token)
+                    self._launch(self.store.jobs.get(placement.job_id), placement, labels, token)
                 except FencedOut:
                     raise
                 except Exception as exc:  # noqa: BLE001 - one job's failure is that job's (logged with its ids), never the round's
@@ -580,12 +580,12 @@ class JobController:
         now = time.time()
         if now - self._queue_synced_at > FULL_SYNC_S:
             rows = [(job_id, updated, JobState.QUEUED, False)
-                    for job_id, updated in self.store.versions((JobState.QUEUED,), cancel_requested=False)]
+                    for job_id, updated in self.store.jobs.versions((JobState.QUEUED,), cancel_requested=False)]
             for job_id in set(cache) - {row[0] for row in rows}:
                 del cache[job_id]
             self._queue_synced_at = now
         else:
-            rows = self.store.changed_since(self._queue_seen_until - CLOCK_MARGIN_S)
+            rows = self.store.jobs.changed_since(self._queue_seen_until - CLOCK_MARGIN_S)
         stale = []
         for job_id, updated, state, cancel_requested in rows:
             self._queue_seen_until = max(self._queue_seen_until, updated)
@@ -593,7 +593,7 @@ class JobController:
                 cache.pop(job_id, None)
             elif cache.get(job_id, (None,))[0] != updated:
                 stale.append(job_id)
-        for job_id, record in self.store.records(stale).items():
+        for job_id, record in self.store.jobs.records(stale).items():
             if record.state == JobState.QUEUED and not record.cancel_requested:
                 cache[job_id] = (record.updated, record)
             else:
@@ -622,7 +622,7 @@ class JobController:
         return waiting
 
     def _launch(self, record: JobRecord, placement: Placement, nodes: dict, token: int) -> None:
-        checkpoints = [c for c in self.store.checkpoints(record.id) if Path(c["path"], CHECKPOINT_META).exists()]
+        checkpoints = [c for c in self.store.checkpoints.of(record.id) if Path(c["path"], CHECKPOINT_META).exists()]
         resume = checkpoints[-1] if checkpoints else None
         number = record.attempts + 1
         attempt_dir = self.runs.attempt(record.id, number)
@@ -649,12 +649,12 @@ class JobController:
                   f"compute {placement.compute_s:.3g} s)" + (f"; data at {data}" if data else "")
                   + (f"; {placement.note}" if placement.note else "")
                   + (f"; resuming from epoch {resume['epoch']}" if resume else ""))
-        previous = self.store.attempt(record.id, record.attempts) if record.attempts else None
+        previous = self.store.attempts.get(record.id, record.attempts) if record.attempts else None
         if previous is not None and previous.outcome in ("fenced", "fenced-stopped"):
             detail = f"{previous.error}; resumed on cluster {placement.cluster} " + (
                 f"from epoch {resume['epoch']}" if resume else "from the start") + f" ({detail})"
         handle = self.backend.handle_for(launch, placement.cluster)  # stored before launching: a successor finds it
-        if self.store.start_attempt(record.id, placement.to_dict(), self.backend.name_for(placement.cluster), token,
+        if self.store.attempts.start(record.id, placement.to_dict(), self.backend.name_for(placement.cluster), token,
                                     detail, handle) != number:
             return
         with log_ids(attempt=number):
@@ -663,7 +663,7 @@ class JobController:
                 self.backend.launch(placement, launch)
             except Exception as exc:  # noqa: BLE001 - whatever the cluster raised, the launch failed: logged, requeued
                 log.warning("launch failed, the job goes back to the queue: %s: %s", type(exc).__name__, exc)
-                self.store.end_attempt(record.id, number, token, outcome="lost", error=str(exc),
+                self.store.attempts.end(record.id, number, token, outcome="lost", error=str(exc),
                                        moves=[Move(JobState.QUEUED, f"launch failed: {exc}")])
                 return
         self.tracked[record.id] = _Tracked(number, handle, placement, time.time())

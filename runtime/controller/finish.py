@@ -11,17 +11,17 @@ import numpy as np
 from runtime.backends.base import AttemptStatus
 from runtime.provenance import build_provenance
 from runtime.rundir import JobDir
-from runtime.store import JobRecord, JobStore
+from runtime.store import JobRecord, Store
 from runtime.training.checkpoints import verify_checkpoint
 from schedulers.types import Placement
 
 
-def recorded_sha256(store: JobStore, job_id: str, path: str | None) -> str | None:
+def recorded_sha256(store: Store, job_id: str, path: str | None) -> str | None:
     """The sha256 the store recorded for checkpoint `path` of the job (None if not recorded)."""
-    return next((c["sha256"] for c in store.checkpoints(job_id) if c["path"] == path), None)
+    return next((c["sha256"] for c in store.checkpoints.of(job_id) if c["path"] == path), None)
 
 
-def finish_job(store: JobStore, record: JobRecord, placement: Placement, status: AttemptStatus, job_dir: JobDir,
+def finish_job(store: Store, record: JobRecord, placement: Placement, status: AttemptStatus, job_dir: JobDir,
                started: float) -> dict:
     """The job's result: {metrics, checkpoint, checkpoint_sha256, provenance_path}. RunFileError
     (a ValueError naming the file) when a file of its run directory cannot be trusted."""

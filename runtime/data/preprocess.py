@@ -80,12 +80,9 @@ class Preprocessing:
     feature_names: list[str]
 
     def __post_init__(self) -> None:
-        import onnxruntime as ort
+        from runtime.artifacts.load import ort_session
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(self.onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self._session = ort_session(self.onnx_bytes, "cpu", threads=1)
 
     @property
     def sha256(self) -> str:

@@ -21,12 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
-
 from runtime.data.roots import TENANT_NAME
 from runtime.private_files import write_private_file
-from runtime.store import JobStore
-from runtime.store.schema import tokens, users
+from runtime.store.accounts import AccountStore
 
 ROLES = ("admin", "data-engineer", "algorithm-engineer", "business-analyst", "operator", "auditor")
 
@@ -123,9 +120,11 @@ RESERVED_NAME_CHARS = (":", "/")  # local user names never hold them: `jwt:<issu
 
 
 class Accounts:
-    """Users and tokens in the store (and, when configured, JWTs from an identity provider)."""
+    """The rules for users and tokens (roles, names, lifetimes, only a secret's hash stored) over
+    the store's accounts (`store`, where listing and revoking are done directly), and, when
+    configured, JWTs from an identity provider."""
 
-    def __init__(self, store: JobStore, jwt_issuer: JwtIssuer | None = None):
+    def __init__(self, store: AccountStore, jwt_issuer: JwtIssuer | None = None):
         self.store = store
         self.jwt_issuer = jwt_issuer
 
@@ -136,23 +135,7 @@ class Accounts:
         if not name or any(c in name for c in RESERVED_NAME_CHARS):
             raise ValueError(f"name: {name!r}: a local user's name is not empty and holds no ':' or '/' "
                              "(jwt:<issuer>/<sub> names identity-provider users); choose another")
-        with self.store.engine.begin() as conn:
-            if conn.execute(select(users.c.name).where(users.c.name == name)).first():
-                raise ValueError(f"name: user {name!r} exists already")
-            conn.execute(insert(users).values(name=name, role=role, tenant=tenant, created=time.time(),
-                                              created_by=created_by, revoked=False))
-
-    def users(self) -> list[dict]:
-        with self.store.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(select(users).order_by(users.c.name)).mappings()]
-
-    def revoke_user(self, name: str) -> int:
-        """Disable a user and revoke all their tokens; how many tokens were revoked."""
-        with self.store.engine.begin() as conn:
-            if conn.execute(update(users).where(users.c.name == name).values(revoked=True)).rowcount != 1:
-                raise KeyError(f"user: no user {name!r}")
-            return conn.execute(update(tokens).where(tokens.c.user == name, tokens.c.revoked_at.is_(None))
-                                .values(revoked_at=time.time())).rowcount
+        self.store.add_user(name, role, tenant, created_by)
 
     def create_token(self, user: str, ttl_s: float = DEFAULT_TTL_S, label: str = "") -> tuple[str, dict]:
         """(the token, shown once; its record without the secret)."""
@@ -160,12 +143,7 @@ class Accounts:
             raise ValueError(f"expires: must be more than 0 and at most {MAX_TTL_S / 86400:g} days")
         token_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         now = time.time()
-        with self.store.engine.begin() as conn:
-            row = conn.execute(select(users.c.revoked).where(users.c.name == user)).first()
-            if row is None or row.revoked:
-                raise KeyError(f"user: no active user {user!r}")
-            conn.execute(insert(tokens).values(id=token_id, user=user, sha256=_hash(secret), created=now,
-                                               expires_at=now + ttl_s, label=label))
+        self.store.add_token(token_id, user, _hash(secret), now, now + ttl_s, label)
         return f"sl_{token_id}_{secret}", {"id": token_id, "user": user, "created": now, "expires_at": now + ttl_s,
                                            "label": label}
 
@@ -183,21 +161,6 @@ class Accounts:
             raise PermissionError(f"create a token for {owner}")
         return owner
 
-    def revoke_token(self, token_id: str) -> str:
-        """Revoke one token; the user it belonged to."""
-        with self.store.engine.begin() as conn:
-            row = conn.execute(select(tokens.c.user).where(tokens.c.id == token_id)).first()
-            if row is None:
-                raise KeyError(f"token: no token {token_id!r}")
-            conn.execute(update(tokens).where(tokens.c.id == token_id).values(revoked_at=time.time()))
-            return row.user
-
-    def tokens_of(self, user: str) -> list[dict]:
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(select(tokens.c.id, tokens.c.user, tokens.c.created, tokens.c.expires_at,
-                                       tokens.c.revoked_at, tokens.c.label).where(tokens.c.user == user))
-            return [dict(r) for r in rows.mappings()]
-
     def authenticate(self, token: str | None) -> Identity:
         """The identity of a valid token; AuthError saying why not."""
         if not token:
@@ -207,9 +170,7 @@ class Accounts:
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "sl":
             raise AuthError("malformed token")
-        with self.store.engine.connect() as conn:
-            row = conn.execute(select(tokens, users.c.role, users.c.tenant, users.c.revoked)
-                               .join(users, users.c.name == tokens.c.user).where(tokens.c.id == parts[1])).first()
+        row = self.store.token_with_user(parts[1])
         if row is None or not hmac.compare_digest(row.sha256, _hash(parts[2])):
             raise AuthError("unknown token")
         if row.revoked_at is not None or row.revoked:
@@ -227,13 +188,12 @@ def ensure_local_admin(accounts: Accounts, state_dir: Path, os_user: str, min_le
     if path.exists():
         try:
             identity = accounts.authenticate(path.read_text().strip())
-            with accounts.store.engine.connect() as conn:
-                expires = conn.execute(select(tokens.c.expires_at).where(tokens.c.id == identity.token_id)).scalar()
+            expires = accounts.store.token_expiry(identity.token_id)
             if expires - time.time() > min_left_s:
                 return None
         except AuthError:
             pass
-    known = {u["name"]: u for u in accounts.users()}
+    known = {u["name"]: u for u in accounts.store.users()}
     if os_user in known and known[os_user]["revoked"]:
         return None  # an admin revoked the local account: no token for it
     if os_user not in known:

@@ -35,7 +35,7 @@ from runtime.profiles import load_throughput_model
 from runtime.server.auth import Accounts, Identity, JwtIssuer, ensure_local_admin
 from runtime.server.domain.admission import Admission
 from runtime.server.domain.events import AuditEvents
-from runtime.store import LeaseStore, open_store
+from runtime.store import open_store
 from runtime.store.clusters import ClusterStore
 from runtime.store.secrets import SecretStore
 from schedulers.engine import SchedulerConfig
@@ -93,13 +93,12 @@ class Server:
         self.options = options
         self.state_dir = options.state_dir.expanduser().resolve()
         self.store = open_store(self.state_dir, options.store_url)  # StoreError on a corrupt store: refuse to start
-        self.accounts = Accounts(self.store, options.jwt)
-        self.audit = open_server_log(self.state_dir / "audit", self.store)  # witnessed by the store; key pinned
+        self.accounts = Accounts(self.store.accounts, options.jwt)
+        self.audit = open_server_log(self.state_dir / "audit", self.store.db)  # witnessed by the store; key pinned
         self.audit_ok: bool | None = None
         self._identities: dict[str, tuple[float, Identity]] = {}
         self._seen_tokens: set[str] = set()
-        self.leases = LeaseStore(self.store)
-        self.lease = LeaseKeeper(self.leases, ttl_s=options.lease_ttl_s, renew_s=options.lease_renew_s)
+        self.lease = LeaseKeeper(self.store.leases, ttl_s=options.lease_ttl_s, renew_s=options.lease_renew_s)
         self.metrics = CapacityMetrics()
         self.submissions = Counter("suanli_jobs_submitted", "Jobs accepted by this server", registry=self.metrics.registry)
         self.step_failures = Gauge("suanli_controller_step_failures", "Controller steps that raised",
@@ -111,14 +110,14 @@ class Server:
         self.refused = Counter("suanli_requests_refused", "Requests refused (401/403)", ["status"],
                                registry=self.metrics.registry)
         self.events = AuditEvents(self.audit, self.refused)
-        self.store.listeners.append(self.events.job_event)
-        self.store.listeners.append(log_job_event)
+        self.store.db.listeners.append(self.events.job_event)
+        self.store.db.listeners.append(log_job_event)
         self.admission = Admission(self)
         self.emulated = None
         self.started_head = False  # True when this server started the state directory's Ray head
         self.ray_address = ""
         self.controller: JobController | None = None
-        self.clusters = ClusterStore(self.store, SecretStore(self.state_dir / "secrets"))
+        self.clusters = ClusterStore(self.store.db, SecretStore(self.state_dir / "secrets"))
         self.federation = Federation(self.clusters.list, lost_after=options.cluster_lost_after,
                                      healthy_after=options.cluster_healthy_after, on_change=self.events.cluster_health,
                                      token_for=self.clusters.token)
@@ -228,7 +227,7 @@ class Server:
         if written:
             self.events.token_created("local-bootstrap", os_user(), written, file=str(self.state_dir / "admin.token"))
         self.events.server_started(os_user(), {"pid": os.getpid(), "host": self.options.host, "port": self.options.port,
-                                               "store": self.store.where, "policy": self.options.policy})
+                                               "store": self.store.db.where, "policy": self.options.policy})
         self.audit.start()
         try:
             self.connect_ray()
@@ -296,7 +295,7 @@ class Server:
             tmp = record.with_suffix(".tmp")
             tmp.write_text(json.dumps(info))
             tmp.replace(record)
-        log.info("suanli server %s: %s, store %s, Ray %s", os.getpid(), url, self.store.where, self.ray_address)
+        log.info("suanli server %s: %s, store %s, Ray %s", os.getpid(), url, self.store.db.where, self.ray_address)
         try:
             self._uvicorn.run(sockets=[sock])
         finally:

@@ -15,6 +15,7 @@ CANN on npu where installed; the CPU otherwise).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from cluster.labels import MARKER_AMOUNT
 from runtime.artifacts.signing import SignatureError, verify_directory
 from runtime.serving.decisions import check_thresholds
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HTTP_PORT = 8000
 
@@ -227,7 +230,9 @@ def deployed() -> list[dict]:
 
     try:
         applications = serve.status().applications
-    except Exception:  # noqa: BLE001 - Serve not started: nothing deployed
+    except Exception as exc:  # noqa: BLE001 - Serve's controller unreachable (dead actor, Ray down): report none
+        log.warning("serving: Serve's status could not be read (%s: %s); reporting no deployments",
+                    type(exc).__name__, exc)
         return []
     versions: dict[str, dict] = {}
     for name, app in sorted(applications.items()):

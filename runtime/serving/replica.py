@@ -14,57 +14,17 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
 import numpy as np
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from runtime.artifacts.artifact import InputError, execution_providers, input_feeds
-from runtime.artifacts.signing import SIGNATURE_FILE, verify_directory
+from runtime.artifacts.inputs import InputError, input_feeds
+from runtime.artifacts.load import ort_session, read_verified
 from runtime.serving.decisions import decide
-
-
-def read_verified(directory: str | Path, public_key: str | None) -> dict[str, bytes]:
-    """Every file of the artifact as bytes, read once, after verifying the signature over those
-    bytes (written to a private directory and verified there). SignatureError otherwise."""
-    source = Path(directory)
-    files = {p.relative_to(source).as_posix(): p.read_bytes() for p in sorted(source.rglob("*")) if p.is_file()}
-    if SIGNATURE_FILE not in files:
-        raise ValueError(f"artifact: {source} has no {SIGNATURE_FILE}; only signed artifacts are served")
-    private = Path(tempfile.mkdtemp(prefix="suanli-verify-"))
-    try:
-        for name, payload in files.items():
-            target = private / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(payload)
-        verify_directory(private, public_key)
-    finally:
-        shutil.rmtree(private, ignore_errors=True)
-    return files
-
-
-def unauthorized(reason: str, model_id: str) -> JSONResponse:
-    """401 naming why the scoring token was refused (never echoing it)."""
-    return JSONResponse({"error": f"unauthorized: {reason}", "model": model_id}, 401,
-                        headers={"WWW-Authenticate": "Bearer"})
-
-
-async def read_payload(request: Request) -> dict:
-    """{"rows", "request_id"} of an HTTP request's body (a request id made up when none is given);
-    InputError naming the body unless it is a JSON object."""
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise InputError(f"body: not JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise InputError('body: send a JSON object {"rows": [...], "request_id": "optional"}')
-    return {"rows": body.get("rows"), "request_id": str(body.get("request_id") or uuid.uuid4())}
+from runtime.serving.http import read_payload, unauthorized
 
 
 class ScoringReplica:
@@ -75,7 +35,6 @@ class ScoringReplica:
     def __init__(self, artifact_dir: str, public_key: str | None, kind: str, model_id: str, site: str, tier: str,
                  thresholds: dict | None, max_batch_size: int = 32, batch_wait_timeout_s: float = 0.002,
                  scoring_key: bytes | None = None, app: str = ""):
-        import onnxruntime as ort
         import ray
 
         from runtime.serving.tokens import ScoringGate
@@ -83,10 +42,7 @@ class ScoringReplica:
         files = read_verified(artifact_dir, public_key)
         described = json.loads(files["preprocessing.json"])
         self.numeric, self.categorical = described["numeric"], described["categorical"]
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(files["model.onnx"], options, providers=execution_providers(kind))
+        self.session = ort_session(files["model.onnx"], kind, threads=1)
         self.model_id, self.thresholds = model_id, thresholds
         self.where = {"site": site, "tier": tier, "node_id": ray.get_runtime_context().get_node_id(),
                       "provider": self.session.get_providers()[0]}

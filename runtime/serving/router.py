@@ -29,6 +29,7 @@ after it has given up.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 import uuid
@@ -38,9 +39,11 @@ from ray.serve.exceptions import BackPressureError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from runtime.artifacts.artifact import InputError
+from runtime.artifacts.inputs import InputError
+from runtime.serving.http import read_payload, unauthorized
 from runtime.serving.outlier import EdgeHealth
-from runtime.serving.replica import read_payload, unauthorized
+
+log = logging.getLogger(__name__)
 
 
 class QueuesFull(Exception):
@@ -107,6 +110,8 @@ class EdgeFirstRouter:
                 reason = "edge queue full"
             except Exception as exc:  # noqa: BLE001 - a dead replica, node or actor: the centre answers instead
                 reason = f"edge failed: {type(exc).__name__}"
+                log.warning("serving %s: the edge of site %s failed (%s: %s); the centre answers request %s",
+                            self.model_id, site, type(exc).__name__, exc, payload.get("request_id"))
             health.failed(time.monotonic())
             self.counts["fallback"] += 1
         elif edge is not None:

@@ -11,20 +11,20 @@ import time
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from runtime.store.jobs import JobStore
+from runtime.store.database import Database
 from runtime.store.schema import audit_heads
 
 
 class AuditHeadStore:
     """Record and read the newest witnessed checkpoint of each audit log (keyed by its log id)."""
 
-    def __init__(self, store: JobStore):
-        self.store = store
+    def __init__(self, db: Database):
+        self.db = db
 
     @property
     def name(self) -> str:
         """Where the heads are kept, for messages (no credentials)."""
-        return f"the store ({self.store.where})"
+        return f"the store ({self.db.where})"
 
     def record(self, log_id: str, checkpoint: dict) -> bool:
         """Keep `checkpoint` as the log's head when its seq is above the stored head's; True when
@@ -33,7 +33,7 @@ class AuditHeadStore:
                   "checkpoint": json.dumps(checkpoint, sort_keys=True, separators=(",", ":"))}
         for _ in range(2):  # a second try when another server inserted the first head at the same time
             try:
-                with self.store.engine.begin() as conn:
+                with self.db.engine.begin() as conn:
                     moved = conn.execute(update(audit_heads).where(audit_heads.c.log_id == log_id,
                                                                    audit_heads.c.seq < checkpoint["seq"])
                                          .values(**values)).rowcount
@@ -49,6 +49,6 @@ class AuditHeadStore:
 
     def newest(self, log_id: str) -> dict | None:
         """The log's head as recorded (the signed checkpoint), or None before its first."""
-        with self.store.engine.connect() as conn:
+        with self.db.engine.connect() as conn:
             text = conn.execute(select(audit_heads.c.checkpoint).where(audit_heads.c.log_id == log_id)).scalar()
         return None if text is None else json.loads(text)

@@ -12,7 +12,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from cluster.federation import ClusterEntry, Link
-from runtime.store.jobs import JobStore
+from runtime.store.database import Database
 from runtime.store.schema import clusters
 from runtime.store.secrets import SecretStore
 
@@ -25,8 +25,8 @@ def token_secret(name: str) -> str:
 class ClusterStore:
     """Add, list and remove registered clusters and their tokens."""
 
-    def __init__(self, store: JobStore, secrets: SecretStore):
-        self.store = store
+    def __init__(self, db: Database, secrets: SecretStore):
+        self.db = db
         self.secrets = secrets
 
     def add(self, entry: ClusterEntry, token: str | None, actor: str) -> ClusterEntry:
@@ -37,7 +37,7 @@ class ClusterStore:
                "storage": entry.storage, "links": json.dumps({k: asdict(v) for k, v in entry.links.items()}),
                "added_at": time.time(), "added_by": actor}
         try:
-            with self.store.engine.begin() as conn:
+            with self.db.engine.begin() as conn:
                 conn.execute(insert(clusters).values(**row))
         except IntegrityError:
             raise ValueError(f"name: a cluster named {entry.name!r} is already registered; remove it first "
@@ -59,7 +59,7 @@ class ClusterStore:
         return removed
 
     def _delete_row(self, name: str) -> bool:
-        with self.store.engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             return conn.execute(delete(clusters).where(clusters.c.name == name)).rowcount > 0
 
     def token(self, name: str) -> str | None:
@@ -67,10 +67,12 @@ class ClusterStore:
         return self.secrets.get(token_secret(name))
 
     def get(self, name: str) -> ClusterEntry | None:
+        """The registered cluster `name` (None when there is none)."""
         return next((e for e in self.list() if e.name == name), None)
 
     def list(self) -> list[ClusterEntry]:
-        with self.store.engine.connect() as conn:
+        """Every registered cluster, by name, with the name of its token's secret when it has one."""
+        with self.db.engine.connect() as conn:
             rows = conn.execute(select(clusters).order_by(clusters.c.name)).mappings().all()
         entries = [ClusterEntry(name=r["name"], address=r["address"], site=r["site"], tier=r["tier"],
                                 storage=r["storage"], links={k: Link(**v) for k, v in json.loads(r["links"]).items()},

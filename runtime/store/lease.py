@@ -11,9 +11,30 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
 
-from runtime.store.jobs import CONTROLLER_LEASE, JobStore
+from runtime.store.database import Database
 from runtime.store.schema import leases
+
+CONTROLLER_LEASE = "controller"
+
+
+class FencedOut(RuntimeError):
+    """A controller write carried a lease token that is no longer the lease's: it was refused."""
+
+
+def check_fence(conn: Connection, fence: int | None) -> None:
+    """Inside a write transaction: FencedOut unless `fence` is the controller lease's current
+    token (None: a write that is not the controller's, never refused). On PostgreSQL the lease's
+    row stays share-locked until the transaction ends, so a takeover waits for this write."""
+    if fence is None:
+        return
+    query = select(leases.c.token).where(leases.c.name == CONTROLLER_LEASE)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)  # a takeover waits until this write commits
+    token = conn.execute(query).scalar()
+    if token != fence:
+        raise FencedOut(f"write refused: lease token {fence} is stale (the lease's token is {token})")
 
 
 @dataclass(frozen=True)
@@ -34,14 +55,15 @@ class Lease:
 
 
 class LeaseStore:
-    """Acquire, renew and release the controller lease in a `JobStore`'s database."""
+    """Acquire, renew and release the controller lease in the store's database."""
 
-    def __init__(self, store: JobStore, name: str = CONTROLLER_LEASE):
-        self.store = store
+    def __init__(self, db: Database, name: str = CONTROLLER_LEASE):
+        self.db = db
         self.name = name
 
     def current(self) -> Lease | None:
-        with self.store.engine.connect() as conn:
+        """The lease as stored now (None before anyone took it)."""
+        with self.db.engine.connect() as conn:
             row = conn.execute(select(leases).where(leases.c.name == self.name)).mappings().first()
         return None if row is None else Lease(row["holder"], row["token"], row["acquired_at"], row["renewed_at"],
                                               row["expires_at"])
@@ -50,7 +72,7 @@ class LeaseStore:
         """Take or renew the lease for `holder`: free, expired, or already `holder`'s. The lease as
         held now (a new token when it changed hands), or None while another holder's is live."""
         now = time.time()
-        with self.store.engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             query = select(leases).where(leases.c.name == self.name)
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update()
@@ -72,7 +94,7 @@ class LeaseStore:
 
     def release(self, holder: str, token: int) -> bool:
         """Give the lease up at once (a clean shutdown), so a standby takes over without waiting."""
-        with self.store.engine.begin() as conn:
+        with self.db.engine.begin() as conn:
             done = conn.execute(update(leases).where(leases.c.name == self.name, leases.c.holder == holder,
                                                      leases.c.token == token).values(expires_at=0.0))
             return done.rowcount == 1

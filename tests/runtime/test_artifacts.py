@@ -9,7 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.artifacts.artifact import InputError, build_artifact, load_artifact
+from runtime.artifacts.build import build_artifact
+from runtime.artifacts.inputs import InputError
+from runtime.artifacts.load import load_artifact
 from runtime.artifacts.registry import Registry
 from runtime.artifacts.signing import SignatureError, generate_keypair
 from runtime.data import read_frame
@@ -297,7 +299,7 @@ def test_tree_artifacts_compress_by_distillation_and_truncation(tmp_path, keys):
     st.one_of(st.floats(allow_infinity=False), st.integers(-10**6, 10**6), st.none()),
     st.one_of(st.text(max_size=4), st.integers(-50, 50), st.none())), min_size=1, max_size=6))
 def test_dict_rows_are_read_without_a_frame_exactly_as_through_one(values):
-    from runtime.artifacts.artifact import input_feeds, to_frame
+    from runtime.artifacts.inputs import input_feeds, to_frame
     from runtime.data.preprocess import raw_inputs
 
     numeric, categorical = ["a", "b"], ["c"]

@@ -33,9 +33,8 @@ from runtime.audit.log import (
 )
 from runtime.audit.verify import verify_log
 from runtime.audit.witness import VERIFY_KEY_ENV, WITNESS_ENV, FileWitness, open_server_log
-from runtime.store import open_store
+from runtime.store import Store, open_store
 from runtime.store.audit_heads import AuditHeadStore
-from runtime.store.jobs import JobStore
 from tests.conftest import REPO
 
 RECORDS = 40
@@ -47,7 +46,7 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         opened = open_store(tmp_path / "state")
     else:
-        opened = JobStore(request.getfixturevalue("postgres_url"))
+        opened = Store(request.getfixturevalue("postgres_url"))
     yield opened
     opened.close()
 
@@ -55,7 +54,7 @@ def store(request, tmp_path):
 def write_log(directory, store, records=RECORDS, every=10, environ=None):
     """A server's log of `records` records, a checkpoint every `every` (each witnessed by the
     store) and the pinned copy of its public key, kept outside the log's directory."""
-    log = open_server_log(directory, store, environ=environ or {})
+    log = open_server_log(directory, store.db, environ=environ or {})
     for i in range(records):
         log.append("job-state", f"user{i % 3}", {"job": f"j{i}", "state": "RUNNING"})
         if i % every == every - 1:
@@ -110,17 +109,17 @@ def sign_checkpoints(directory, key):
 
 def test_an_untouched_log_reaches_the_stores_head(store, tmp_path):
     log, pinned = write_log(tmp_path / "audit", store)
-    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store)])
+    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store.db)])
     assert verdict.ok and verdict.records == RECORDS and verdict.checkpoints == 4, verdict.line()
-    assert verdict.heads == (f"{AuditHeadStore(store).name} (record {RECORDS})",) and not verdict.warnings
-    assert AuditHeadStore(store).newest(log.log_id)["seq"] == RECORDS
+    assert verdict.heads == (f"{AuditHeadStore(store.db).name} (record {RECORDS})",) and not verdict.warnings
+    assert AuditHeadStore(store.db).newest(log.log_id)["seq"] == RECORDS
 
 
 @pytest.mark.parametrize("checkpoints_too", [True, False], ids=["with-checkpoints", "records-only"])
 def test_a_deleted_tail_is_named(store, tmp_path, checkpoints_too):
     log, pinned = write_log(tmp_path / "audit", store)
     delete_tail(log.directory, 26, checkpoints_too)
-    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store)])
+    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store.db)])
     assert not verdict.ok and verdict.first_bad_seq == 26, verdict.line()
     if checkpoints_too:  # the attack the log alone cannot see: its own checkpoints were cut with it
         assert verify_log(log.directory, pinned).ok
@@ -136,21 +135,21 @@ def test_a_rewrite_with_recomputed_hashes_and_no_checkpoints_is_named(store, tmp
     rewrite(log.directory, 7, {"job": "j6", "state": "SUCCEEDED"})
     (log.directory / CHECKPOINTS).unlink()
     assert verify_log(log.directory, pinned).ok  # the log alone: a consistent chain, nothing signed to contradict
-    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store)])
+    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store.db)])
     assert not verdict.ok and verdict.first_bad_seq == RECORDS, verdict.line()
     assert f"record {RECORDS} has the hash" in verdict.reason and want[:16] in verdict.reason
     assert "was rewritten" in verdict.reason
     # the private key lies in the directory: re-signed checkpoints still cannot match the witnessed head
     key = serialization.load_pem_private_key((log.directory / KEY_FILE).read_bytes(), password=None)
     sign_checkpoints(log.directory, key)
-    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store)])
+    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store.db)])
     assert not verdict.ok and verdict.first_bad_seq == RECORDS and "was rewritten" in verdict.reason
 
 
 def test_dropped_checkpoints_alone_are_named(store, tmp_path):
     log, pinned = write_log(tmp_path / "audit", store)
     (log.directory / CHECKPOINTS).unlink()
-    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store)])
+    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store.db)])
     assert not verdict.ok and verdict.first_bad_seq == RECORDS
     assert f"missing from {CHECKPOINTS}" in verdict.reason
 
@@ -160,7 +159,7 @@ def test_a_restarted_server_does_not_move_the_head_past_a_deleted_tail(store, tm
     delete_tail(log.directory, 31)
     again, _ = write_log(log.directory, store, records=20)  # records 31-50 written over the deleted ones
     assert again.witness_errors and "no longer holds record 40" in next(iter(again.witness_errors.values()))
-    assert AuditHeadStore(store).newest(log.log_id)["seq"] == RECORDS  # the head stayed
+    assert AuditHeadStore(store.db).newest(log.log_id)["seq"] == RECORDS  # the head stayed
     verdict = again.verify()
     assert not verdict.ok and verdict.first_bad_seq == RECORDS and "was rewritten" in verdict.reason
 
@@ -175,10 +174,10 @@ def test_a_swapped_key_beside_the_log_is_refused(store, tmp_path):
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     sign_checkpoints(log.directory, attacker)
     assert verify_log(log.directory, log.directory / PUBLIC_KEY_FILE).ok  # the key beside the log vouches for it
-    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store)])
+    verdict = verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store.db)])
     assert not verdict.ok and "no valid signature by the pinned key" in verdict.reason, verdict.line()
     with pytest.raises(ValueError, match=f"is not the key pinned by {pinned}"):  # a server refuses to sign with it
-        open_server_log(log.directory, store, environ={VERIFY_KEY_ENV: str(pinned)})
+        open_server_log(log.directory, store.db, environ={VERIFY_KEY_ENV: str(pinned)})
 
 
 def cli(*args):
@@ -221,7 +220,7 @@ def test_a_witness_file_names_a_deleted_tail_without_the_store(tmp_path):
               str(witness))
     assert out.returncode == 1 and "records 33-40 are missing" in out.stderr, out.stderr
     with pytest.raises(ValueError, match=f"{WITNESS_ENV}: .* is inside the audit directory"):
-        open_server_log(log.directory, store, environ={WITNESS_ENV: str(log.directory / "w.jsonl")})
+        open_server_log(log.directory, store.db, environ={WITNESS_ENV: str(log.directory / "w.jsonl")})
     store.close()
 
 
@@ -235,7 +234,7 @@ def test_a_10_mb_event_is_refused_and_writes_nothing(store, tmp_path):
     kept = log.append("job-failed", "controller", {"detail": "y" * 2**20}, oversize="digest")["detail"]
     assert kept["shortened"] and kept["bytes"] > 2**20 and len(kept["sha256"]) == 64
     log.checkpoint()
-    assert verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store)]).ok
+    assert verify_log(log.directory, pinned, witnesses=[AuditHeadStore(store.db)]).ok
 
 
 def test_an_old_log_with_an_oversize_record_appends_verifies_and_gets_a_head(store, tmp_path):
@@ -251,35 +250,35 @@ def test_an_old_log_with_an_oversize_record_appends_verifies_and_gets_a_head(sto
     with segments(directory)[-1].open("ab") as f:
         f.write(canonical(record).encode() + b"\n")
     pinned = shutil.copy(directory / PUBLIC_KEY_FILE, tmp_path / "pinned.pem")
-    verdict = verify_log(directory, pinned, witnesses=[AuditHeadStore(store)])
+    verdict = verify_log(directory, pinned, witnesses=[AuditHeadStore(store.db)])
     assert verdict.ok and verdict.records == 6 and "holds no head for this log yet" in verdict.warnings[0]
-    server = open_server_log(directory, store, environ={VERIFY_KEY_ENV: str(pinned)})  # a server starts on it
+    server = open_server_log(directory, store.db, environ={VERIFY_KEY_ENV: str(pinned)})  # a server starts on it
     assert server.append("server-started", "root", {"pid": 1})["seq"] == 7
     server.close()
-    verdict = verify_log(directory, pinned, witnesses=[AuditHeadStore(store)])
+    verdict = verify_log(directory, pinned, witnesses=[AuditHeadStore(store.db)])
     assert verdict.ok and verdict.records == 7 and verdict.heads and not verdict.warnings, verdict.line()
 
 
 def test_a_failing_witness_never_stops_appends_and_catches_up(tmp_path):
     store = open_store(tmp_path / "state")
-    log = open_server_log(tmp_path / "state" / "audit", store, environ={})
-    with store.engine.begin() as conn:
+    log = open_server_log(tmp_path / "state" / "audit", store.db, environ={})
+    with store.db.engine.begin() as conn:
         conn.execute(text("DROP TABLE audit_heads"))
     log.append("t", "a", {"i": 1})
     assert log.checkpoint()["seq"] == 1  # signed and written; the store could not keep it
-    assert "no such table" in log.witness_errors[AuditHeadStore(store).name]
+    assert "no such table" in log.witness_errors[AuditHeadStore(store.db).name]
     log.append("t", "a", {"i": 2})
     from runtime.store.schema import metadata
 
-    metadata.create_all(store.engine)
+    metadata.create_all(store.db.engine)
     log.checkpoint()
-    assert AuditHeadStore(store).newest(log.log_id)["seq"] == 2 and not log.witness_errors
+    assert AuditHeadStore(store.db).newest(log.log_id)["seq"] == 2 and not log.witness_errors
     assert log.verify().ok
     store.close()
 
 
 def test_a_head_only_moves_forward(store):
-    heads = AuditHeadStore(store)
+    heads = AuditHeadStore(store.db)
     assert heads.record("a" * 64, {"seq": 10, "hash": "h10"}) is True
     assert heads.record("a" * 64, {"seq": 5, "hash": "h5"}) is False
     assert heads.record("a" * 64, {"seq": 10, "hash": "other"}) is False
@@ -291,7 +290,7 @@ def test_verifying_a_live_log_while_it_grows_never_fails(tmp_path):
     """The server verifies while its checkpoint thread and requests keep writing: what is written
     meanwhile only extends what verification read first."""
     store = open_store(tmp_path / "state")
-    log = open_server_log(tmp_path / "state" / "audit", store, environ={})
+    log = open_server_log(tmp_path / "state" / "audit", store.db, environ={})
     stop = threading.Event()
 
     def write():

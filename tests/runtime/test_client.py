@@ -43,10 +43,10 @@ def test_nothing_listening_names_the_address():
 def test_a_failing_controller_step_is_counted_and_kept(tmp_path):
     from runtime.controller.controller import JobController
     from runtime.controller.lease_keeper import LeaseKeeper
-    from runtime.store import LeaseStore, open_store
+    from runtime.store import open_store
 
     store = open_store(tmp_path)
-    keeper = LeaseKeeper(LeaseStore(store), holder="me")
+    keeper = LeaseKeeper(store.leases, holder="me")
     keeper.renew()
 
     def unreachable():
@@ -75,7 +75,7 @@ def test_jwts_from_an_identity_provider_carry_role_and_tenant(tmp_path):
 
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    accounts = Accounts(open_store(tmp_path), JwtIssuer(public, "https://idp.bank.example", "suanli"))
+    accounts = Accounts(open_store(tmp_path).accounts, JwtIssuer(public, "https://idp.bank.example", "suanli"))
     claims = {"sub": "wang.li", "iss": "https://idp.bank.example", "aud": "suanli", "exp": time.time() + 300,
               "suanli_role": "auditor", "suanli_tenant": "cards"}
     identity = accounts.authenticate(jwt.encode(claims, key, algorithm="ES256"))
@@ -103,7 +103,7 @@ def test_a_container_user_without_a_passwd_entry_still_gets_the_admin_token(monk
 
     monkeypatch.setattr(getpass, "getuser", no_entry)
     assert os_user() == f"uid{os.getuid()}"
-    accounts = Accounts(open_store(tmp_path))
+    accounts = Accounts(open_store(tmp_path).accounts)
     assert ensure_local_admin(accounts, tmp_path, os_user()) is not None
     identity = accounts.authenticate((tmp_path / "admin.token").read_text().strip())
     assert identity.role == "admin" and identity.name == os_user()

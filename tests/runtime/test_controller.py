@@ -15,7 +15,7 @@ from runtime.controller.controller import JobController
 from runtime.controller.lease_keeper import LeaseKeeper
 from runtime.controller.requests import job_request, progress_from_epochs
 from runtime.specs import JobState
-from runtime.store import FencedOut, LeaseStore, open_store
+from runtime.store import FencedOut, open_store
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
 from schedulers.policies import make_policy
 from schedulers.throughput import ThroughputModel
@@ -77,7 +77,7 @@ def setup(tmp_path):
     cluster = ScriptedCluster()
 
     def controller(holder, ttl=8.0):
-        keeper = LeaseKeeper(LeaseStore(store), holder=holder, ttl_s=ttl, renew_s=min(2.0, ttl / 3))
+        keeper = LeaseKeeper(store.leases, holder=holder, ttl_s=ttl, renew_s=min(2.0, ttl / 3))
         keeper.renew()
         return JobController(store, cluster, keeper, tmp_path / "runs", policy="hetero",
                              config=SchedulerConfig(min_run_before_preempt_s=0.0), snapshot=cluster.snapshot)
@@ -90,7 +90,7 @@ def submit(store, name, priority=0, workers=2, max_failures=1):
     spec = {"epochs": 5, "priority": priority, "workers": workers, "latency": "batch", "preemptible": True,
             "max_failures": max_failures, "_device_kinds": ["cpu"], "_device_model": None, "_algorithm": "generic",
             "config": {}}
-    return store.add(name, "risk", "alice", spec, b"user code bytes")
+    return store.jobs.add(name, "risk", "alice", spec, b"user code bytes")
 
 
 def step_until(ctl, done, steps: int = 100) -> None:
@@ -104,7 +104,7 @@ def step_until(ctl, done, steps: int = 100) -> None:
 
 
 def states(store, job_id):
-    return [e["kind"] for e in store.events(job_id) if e["kind"].isupper()]
+    return [e["kind"] for e in store.jobs.events(job_id) if e["kind"].isupper()]
 
 
 def test_preemption_is_free_failures_spend_the_budget(setup):
@@ -112,32 +112,32 @@ def test_preemption_is_free_failures_spend_the_budget(setup):
     ctl = make("a")
     low = submit(store, "low", priority=0)
     ctl.step()
-    assert store.get(low).state == JobState.STARTING and cluster.launched == [f"{low}.1"]
+    assert store.jobs.get(low).state == JobState.STARTING and cluster.launched == [f"{low}.1"]
     ctl.step()
-    assert store.get(low).state == JobState.RUNNING
+    assert store.jobs.get(low).state == JobState.RUNNING
     high = submit(store, "high", priority=50)
     ctl.step()  # the higher priority preempts: low is asked to stop (by force: user code)
-    assert store.get(low).state == JobState.STOPPING and cluster.stops == [(f"{low}.1", True)]
+    assert store.jobs.get(low).state == JobState.STOPPING and cluster.stops == [(f"{low}.1", True)]
     ctl.step()  # low's attempt ended and released its cores: back to the queue, no failure counted
-    assert store.get(low).state == JobState.QUEUED and store.get(low).failures == 0
+    assert store.jobs.get(low).state == JobState.QUEUED and store.jobs.get(low).failures == 0
     ctl.step()
-    assert store.get(high).state in (JobState.STARTING, JobState.RUNNING)
+    assert store.jobs.get(high).state in (JobState.STARTING, JobState.RUNNING)
     cluster.phase[f"{high}.1"] = "succeeded"
     for _ in range(3):
         ctl.step()
-    assert store.get(high).state == JobState.SUCCEEDED
-    assert store.get(low).state in (JobState.STARTING, JobState.RUNNING) and store.get(low).attempts == 2
+    assert store.jobs.get(high).state == JobState.SUCCEEDED
+    assert store.jobs.get(low).state in (JobState.STARTING, JobState.RUNNING) and store.jobs.get(low).attempts == 2
     cluster.errors[f"{low}.2"] = "RuntimeError: worker died"
     cluster.phase[f"{low}.2"] = "failed"
     ctl.step()  # the one failure policy: retry (1 of 1), on a new placement
-    record = store.get(low)
+    record = store.jobs.get(low)
     assert record.failures == 1 and record.state in (JobState.QUEUED, JobState.STARTING)
     for _ in range(2):
         ctl.step()
     cluster.errors[f"{low}.3"] = "ValueError: feature store unreachable"
     cluster.phase[f"{low}.3"] = "failed"
     ctl.step()
-    record = store.get(low)
+    record = store.jobs.get(low)
     assert record.state == JobState.FAILED and "ValueError: feature store unreachable" in record.error
     assert "retry budget of 1 spent" in record.error
     assert states(store, low) == ["STARTING", "RUNNING", "STOPPING", "QUEUED", "STARTING", "RUNNING", "STOPPING",
@@ -151,26 +151,26 @@ def test_a_new_holder_adopts_running_attempts_and_fences_the_old_one(setup):
     gone = submit(store, "gone", workers=1)
     old.step()
     old.step()
-    assert {store.get(running).state, store.get(gone).state} == {JobState.RUNNING}
+    assert {store.jobs.get(running).state, store.jobs.get(gone).state} == {JobState.RUNNING}
     time.sleep(3.1)  # the old holder stops renewing (it was killed, or stalled)
     cluster.phase.pop(f"{gone}.1")  # this attempt died with the old holder's node: really gone
     new = make("new")
     assert new.lease.token() == 2
     new.step()
     assert cluster.launched.count(f"{running}.1") == 1 and f"{running}.2" not in cluster.launched  # adopted
-    assert store.get(running).state == JobState.RUNNING
-    assert store.get(gone).failures == 1 and store.get(gone).attempts == 2  # requeued through the policy, relaunched
-    assert "adopted attempt 1: running" in store.logs(running)
+    assert store.jobs.get(running).state == JobState.RUNNING
+    assert store.jobs.get(gone).failures == 1 and store.jobs.get(gone).attempts == 2  # requeued through the policy, relaunched
+    assert "adopted attempt 1: running" in store.logs.text(running)
     old.lease._lease = replace(old.lease._lease, token=1)  # the stalled old holder wakes up believing it leads
     old.lease._act_until = time.monotonic() + 60
-    before = store.events(running)
+    before = store.jobs.events(running)
     with pytest.raises(FencedOut):
         cluster.phase[f"{running}.1"] = "succeeded"
         old.step()
-    assert store.events(running) == before  # nothing the old holder wrote landed
+    assert store.jobs.events(running) == before  # nothing the old holder wrote landed
     new.step()
     new.step()
-    assert store.get(running).state == JobState.SUCCEEDED
+    assert store.jobs.get(running).state == JobState.SUCCEEDED
     assert states(store, running).count("SUCCEEDED") == 1
 
 
@@ -179,24 +179,24 @@ def test_remaining_work_shrinks_and_hetero_reranks_running_jobs(setup):
     spec = {"epochs": 10, "priority": 0, "workers": 1, "latency": "batch", "preemptible": True, "max_failures": 0,
             "_device_kinds": ["cpu"], "_device_model": None, "_algorithm": "mlp", "config": {},
             "_dataset": {"rows": 100_000, "bytes": 10_000_000}}
-    first = store.add("first", "risk", "a", spec, None)
-    second = store.add("second", "risk", "a", {**spec, "epochs": 4}, None)
+    first = store.jobs.add("first", "risk", "a", spec, None)
+    second = store.jobs.add("second", "risk", "a", {**spec, "epochs": 4}, None)
     cluster = state(node("n1", cpu(count=1, in_use=1)), taken_at=0.0)
     model = ThroughputModel()
-    fresh = job_request(store.get(first), model, cluster)
+    fresh = job_request(store.jobs.get(first), model, cluster)
     assert fresh.work == 1_000_000 and fresh.throughputs is None
     running_placement = Placement.from_dict({
         "job_id": first, "cluster": "c1", "kind": "cpu", "model": "Xeon-8380", "queue_s": 0.0, "transfer_s": 0.0,
         "compute_s": 20.0, "assignments": [{"node_id": "n1", "kind": "cpu", "model": "Xeon-8380", "workers": 1,
                                             "devices_per_worker": 1}]})
     lines = [{"epoch": e, "epoch_seconds": 2.0, "attempt": 1} for e in range(8)]
-    store.set_progress(first, progress_from_epochs(lines, running_placement), fence=None)
-    measured = job_request(store.get(first), model, cluster)
+    store.jobs.set_progress(first, progress_from_epochs(lines, running_placement), fence=None)
+    measured = job_request(store.jobs.get(first), model, cluster)
     assert measured.work == 200_000  # 2 of 10 epochs left
     assert dict(measured.throughputs)["Xeon-8380"] == pytest.approx(50_000)  # 100k rows per 2 s, measured
     assert measured.attained_service_s == pytest.approx(16.0)
     assert Placement.from_dict(running_placement.to_dict()) == running_placement
-    queued = job_request(store.get(second), model, cluster)  # 400k rows of work left
+    queued = job_request(store.jobs.get(second), model, cluster)  # 400k rows of work left
     policy = make_policy("hetero")
     config = SchedulerConfig(min_run_before_preempt_s=0.0)
     before = schedule([queued], cluster, 100.0, policy, [RunningJob(fresh, running_placement, 0.0, 20.0)], config)
@@ -212,17 +212,17 @@ def test_an_attempt_whose_node_is_lost_before_its_workers_start_is_replaced(setu
     ctl = make("a")
     job = submit(store, "pinned", workers=1)
     ctl.step()
-    assert store.get(job).state == JobState.STARTING
+    assert store.jobs.get(job).state == JobState.STARTING
     [placed] = [a.node_id for a in cluster.placements[f"{job}.1"].assignments]
     del cluster.nodes[placed]  # the node dies before the workers come up: they never can, there
     cluster.hold_start = False
     ctl.step()  # the controller sees the node gone in this step's snapshot...
     ctl.step()  # ...and gives up the attempt in the next
-    record = store.get(job)
-    assert record.failures == 1 and "were lost before its workers started" in store.logs(job)
+    record = store.jobs.get(job)
+    assert record.failures == 1 and "were lost before its workers started" in store.logs.text(job)
     assert (f"{job}.1", True) in cluster.stops
     ctl.step()
-    record = store.get(job)
+    record = store.jobs.get(job)
     assert record.attempts == 2 and record.state == JobState.RUNNING
     assert [a["node_id"] for a in record.placement["assignments"]] == [n for n in cluster.nodes]
 
@@ -237,7 +237,7 @@ def test_a_hostile_run_directory_fails_only_its_job_and_never_the_loop(setup, tm
     bad, good = submit(store, "bad", workers=1), submit(store, "good", workers=1)
     ctl.step()
     ctl.step()
-    assert {store.get(bad).state, store.get(good).state} == {JobState.RUNNING}
+    assert {store.jobs.get(bad).state, store.jobs.get(good).state} == {JobState.RUNNING}
     (runs / bad / "attempt-1" / "checkpoint_000000").mkdir(parents=True)
     (runs / bad / "attempt-1" / "checkpoint_000000" / "meta.json").write_text('{"epoch": 0}')
     (runs / good / "attempt-1").mkdir(parents=True, exist_ok=True)
@@ -246,26 +246,26 @@ def test_a_hostile_run_directory_fails_only_its_job_and_never_the_loop(setup, tm
     victim.write_text("precious")
     (runs / good / "provenance.json").symlink_to(victim)  # the server's own write must not follow it
     ctl.step()  # the bad attempt is stopped by force off the step...
-    step_until(ctl, lambda: store.get(bad).state == JobState.FAILED)  # ...and the job fails once it is
-    record = store.get(bad)
+    step_until(ctl, lambda: store.jobs.get(bad).state == JobState.FAILED)  # ...and the job fails once it is
+    record = store.jobs.get(bad)
     assert f"{bad}/attempt-1/checkpoint_000000/meta.json: missing field 'sha256'" in record.error
-    assert (f"{bad}.1", True) in cluster.stops and store.attempt(bad, 1).outcome == "failed"
-    assert store.get(good).state == JobState.RUNNING and ctl.step_failures == 0
+    assert (f"{bad}.1", True) in cluster.stops and store.attempts.get(bad, 1).outcome == "failed"
+    assert store.jobs.get(good).state == JobState.RUNNING and ctl.step_failures == 0
     no_epoch, linked = submit(store, "no-epoch", workers=1), submit(store, "linked", workers=1)
     cluster.phase[f"{good}.1"] = "succeeded"
     ctl.step()
     ctl.step()
-    assert store.get(good).state == JobState.SUCCEEDED and victim.read_text() == "precious"
+    assert store.jobs.get(good).state == JobState.SUCCEEDED and victim.read_text() == "precious"
     assert not (runs / good / "provenance.json").is_symlink()
     ctl.step()
-    assert {store.get(no_epoch).state, store.get(linked).state} == {JobState.RUNNING}
+    assert {store.jobs.get(no_epoch).state, store.jobs.get(linked).state} == {JobState.RUNNING}
     (runs / no_epoch / "attempt-1" / "progress.jsonl").write_text('{"epoch": 0, "epoch_seconds": 1}\n{"loss": 0.5}\n')
     (runs / linked / "attempt-1").mkdir(parents=True, exist_ok=True)
     (runs / linked / "attempt-1" / "progress.jsonl").symlink_to("/dev/zero")
     ctl.step()
-    step_until(ctl, lambda: {store.get(no_epoch).state, store.get(linked).state} == {JobState.FAILED})
-    assert f"{no_epoch}/attempt-1/progress.jsonl: line 2: missing field 'epoch', 'epoch_seconds'" in store.get(no_epoch).error
-    assert "symbolic link" in store.get(linked).error and store.get(linked).state == JobState.FAILED
+    step_until(ctl, lambda: {store.jobs.get(no_epoch).state, store.jobs.get(linked).state} == {JobState.FAILED})
+    assert f"{no_epoch}/attempt-1/progress.jsonl: line 2: missing field 'epoch', 'epoch_seconds'" in store.jobs.get(no_epoch).error
+    assert "symbolic link" in store.jobs.get(linked).error and store.jobs.get(linked).state == JobState.FAILED
     assert ctl.step_failures == 0
 
 
@@ -280,7 +280,7 @@ def test_a_forced_stop_that_hangs_never_holds_up_the_controller(setup, tmp_path)
     bad = submit(store, "bad", workers=1)
     ctl.step()
     ctl.step()
-    assert store.get(bad).state == JobState.RUNNING
+    assert store.jobs.get(bad).state == JobState.RUNNING
     released = threading.Event()
     plain_stop = cluster.stop
 
@@ -296,12 +296,12 @@ def test_a_forced_stop_that_hangs_never_holds_up_the_controller(setup, tmp_path)
     later = submit(store, "later", workers=1)
     for _ in range(3):
         ctl.step()  # each step returns while the stop hangs, and schedules
-    assert store.get(later).state == JobState.RUNNING
-    assert store.get(bad).state == JobState.RUNNING and store.attempt(bad, 1).state == "stopping"
-    assert "stopping it by force" in store.logs(bad)
+    assert store.jobs.get(later).state == JobState.RUNNING
+    assert store.jobs.get(bad).state == JobState.RUNNING and store.attempts.get(bad, 1).state == "stopping"
+    assert "stopping it by force" in store.logs.text(bad)
     released.set()
-    step_until(ctl, lambda: store.get(bad).state == JobState.FAILED)
-    assert store.attempt(bad, 1).outcome == "failed" and (f"{bad}.1", True) in cluster.stops
+    step_until(ctl, lambda: store.jobs.get(bad).state == JobState.FAILED)
+    assert store.attempts.get(bad, 1).outcome == "failed" and (f"{bad}.1", True) in cluster.stops
     assert ctl.step_failures == 0
     ctl.stop()
 
@@ -314,14 +314,14 @@ def test_an_active_job_whose_attempt_ended_is_repaired_on_adoption(setup):
     orphan = submit(store, "orphan", workers=1)
     old.step()
     old.step()
-    assert store.get(orphan).state == JobState.RUNNING
-    store.update_attempt(orphan, 1, old.lease.token(), state="ended", outcome="succeeded", ended=time.time())
+    assert store.jobs.get(orphan).state == JobState.RUNNING
+    store.attempts.update(orphan, 1, old.lease.token(), state="ended", outcome="succeeded", ended=time.time())
     time.sleep(3.1)
     new = make("new")
     new.step()
-    assert store.get(orphan).attempts == 2 and store.get(orphan).state in (JobState.STARTING, JobState.RUNNING)
+    assert store.jobs.get(orphan).attempts == 2 and store.jobs.get(orphan).state in (JobState.STARTING, JobState.RUNNING)
     assert states(store, orphan)[-3:] == ["STOPPING", "QUEUED", "STARTING"]
-    assert "repaired on adoption" in " ".join(e["detail"] for e in store.events(orphan))
+    assert "repaired on adoption" in " ".join(e["detail"] for e in store.jobs.events(orphan))
 
 
 def test_the_queue_is_read_incrementally_and_misses_nothing(setup, monkeypatch):
@@ -339,9 +339,9 @@ def test_the_queue_is_read_incrementally_and_misses_nothing(setup, monkeypatch):
     first, second = submit(store, "first"), submit(store, "second")
     assert [r.id for r in ctl._queued()] == [first, second]
     third = submit(store, "third")
-    store.request_cancel(first, "alice")
+    store.jobs.request_cancel(first, "alice")
     assert [r.id for r in ctl._queued()] == [second, third]
-    with store.engine.begin() as conn:  # a write by a server whose clock is an hour behind
+    with store.db.engine.begin() as conn:  # a write by a server whose clock is an hour behind
         conn.execute(update(jobs).where(jobs.c.id == second).values(spec='{"epochs": 9}', updated=time.time() - 3600))
     assert ctl._queued()[0].spec.get("priority") == 0  # not seen yet: older than the margin
     monkeypatch.setattr(module, "FULL_SYNC_S", 0.0)
@@ -353,9 +353,9 @@ def test_a_stored_job_this_version_cannot_read_fails_alone(setup):
     the job behind it is scheduled in the same round."""
     store, cluster, make = setup
     ctl = make("a")
-    broken = store.add("broken", "risk", "alice", {"epochs": 5, "workers": 1}, None)
+    broken = store.jobs.add("broken", "risk", "alice", {"epochs": 5, "workers": 1}, None)
     fine = submit(store, "fine", workers=1)
     ctl.step()
-    record = store.get(broken)
+    record = store.jobs.get(broken)
     assert record.state == JobState.FAILED and "cannot be scheduled: KeyError" in record.error
-    assert store.get(fine).state == JobState.STARTING and ctl.step_failures == 0
+    assert store.jobs.get(fine).state == JobState.STARTING and ctl.step_failures == 0

@@ -50,7 +50,7 @@ def test_xgboost_on_two_nodes_matches_sklearn_exports_raw_row_scoring_and_compre
     import xgboost
 
     from runtime import TrainingJob
-    from runtime.artifacts.artifact import load_artifact
+    from runtime.artifacts.load import load_artifact
     from runtime.artifacts.signing import generate_keypair
     from runtime.data import read_frame
     from runtime.data.ray_io import PreparedData

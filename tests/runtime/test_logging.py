@@ -17,7 +17,7 @@ from runtime.controller.controller import JobController
 from runtime.controller.lease_keeper import LeaseKeeper
 from runtime.log_context import IdsFilter, current_ids, ids_handler, log_ids, log_job_event
 from runtime.specs import JobState
-from runtime.store import LeaseStore, open_store
+from runtime.store import open_store
 from schedulers.engine import SchedulerConfig
 from tests.runtime.test_controller import ScriptedCluster, submit
 
@@ -103,9 +103,9 @@ def lines_of(stream: io.StringIO, *loggers: str) -> list[str]:
 def test_every_line_of_the_controllers_handling_of_a_job_names_it(tmp_path, server_log):
     store = open_store(tmp_path / "state")
     try:
-        store.listeners.append(log_job_event)
+        store.db.listeners.append(log_job_event)
         cluster = ScriptedCluster()
-        keeper = LeaseKeeper(LeaseStore(store), holder="a", ttl_s=8.0, renew_s=2.0)
+        keeper = LeaseKeeper(store.leases, holder="a", ttl_s=8.0, renew_s=2.0)
         keeper.renew()
         ctl = JobController(store, cluster, keeper, tmp_path / "runs", policy="hetero",
                             config=SchedulerConfig(min_run_before_preempt_s=0.0), snapshot=cluster.snapshot)
@@ -115,7 +115,7 @@ def test_every_line_of_the_controllers_handling_of_a_job_names_it(tmp_path, serv
         cluster.errors[f"{job}.1"] = "RuntimeError: worker died"
         cluster.phase[f"{job}.1"] = "failed"
         ctl.step()  # attempt 1 failed: retried (STOPPING, QUEUED), then launched again as attempt 2
-        assert store.get(job).attempts == 2 and store.get(job).state in (JobState.STARTING, JobState.RUNNING)
+        assert store.jobs.get(job).attempts == 2 and store.jobs.get(job).state in (JobState.STARTING, JobState.RUNNING)
     finally:
         store.close()
     controller_lines = lines_of(server_log, "runtime.controller.controller", "runtime.jobs")
@@ -139,12 +139,12 @@ def test_a_launch_the_cluster_refuses_is_a_warning_with_the_jobs_ids(tmp_path, s
 
     store = open_store(tmp_path / "state")
     try:
-        keeper = LeaseKeeper(LeaseStore(store), holder="a", ttl_s=8.0, renew_s=2.0)
+        keeper = LeaseKeeper(store.leases, holder="a", ttl_s=8.0, renew_s=2.0)
         keeper.renew()
         ctl = JobController(store, Refusing(), keeper, tmp_path / "runs", snapshot=Refusing().snapshot)
         job = submit(store, "refused", workers=1)
         ctl.step()
-        assert store.get(job).state == JobState.QUEUED
+        assert store.jobs.get(job).state == JobState.QUEUED
     finally:
         store.close()
     [line] = [line for line in lines_of(server_log, "runtime.controller") if "launch failed" in line]

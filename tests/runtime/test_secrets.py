@@ -56,7 +56,7 @@ def test_a_planted_symlink_or_oversize_file_is_refused_without_its_content(tmp_p
 
 def test_a_clusters_token_lives_and_dies_with_its_entry(tmp_path):
     secrets = SecretStore(tmp_path / "state" / "secrets")
-    registry = ClusterStore(open_store(tmp_path / "state"), secrets)
+    registry = ClusterStore(open_store(tmp_path / "state").db, secrets)
     entry = check_entry("bj", "http://127.0.0.1:8265", None, "center", None)
     added = registry.add(entry, TOKEN, "admin")
     assert added.token_secret == token_secret("bj") == "cluster/bj/ray-token" and registry.token("bj") == TOKEN

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import ray
 
-from runtime.artifacts.artifact import load_artifact
+from runtime.artifacts.load import load_artifact
 from runtime.artifacts.registry import Registry
 from runtime.serving.client import Overloaded, ScoringClient, ScoringError
 from runtime.serving.decisions import check_thresholds, decide

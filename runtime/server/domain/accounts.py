@@ -28,12 +28,12 @@ def add_user(server: Server, identity: Identity, name: str, role: str, tenant: s
 def revoke_user(server: Server, identity: Identity, name: str) -> int:
     """Disable `name` and revoke their tokens; how many tokens. Conflict for the caller themself
     or the last admin (an installation without an admin is locked), NotFound for no such user."""
-    admins = [u["name"] for u in server.accounts.users() if u["role"] == "admin" and not u["revoked"]]
+    admins = [u["name"] for u in server.store.accounts.users() if u["role"] == "admin" and not u["revoked"]]
     if name == identity.name or admins == [name]:
         raise Conflict(f"name: {name!r} is {'you' if name == identity.name else 'the last admin'}; "
                        "another admin must revoke it (an installation without an admin is locked)")
     try:
-        revoked = server.accounts.revoke_user(name)
+        revoked = server.store.accounts.revoke_user(name)
     except KeyError as exc:
         raise NotFound(exc.args[0]) from None
     server.forget_identities()
@@ -60,11 +60,11 @@ def create_token(server: Server, identity: Identity, user: str | None, expires_s
 
 def revoke_token(server: Server, identity: Identity, token_id: str) -> None:
     """Revoke one of the caller's tokens, or (users:manage) anyone's."""
-    own = any(t["id"] == token_id for t in server.accounts.tokens_of(identity.name))
+    own = any(t["id"] == token_id for t in server.store.accounts.tokens_of(identity.name))
     if not own and not identity.may("users:manage"):
         raise Forbidden.refused(identity, f"revoke token {token_id}")
     try:
-        owner = server.accounts.revoke_token(token_id)
+        owner = server.store.accounts.revoke_token(token_id)
     except KeyError as exc:
         raise NotFound(exc.args[0]) from None
     server.forget_identities()

@@ -41,7 +41,7 @@ def register(server: Server, identity: Identity, fields: dict) -> ClusterEntry:
 
 def remove(server: Server, identity: Identity, name: str) -> None:
     """Forget a cluster, audited; Conflict while attempts are open on it, NotFound if unknown."""
-    busy = [a.job_id for a in server.store.open_attempts() if (a.handle or {}).get("cluster") == name]
+    busy = [a.job_id for a in server.store.attempts.open() if (a.handle or {}).get("cluster") == name]
     if busy:
         raise Conflict(f"cluster {name} runs attempts of {', '.join(busy)}; cancel them or wait")
     if not server.clusters.remove(name):

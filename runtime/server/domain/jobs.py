@@ -23,7 +23,7 @@ def visible_job(server: Server, identity: Identity, job_id: str, action: str) ->
     if identity.job_scope(action) is None:
         raise Forbidden.refused(identity, f"jobs:{action}")
     try:
-        record = server.store.get(job_id)
+        record = server.store.jobs.get(job_id)
     except KeyError:
         raise NotFound(f"job: no job {job_id!r}") from None
     if not identity.can_touch(action, record.user, record.tenant):
@@ -43,7 +43,7 @@ def visible_jobs(server: Server, identity: Identity, tenant: str | None, state: 
             states = (JobState(state.upper()),)
         except ValueError:
             raise Invalid(f"state: {state!r} is not one of {', '.join(s.value for s in JobState)}") from None
-    records = server.store.list(tenant=tenant if scope == "all" else identity.tenant, states=states)
+    records = server.store.jobs.list(tenant=tenant if scope == "all" else identity.tenant, states=states)
     return [r for r in records if scope != "own" or r.user == identity.name]
 
 
@@ -76,9 +76,9 @@ def submit(server: Server, identity: Identity, kind: str, fields: dict, code: by
                         _train_fn_sha256=hashlib.sha256(code).hexdigest())
         rejection = server.admission.rejection_for(job.tenant, job.workers, spec)
     state = JobState.REJECTED if rejection else JobState.QUEUED
-    job_id = server.store.add(job.name, job.tenant, job.user, spec, code, state=state, detail=rejection or "")
+    job_id = server.store.jobs.add(job.name, job.tenant, job.user, spec, code, state=state, detail=rejection or "")
     server.submissions.inc()
-    return server.store.get(job_id)
+    return server.store.jobs.get(job_id)
 
 
 def provenance(server: Server, record: JobRecord) -> dict:
@@ -100,6 +100,6 @@ def provenance(server: Server, record: JobRecord) -> dict:
 def cancel(server: Server, identity: Identity, record: JobRecord) -> JobState:
     """Ask for the job's cancellation as `identity`; its state after. Conflict once it finished."""
     try:
-        return server.store.request_cancel(record.id, identity.name)
+        return server.store.jobs.request_cancel(record.id, identity.name)
     except ValueError as exc:
         raise Conflict(str(exc)) from None

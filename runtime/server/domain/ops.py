@@ -35,11 +35,11 @@ def ops_state(server: Server, identity: Identity) -> dict:
 
     snapshot = server.current_snapshot()
     report = capacity_report(snapshot)
-    queue = server.store.queue()
-    active = server.store.list(states=ACTIVE)
+    queue = server.store.waiting.queue()
+    active = server.store.jobs.list(states=ACTIVE)
     shown_queue = [q for q in queue if identity.can_touch("read", q["user"], q["tenant"])]
     shown_active = [running_view(r) for r in active if identity.can_touch("read", r.user, r.tenant)]
-    lease = server.leases.current()
+    lease = server.store.leases.current()
     return {
         "now": time.time(),
         "refresh_s": REFRESH_S,

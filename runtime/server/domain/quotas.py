@@ -18,7 +18,7 @@ ACTIVE = (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)
 def quota_report(store) -> list[dict]:
     """Each cap with its use now: devices per kind and jobs of the tenant's or user's active jobs."""
     used: dict[str, dict[str, float]] = {}
-    for record in store.list(states=ACTIVE):
+    for record in store.jobs.list(states=ACTIVE):
         placed = record.placed
         if placed is None:
             continue
@@ -27,7 +27,7 @@ def quota_report(store) -> list[dict]:
             entry[placed.kind] = entry.get(placed.kind, 0) + placed.devices
             entry["jobs"] = entry.get("jobs", 0) + 1
     return [{"key": key, "limits": limits, "used": {k: used.get(key, {}).get(k, 0) for k in limits}}
-            for key, limits in sorted(store.quotas().items())]
+            for key, limits in sorted(store.quotas.all().items())]
 
 
 def set_quota(server: Server, identity: Identity, scope: str, name: str, limits: dict) -> str:
@@ -35,6 +35,6 @@ def set_quota(server: Server, identity: Identity, scope: str, name: str, limits:
     if scope not in SCOPES:
         raise Invalid(f"scope: {scope!r} is not tenant or user")
     key = f"{scope}:{name}"
-    server.store.set_quota(key, limits or None, identity.name)
+    server.store.quotas.set(key, limits or None, identity.name)
     server.events.quota_set(identity.name, key, limits)
     return key

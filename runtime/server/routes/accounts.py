@@ -21,7 +21,7 @@ def add_user(body: NewUser, server: ServerDep, identity: Identity = require("use
 
 @router.get("/users")
 def list_users(server: ServerDep, identity: Identity = require("users:manage")) -> list[dict]:
-    return server.accounts.users()
+    return server.store.accounts.users()
 
 
 @router.post("/users/{name}/revoke")

@@ -19,11 +19,11 @@ router = APIRouter()
 @router.get("/healthz")
 def healthz(server: ServerDep) -> dict:
     """Liveness and role: `active` holds the controller lease, `standby` waits for it."""
-    lease = server.leases.current()
+    lease = server.store.leases.current()
     controller = server.controller
     return {"status": "ok", "role": server.lease.role, "pid": os.getpid(), "holder": server.lease.holder,
             "lease": lease.as_dict() if lease else None, "version": __version__, "api_version": API_VERSION,
-            "ray_address": server.ray_address, "store": server.store.where, "audit_chain_ok": server.audit_ok,
+            "ray_address": server.ray_address, "store": server.store.db.where, "audit_chain_ok": server.audit_ok,
             "controller": {"step_failures": controller.step_failures, "last_error": controller.last_error,
                            "last_step_at": controller.last_step_at, "attempts_followed": len(controller.tracked),
                            "slowest_step": controller.slowest_step}}

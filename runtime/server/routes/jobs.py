@@ -39,12 +39,12 @@ def get_job(record: JobRecord = job_for("read")) -> dict:
 @router.get("/jobs/{job_id}/events")
 def job_events(server: ServerDep, record: JobRecord = job_for("read")) -> list[dict]:
     """The job's state transitions and requests, in order, with time, actor and detail."""
-    return server.store.events(record.id)
+    return server.store.jobs.events(record.id)
 
 
 @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse)
 def job_logs(server: ServerDep, record: JobRecord = job_for("read")) -> str:
-    return server.store.logs(record.id)
+    return server.store.logs.text(record.id)
 
 
 @router.get("/jobs/{job_id}/provenance")
@@ -56,13 +56,13 @@ def job_provenance(server: ServerDep, record: JobRecord = job_for("read")) -> di
 @router.get("/jobs/{job_id}/checkpoints")
 def job_checkpoints(server: ServerDep, record: JobRecord = job_for("read")) -> list[dict]:
     """The job's checkpoints with the sha256 recorded when each was written."""
-    return server.store.checkpoints(record.id)
+    return server.store.checkpoints.of(record.id)
 
 
 @router.get("/jobs/{job_id}/placement")
 def placement(server: ServerDep, record: JobRecord = job_for("read")) -> dict:
     """The job's placement and its attempts (where each was placed, how it ended)."""
-    return {"placement": record.placement, "attempts": [asdict(a) for a in server.store.attempts_of(record.id)]}
+    return {"placement": record.placement, "attempts": [asdict(a) for a in server.store.attempts.of(record.id)]}
 
 
 @router.post("/jobs/{job_id}/cancel")
