@@ -27,6 +27,7 @@ class Pool:
     node_ids: list[str]
     total: np.ndarray  # per node, devices of this kind/model
     free: np.ndarray  # per node, not allocated
+    with_room: list[int] | None = None  # positions of nodes with a device free, in order (None: not known now)
 
 
 class CapacityIndex:
@@ -108,25 +109,29 @@ class CapacityIndex:
         pool = self.pools[pool_index]
         slots = pool.free if per_worker == 1 else np.floor(pool.free / per_worker)
         if strategy == "random":
-            with_room = (slots >= 1).nonzero()[0]
-            if not with_room.size:
+            if per_worker == 1:  # the common case: nodes with room are kept between calls
+                if pool.with_room is None:
+                    pool.with_room = (slots >= 1).nonzero()[0].tolist()
+                room = pool.with_room
+            else:
+                room = (slots >= 1).nonzero()[0].tolist()
+            if not room:
                 return None
             if rng is None:
-                order = with_room
+                order = room
             else:  # a random order; most jobs fit on its first node, so draw that one alone first
-                first = int(rng.integers(len(with_room)))
-                if slots[with_room[first]] >= workers:
-                    return [(int(with_room[first]), workers)]
-                rest = np.delete(with_room, first)
-                order = np.concatenate(([with_room[first]], rest[rng.permutation(len(rest))]))
-            if slots[with_room].sum() < workers:
+                first = int(rng.integers(len(room)))
+                if slots[room[first]] >= workers:
+                    return [(room[first], workers)]
+                rest = np.array(room[:first] + room[first + 1:], dtype=int)
+                order = [room[first]] + rest[rng.permutation(len(rest))].tolist()
+            if slots[room].sum() < workers:
                 return None
         else:
             whole = (slots >= workers).nonzero()[0]
             if whole.size:
-                best = whole[slots[whole].argmin()]
-                return [(int(best), workers)]
-            order = np.argsort(-slots, kind="stable")
+                return [(int(whole[slots[whole].argmin()]), workers)]
+            order = np.argsort(-slots, kind="stable").tolist()
         chosen = []
         left = workers
         for pos in order:
@@ -143,9 +148,14 @@ class CapacityIndex:
         """Mark the devices of `chosen` (from `select_nodes`) as allocated."""
         self.version += 1
         pool = self.pools[pool_index]
+        free = pool.free
         for pos, workers in chosen:
-            pool.free[pos] -= workers * per_worker
-            self.pool_free[pool_index] -= workers * per_worker
+            amount = workers * per_worker
+            left = free[pos] - amount
+            free[pos] = left
+            self.pool_free[pool_index] -= amount
+            if left < 1:
+                pool.with_room = None  # a node may have run out
 
     def release(self, placement: Placement) -> None:
         """Give back the devices a running job's placement holds (when it is preempted or, in a
@@ -162,6 +172,7 @@ class CapacityIndex:
             amount = min(amount, pool.total[pos] - pool.free[pos])
             pool.free[pos] += amount
             self.pool_free[pi] += amount
+            pool.with_room = None
 
     def retake(self, placement: Placement) -> bool:
         """Allocate exactly a running job's current devices again; False if they are no longer free."""
@@ -178,4 +189,5 @@ class CapacityIndex:
         for pi, pos, amount in located:
             self.pools[pi].free[pos] -= amount
             self.pool_free[pi] -= amount
+            self.pools[pi].with_room = None
         return True

@@ -79,8 +79,10 @@ class _Profile:
     best_rate: float
     kinds: list[str]
     models: list[str]
-    local: np.ndarray  # positions (in `cand`) of edge pools at the job's data site
+    local_pairs: list[tuple[int, int]]  # (position in `cand`, pool) of edge pools at the job's data site
     cand_set: frozenset[int]
+    cand_list: list[int]  # `cand` as Python ints (indexing a list is cheaper than an array on the hot path)
+    away_from_data: list[bool]  # per candidate: the job's data lies at an edge site and this pool is not there
 
 
 @dataclass
@@ -166,6 +168,7 @@ class _Round:
             free_by_model=self._free_by_model,
         )
         self.rng = policy.rng()
+        self.node_strategy = policy.node_strategy
         self.pool_kind = [p.kind for p in self.index.pools]
         self.pool_model = [p.model for p in self.index.pools]
         self._rate_vectors: dict[str, np.ndarray] = {}
@@ -323,38 +326,7 @@ class _Round:
         for r in releasable.values():
             self.index.release(r.placement)
         candidates = jobs + [r.request for r in releasable.values()]
-        available = self.index.pool_free.copy()
-        left = float(available.sum())
-        admitted: list[JobRequest] = []
-        for job in self.policy.order(candidates, self.ctx):
-            if left < 1:
-                break  # full: every job after this one waits (or, if running, is preempted)
-            if job.id in releasable:
-                pools = [self.index.locate(a.node_id, a.kind, a.model)[0]
-                         for a in releasable[job.id].placement.assignments]
-                need = [a.workers * a.devices_per_worker for a in releasable[job.id].placement.assignments]
-                if all(available[p] >= n for p, n in zip(pools, need, strict=True)):
-                    for p, n in zip(pools, need, strict=True):
-                        available[p] -= n
-                    left -= sum(need)
-                    admitted.append(job)
-                continue
-            cand = self._profile(job).cand
-            need = job.devices_needed
-            if self.config.limits:
-                fits = cand[available[cand] >= need]
-                if fits.size:
-                    fits = fits[[self.over_limit(job, self.pool_kind[p], need) is None for p in fits]]
-                best = fits[np.argmax(available[fits])] if fits.size else -1
-            elif cand.size:
-                best = cand[available[cand].argmax()]  # the emptiest pool, if it has room
-                best = best if available[best] >= need else -1
-            else:
-                best = -1
-            if best >= 0:
-                available[best] -= need
-                left -= need
-                admitted.append(job)
+        admitted = self._admit_time_shared(candidates, releasable)
         kept = [j for j in admitted if j.id in releasable]
         for job in kept:
             self.index.retake(releasable[job.id].placement)
@@ -373,6 +345,56 @@ class _Round:
         for job in jobs:
             if job.id not in placed_ids:
                 self.waiting.append(self._waiting(job, self._limit_reason(job)))
+
+    def _admit_time_shared(self, candidates: list[JobRequest], releasable: Mapping[str, RunningJob]) -> list[JobRequest]:
+        """The jobs (waiting or running) a time-sharing round admits, in the policy's order: each
+        takes room in its emptiest candidate pool, a running one the devices it holds, until the
+        devices run out. Which pool is emptiest for a candidate set is kept between jobs and
+        recomputed only when a job takes room in that pool (taking room elsewhere cannot change it)."""
+        available = self.index.pool_free.tolist()
+        left = float(self.index.pool_free.sum())
+        admitted: list[JobRequest] = []
+        emptiest: dict[int, int] = {}  # id of a candidate array -> its emptiest pool (first on ties)
+        holders: dict[int, list[int]] = {}  # pool -> candidate arrays whose emptiest it was
+
+        def take(pool: int, amount: float) -> None:
+            available[pool] -= amount
+            for key in holders.pop(pool, ()):
+                emptiest.pop(key, None)
+
+        for job in self.policy.order(candidates, self.ctx):
+            if left < 1:
+                break  # full: every job after this one waits (or, if running, is preempted)
+            if job.id in releasable:
+                assignments = releasable[job.id].placement.assignments
+                pools = [self.index.locate(a.node_id, a.kind, a.model)[0] for a in assignments]
+                need = [a.workers * a.devices_per_worker for a in assignments]
+                if all(available[p] >= n for p, n in zip(pools, need, strict=True)):
+                    for p, n in zip(pools, need, strict=True):
+                        take(p, n)
+                    left -= sum(need)
+                    admitted.append(job)
+                continue
+            prof = self._profile(job)
+            need = job.devices_needed
+            if self.config.limits:
+                fits = [p for p in prof.cand_list if available[p] >= need]
+                fits = [p for p in fits if self.over_limit(job, self.pool_kind[p], need) is None]
+                best = max(fits, key=available.__getitem__) if fits else -1
+            elif prof.cand_list:
+                key = id(prof.cand)
+                best = emptiest.get(key)
+                if best is None:
+                    best = emptiest[key] = max(prof.cand_list, key=available.__getitem__)
+                    holders.setdefault(best, []).append(key)
+                best = best if available[best] >= need else -1
+            else:
+                best = -1
+            if best >= 0:
+                take(best, need)
+                left -= need
+                admitted.append(job)
+        return admitted
 
     def _limit_reason(self, job: JobRequest) -> str | None:
         """Why a waiting job is held by a cap, when one holds it in every kind it may use."""
@@ -423,8 +445,11 @@ class _Round:
                 best_rate=float(rate.max()) if rate.size else 0.0,
                 kinds=[self.pool_kind[p] for p in cand],
                 models=[self.pool_model[p] for p in cand],
-                local=np.flatnonzero(edge_at_site),
+                local_pairs=[(at, int(cand[at])) for at in np.flatnonzero(edge_at_site).tolist()],
                 cand_set=frozenset(cand.tolist()),
+                cand_list=cand.tolist(),
+                away_from_data=((~edge_at_site).tolist() if edge_at_site.any() and job.data_site is not None
+                                else [False] * len(cand)),
             )
             self._profiles[key] = found
         self._profile_of[job.id] = found
@@ -477,7 +502,7 @@ class _Round:
         res = self.reservation
         if res is not None and res.job_id != job.id and need > res.extra and res.pool in group.prof.cand_set:
             return None  # the reservation narrows this job's pools: the full path applies it
-        free, cand = self.index.pool_free, group.prof.cand
+        free, cand = self.index.pool_free, group.prof.cand_list
         for attempt in (0, 1):
             pick, guard = group.pick[row], group.guard[row]
             if pick >= 0 and free[cand[pick]] >= need and (guard < 0 or free[cand[guard]] >= need):
@@ -553,52 +578,48 @@ class _Round:
         the pool's free devices are spread too thin for a worker each. `usable` (None: every pool
         with room) marks the pools the job was allowed, for the note on why not at its data's edge."""
         index = self.index
-        pool = int(prof.cand[pick])
-        chosen = index.select_nodes(pool, workers, job.devices_per_worker, self.policy.node_strategy, self.rng)
+        pool = prof.cand_list[pick]
+        per_worker = job.devices_per_worker
+        chosen = index.select_nodes(pool, workers, per_worker, self.node_strategy, self.rng)
         if chosen is None:
             return None
         note = ""
-        if prof.local.size and job.data_site is not None and not prof.edge_at_site[pick]:
-            free = index.pool_free[prof.cand]
-            note = self._away_from_data_note(job, prof, pick, free >= need if usable is None else usable, free, need,
-                                             transfer_s + compute_s)
-        index.take(pool, chosen, job.devices_per_worker)
+        if prof.away_from_data[pick]:
+            note = self._away_from_data_note(job, prof, pick, usable, need, transfer_s, compute_s)
+        index.take(pool, chosen, per_worker)
         p = index.pools[pool]
+        kind, model, node_ids = p.kind, p.model, p.node_ids
+        transfer, compute = float(transfer_s[pick]), float(compute_s[pick])
         placement = Placement(
-            job_id=job.id,
-            cluster=p.cluster,
-            kind=p.kind,
-            model=p.model,
-            assignments=tuple(
-                WorkerAssignment(p.node_ids[pos], p.kind, p.model, n, job.devices_per_worker) for pos, n in chosen
-            ),
-            queue_s=0.0,
-            transfer_s=float(transfer_s[pick]),
-            compute_s=float(compute_s[pick]),
-            borrowed=quota.get(p.kind) == "borrow",
-            note=note,
+            job.id, p.cluster, kind, model,
+            tuple([WorkerAssignment(node_ids[pos], kind, model, n, per_worker) for pos, n in chosen]),
+            0.0, transfer, compute, quota.get(kind) == "borrow" if quota else False, note,
         )
-        self._count(job.tenant, p.kind, job, +1)
-        self._add_release(placement, self.now + placement.predicted_completion_s)
+        self._count(job.tenant, kind, job, +1)
+        end = self.now + (0.0 + transfer + compute)  # placement.predicted_completion_s, without the property call
+        self.releases[pool].append((end, need))
         res = self.reservation
-        if res is not None and pool == res.pool and self.now + placement.predicted_completion_s > res.start:
+        if res is not None and pool == res.pool and end > res.start:
             res.extra -= need
         self.placements.append(placement)
         return placement
 
-    @staticmethod
-    def _away_from_data_note(job: JobRequest, prof: _Profile, pick: int, usable: np.ndarray, free: np.ndarray,
-                             need: int, completion_s: np.ndarray) -> str:
+    def _away_from_data_note(self, job: JobRequest, prof: _Profile, pick: int, usable: np.ndarray | None, need: int,
+                             transfer_s: np.ndarray, compute_s: np.ndarray) -> str:
         """Why a job whose data lies at an edge site runs elsewhere (its edge has no room, is held
-        back, or is predicted slower). Called only when it runs away from an edge at its data site."""
-        local = prof.local
-        if free[local].max() < need:
-            return (f"the edge at {job.data_site} has no room ({free[local].max():g} free where {need} "
+        back, or is predicted slower). Called only when it runs away from an edge at its data site.
+        `usable` (None: every pool with room) marks the candidates the job was allowed."""
+        free = self.index.pool_free
+        local = prof.local_pairs
+        most = max(free[pool] for _, pool in local)
+        if most < need:
+            return (f"the edge at {job.data_site} has no room ({most:g} free where {need} "
                     f"{describe_demand(job)} are needed): overflow")
-        open_local = local[usable[local]]
-        if not open_local.size:
+        open_local = [at for at, pool in local if (free[pool] >= need if usable is None else usable[at])]
+        if not open_local:
             return f"the edge at {job.data_site} is held for a reservation or by a cap: overflow"
-        return (f"predicted {completion_s[pick]:.3g} s here vs {completion_s[open_local].min():.3g} s at the edge at "
+        at_edge = min(transfer_s[at] + compute_s[at] for at in open_local)
+        return (f"predicted {transfer_s[pick] + compute_s[pick]:.3g} s here vs {at_edge:.3g} s at the edge at "
                 f"{job.data_site}")
 
     def _place_by_preempting(self, job: JobRequest) -> Placement | None:
