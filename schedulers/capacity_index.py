@@ -8,6 +8,7 @@ no per-job loop over nodes.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,7 @@ class CapacityIndex:
         ]
         self.state = state
         self.pool_free = np.array([p.free.sum() for p in self.pools], dtype=float)
+        self.free_list = self.pool_free.tolist()  # the same, as Python floats: cheaper to read one at a time
         self.pool_total = np.array([p.total.sum() for p in self.pools], dtype=float)
         self.pool_max_node = np.array([p.total.max() for p in self.pools], dtype=float)
         self.clusters = sorted({p.cluster for p in self.pools})
@@ -154,6 +156,7 @@ class CapacityIndex:
             left = free[pos] - amount
             free[pos] = left
             self.pool_free[pool_index] -= amount
+            self.free_list[pool_index] -= amount
             if left < 1:
                 pool.with_room = None  # a node may have run out
 
@@ -172,6 +175,7 @@ class CapacityIndex:
             amount = min(amount, pool.total[pos] - pool.free[pos])
             pool.free[pos] += amount
             self.pool_free[pi] += amount
+            self.free_list[pi] += amount
             pool.with_room = None
 
     def retake(self, placement: Placement) -> bool:
@@ -189,5 +193,47 @@ class CapacityIndex:
         for pi, pos, amount in located:
             self.pools[pi].free[pos] -= amount
             self.pool_free[pi] -= amount
+            self.free_list[pi] -= amount
             self.pools[pi].with_room = None
         return True
+
+
+class TightestPools:
+    """Per candidate set (an array from `CapacityIndex.candidates`), its pools sorted by (free
+    devices, position in the set), so that the pool a job fills most tightly (the fewest devices
+    left, the first on ties) is one bisection away. Kept in step with the index by `moved`
+    after each `take`; any other change to the index (a release) rebuilds it when next asked."""
+
+    def __init__(self, index: CapacityIndex):
+        self.index = index
+        self._sorted: dict[int, list[tuple[float, int]]] = {}  # id of a candidate array -> (free, position)
+        self._members: dict[int, list[tuple[list[tuple[float, int]], int]]] = {}  # pool -> (sorted list, position)
+        self._arrays: list[np.ndarray] = []  # keeps the ids above meaning the same arrays
+        self._version = index.version
+
+    def first_fit(self, cand: np.ndarray, cand_list: list[int], need: float) -> int:
+        """Position in `cand` of the pool with the fewest free devices that still has `need`
+        (the first such on ties), or -1 when none has."""
+        if self._version != self.index.version:
+            self._sorted.clear()
+            self._members.clear()
+            self._arrays.clear()
+            self._version = self.index.version
+        entries = self._sorted.get(id(cand))
+        if entries is None:
+            free = self.index.free_list
+            entries = self._sorted[id(cand)] = sorted((free[p], at) for at, p in enumerate(cand_list))
+            self._arrays.append(cand)
+            for at, p in enumerate(cand_list):
+                self._members.setdefault(p, []).append((entries, at))
+        i = bisect_left(entries, (need, -1))
+        return entries[i][1] if i < len(entries) else -1
+
+    def moved(self, pool: int, before: float, after: float) -> None:
+        """Record that `take` moved `pool`'s free devices from `before` to `after`."""
+        if self._version != self.index.version - 1:
+            return  # something else changed the index too: rebuilt when next asked
+        self._version = self.index.version
+        for entries, at in self._members.get(pool, ()):
+            del entries[bisect_left(entries, (before, at))]
+            insort(entries, (after, at))
