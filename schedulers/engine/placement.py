@@ -46,6 +46,7 @@ class Group:
     pick: list[int] = field(default_factory=list)
     guard: list[int] = field(default_factory=list)
     planned_from: int = 0  # rows before this were planned against an older state
+    planned_version: int = -1  # the index's `version` when the rows from `planned_from` were planned
 
 
 class Placer:
@@ -104,6 +105,7 @@ class Placer:
         group.pick[row:] = planned[0].tolist()
         group.guard[row:] = planned[1].tolist()
         group.planned_from = row
+        group.planned_version = self.index.version
 
     # ---- placing -------------------------------------------------------------------------
     def place(self, job: JobRequest) -> tuple[Placement | None, str | None]:
@@ -129,8 +131,8 @@ class Placer:
             if pick >= 0 and free[cand[pick]] >= need and (guard < 0 or free[cand[guard]] >= need):
                 return self._commit(job, group.prof, pick, job.workers, need, group.compute_s[row],
                                     group.transfer_s[row], None, {})
-            if attempt or group.planned_from == row:
-                return None
+            if attempt or group.planned_from == row or group.planned_version == self.index.version:
+                return None  # (planned against this very state: planning again would choose the same)
             self._replan(group, row)
         return None
 
@@ -242,13 +244,13 @@ class Placer:
         `usable` (None: every pool with room) marks the candidates the job was allowed."""
         free = self.index.free_list
         local = prof.local_pairs
-        most = max(free[pool] for _, pool in local)
+        most = max([free[pool] for _, pool in local])
         if most < need:
             return (f"the edge at {job.data_site} has no room ({most:g} free where {need} "
                     f"{describe_demand(job)} are needed): overflow")
         open_local = [at for at, pool in local if (free[pool] >= need if usable is None else usable[at])]
         if not open_local:
             return f"the edge at {job.data_site} is held for a reservation or by a cap: overflow"
-        at_edge = min(transfer_s[at] + compute_s[at] for at in open_local)
-        return (f"predicted {transfer_s[pick] + compute_s[pick]:.3g} s here vs {at_edge:.3g} s at the edge at "
-                f"{job.data_site}")
+        at_edge = min(transfer_s.item(at) + compute_s.item(at) for at in open_local)
+        return (f"predicted {transfer_s.item(pick) + compute_s.item(pick):.3g} s here vs {at_edge:.3g} s at the edge "
+                f"at {job.data_site}")
