@@ -10,8 +10,10 @@ index built from the snapshot, every job placed, rejected or given its waiting r
 (the machine may be shared; CPU time is less disturbed by other processes than wall time).
 
 Also reported: p50/p99 wall time of one full round, where a round's time goes (cProfile of one
-round, cumulative seconds per stage), and, unless `--no-curve`, a scaling curve (jobs 1k -> 100k at
-`--nodes`; nodes 100 -> 10k at `--jobs`) plotted to results/scheduler_throughput_scaling.png.
+round, cumulative seconds per stage of `schedulers/engine/`, with the placing stage split into its
+parts), the load average before and after (the machine is shared), and, unless `--no-curve`, a
+scaling curve (jobs 1k -> 100k at `--nodes`; nodes 100 -> 10k at `--jobs`) plotted to
+results/scheduler_throughput_scaling.png.
 The peer in the same run is the issue's floor (100k decisions/s at 1,000 nodes, 50k at 10,000).
 Nothing here starts Ray, so nothing is written to the user's ~/.ray.
 """

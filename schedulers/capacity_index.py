@@ -41,14 +41,18 @@ class CapacityIndex:
             if not node.healthy:
                 continue
             for d in node.devices:
-                if not d.healthy or d.count <= 0:
+                count = d.count
+                if not d.healthy or count <= 0:
                     continue
-                ids, total, free = groups.setdefault((node.cluster, d.kind, d.model, node.tier, node.site), ([], [], []))
-                ids.append(node.id)
-                total.append(float(d.count))
-                free.append(float(d.free))
+                key = (node.cluster, d.kind, d.model, node.tier, node.site)
+                found = groups.get(key)
+                if found is None:
+                    found = groups[key] = ([], [], [])
+                found[0].append(node.id)
+                found[1].append(count)
+                found[2].append(max(0.0, count - d.in_use))  # Device.free, without the property call
         self.pools: list[Pool] = [
-            Pool(*key, node_ids=ids, total=np.asarray(total), free=np.asarray(free))
+            Pool(*key, node_ids=ids, total=np.asarray(total, dtype=float), free=np.asarray(free, dtype=float))
             for key, (ids, total, free) in sorted(groups.items())
         ]
         self.state = state
@@ -59,9 +63,7 @@ class CapacityIndex:
         self.clusters = sorted({p.cluster for p in self.pools})
         self.pool_cluster = np.array([self.clusters.index(p.cluster) for p in self.pools], dtype=int)
         self.pool_edge = np.array([p.tier == "edge" for p in self.pools], dtype=bool)
-        self._position = {
-            (p.node_ids[i], p.kind, p.model): (pi, i) for pi, p in enumerate(self.pools) for i in range(len(p.node_ids))
-        }
+        self._position: dict[tuple[str, str, str], tuple[int, int]] | None = None  # built when first asked
         self._candidates: dict[tuple, np.ndarray] = {}
         self.version = 0  # bumped whenever free capacity changes
         self.grown = 0  # bumped whenever free capacity may grow (a release)
@@ -70,6 +72,9 @@ class CapacityIndex:
     def locate(self, node_id: str, kind: str, model: str) -> tuple[int, int] | None:
         """(pool index, position in the pool) of a node's devices of `kind`/`model`; None when the
         node is gone or unhealthy."""
+        if self._position is None:  # a round with nothing running never needs it
+            self._position = {(node_id, p.kind, p.model): (pi, i)
+                              for pi, p in enumerate(self.pools) for i, node_id in enumerate(p.node_ids)}
         return self._position.get((node_id, kind, model))
 
     def candidates(self, job: JobRequest) -> np.ndarray:
