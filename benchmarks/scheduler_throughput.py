@@ -40,6 +40,7 @@ from schedulers.types import ClusterState, Device, JobRequest, Node  # noqa: E40
 
 MODELS = ["A100", "H100", "V100"]
 FLOOR = {1000: 100_000, 10000: 50_000}  # the issue's target per node count
+CURVE_REPEATS = 3
 
 
 def synthetic_cluster(n: int, seed: int = 0) -> ClusterState:
@@ -135,17 +136,18 @@ def profile_by_stage(state: ClusterState, queue: list[JobRequest], policy: str) 
 
 
 def scaling_curve(policies: list[str], nodes: int, jobs: int) -> dict:
-    """Decisions/s (one round each: the machine is shared and time is short) over queue sizes at `nodes` nodes and over cluster sizes at `jobs` jobs."""
+    """Decisions/s (best of `CURVE_REPEATS` rounds each: the machine is shared) over queue sizes at
+    `nodes` nodes and over cluster sizes at `jobs` jobs."""
     curve: dict = {"jobs": {}, "nodes": {}}
     big_state = synthetic_cluster(nodes)
     for m in (1000, 10000, 100000):
         queue = synthetic_queue(m)
-        curve["jobs"][m] = {p: time_rounds(big_state, queue, p, 1)["decisions_per_s_best"] for p in policies}
+        curve["jobs"][m] = {p: time_rounds(big_state, queue, p, CURVE_REPEATS)["decisions_per_s_best"] for p in policies}
         print(f"curve jobs={m}: {curve['jobs'][m]}", file=sys.stderr)
     queue = synthetic_queue(jobs)
     for n in (100, 1000, 10000):
         state = synthetic_cluster(n)
-        curve["nodes"][n] = {p: time_rounds(state, queue, p, 1)["decisions_per_s_best"] for p in policies}
+        curve["nodes"][n] = {p: time_rounds(state, queue, p, CURVE_REPEATS)["decisions_per_s_best"] for p in policies}
         print(f"curve nodes={n}: {curve['nodes'][n]}", file=sys.stderr)
     return curve
 
@@ -163,7 +165,7 @@ def plot_curve(curve: dict, policies: list[str], nodes: int, jobs: int) -> None:
             ax.plot([int(x) for x in xs], [curve[axis][x][p] / 1000 for x in xs], marker="o", label=p)
         ax.set_xscale("log")
         ax.set_xlabel(f"{axis} ({fixed})")
-        ax.set_ylabel("decisions/s (thousands), one round")
+        ax.set_ylabel(f"decisions/s (thousands), best of {CURVE_REPEATS} rounds")
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle("suanli scheduler: one round, one core (shared machine)")
