@@ -8,6 +8,7 @@ no per-job loop over nodes.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,7 @@ class Pool:
     node_ids: list[str]
     total: np.ndarray  # per node, devices of this kind/model
     free: np.ndarray  # per node, not allocated
+    with_room: list[int] | None = None  # positions of nodes with a device free, in order (None: not known now)
 
 
 class CapacityIndex:
@@ -39,26 +41,29 @@ class CapacityIndex:
             if not node.healthy:
                 continue
             for d in node.devices:
-                if not d.healthy or d.count <= 0:
+                count = d.count
+                if not d.healthy or count <= 0:
                     continue
-                ids, total, free = groups.setdefault((node.cluster, d.kind, d.model, node.tier, node.site), ([], [], []))
-                ids.append(node.id)
-                total.append(float(d.count))
-                free.append(float(d.free))
+                key = (node.cluster, d.kind, d.model, node.tier, node.site)
+                found = groups.get(key)
+                if found is None:
+                    found = groups[key] = ([], [], [])
+                found[0].append(node.id)
+                found[1].append(count)
+                found[2].append(max(0.0, count - d.in_use))  # Device.free, without the property call
         self.pools: list[Pool] = [
-            Pool(*key, node_ids=ids, total=np.asarray(total), free=np.asarray(free))
+            Pool(*key, node_ids=ids, total=np.asarray(total, dtype=float), free=np.asarray(free, dtype=float))
             for key, (ids, total, free) in sorted(groups.items())
         ]
         self.state = state
         self.pool_free = np.array([p.free.sum() for p in self.pools], dtype=float)
+        self.free_list = self.pool_free.tolist()  # the same, as Python floats: cheaper to read one at a time
         self.pool_total = np.array([p.total.sum() for p in self.pools], dtype=float)
         self.pool_max_node = np.array([p.total.max() for p in self.pools], dtype=float)
         self.clusters = sorted({p.cluster for p in self.pools})
         self.pool_cluster = np.array([self.clusters.index(p.cluster) for p in self.pools], dtype=int)
         self.pool_edge = np.array([p.tier == "edge" for p in self.pools], dtype=bool)
-        self._position = {
-            (p.node_ids[i], p.kind, p.model): (pi, i) for pi, p in enumerate(self.pools) for i in range(len(p.node_ids))
-        }
+        self._position: dict[tuple[str, str, str], tuple[int, int]] | None = None  # built when first asked
         self._candidates: dict[tuple, np.ndarray] = {}
         self.version = 0  # bumped whenever free capacity changes
         self.grown = 0  # bumped whenever free capacity may grow (a release)
@@ -67,6 +72,9 @@ class CapacityIndex:
     def locate(self, node_id: str, kind: str, model: str) -> tuple[int, int] | None:
         """(pool index, position in the pool) of a node's devices of `kind`/`model`; None when the
         node is gone or unhealthy."""
+        if self._position is None:  # a round with nothing running never needs it
+            self._position = {(node_id, p.kind, p.model): (pi, i)
+                              for pi, p in enumerate(self.pools) for i, node_id in enumerate(p.node_ids)}
         return self._position.get((node_id, kind, model))
 
     def candidates(self, job: JobRequest) -> np.ndarray:
@@ -108,25 +116,29 @@ class CapacityIndex:
         pool = self.pools[pool_index]
         slots = pool.free if per_worker == 1 else np.floor(pool.free / per_worker)
         if strategy == "random":
-            with_room = (slots >= 1).nonzero()[0]
-            if not with_room.size:
+            if per_worker == 1:  # the common case: nodes with room are kept between calls
+                if pool.with_room is None:
+                    pool.with_room = (slots >= 1).nonzero()[0].tolist()
+                room = pool.with_room
+            else:
+                room = (slots >= 1).nonzero()[0].tolist()
+            if not room:
                 return None
             if rng is None:
-                order = with_room
+                order = room
             else:  # a random order; most jobs fit on its first node, so draw that one alone first
-                first = int(rng.integers(len(with_room)))
-                if slots[with_room[first]] >= workers:
-                    return [(int(with_room[first]), workers)]
-                rest = np.delete(with_room, first)
-                order = np.concatenate(([with_room[first]], rest[rng.permutation(len(rest))]))
-            if slots[with_room].sum() < workers:
+                first = int(rng.integers(len(room)))
+                if slots[room[first]] >= workers:
+                    return [(room[first], workers)]
+                rest = np.array(room[:first] + room[first + 1:], dtype=int)
+                order = [room[first]] + rest[rng.permutation(len(rest))].tolist()
+            if slots[room].sum() < workers:
                 return None
         else:
             whole = (slots >= workers).nonzero()[0]
             if whole.size:
-                best = whole[slots[whole].argmin()]
-                return [(int(best), workers)]
-            order = np.argsort(-slots, kind="stable")
+                return [(int(whole[slots[whole].argmin()]), workers)]
+            order = np.argsort(-slots, kind="stable").tolist()
         chosen = []
         left = workers
         for pos in order:
@@ -143,9 +155,15 @@ class CapacityIndex:
         """Mark the devices of `chosen` (from `select_nodes`) as allocated."""
         self.version += 1
         pool = self.pools[pool_index]
+        free = pool.free
         for pos, workers in chosen:
-            pool.free[pos] -= workers * per_worker
-            self.pool_free[pool_index] -= workers * per_worker
+            amount = workers * per_worker
+            left = free[pos] - amount
+            free[pos] = left
+            self.pool_free[pool_index] -= amount
+            self.free_list[pool_index] -= amount
+            if left < 1:
+                pool.with_room = None  # a node may have run out
 
     def release(self, placement: Placement) -> None:
         """Give back the devices a running job's placement holds (when it is preempted or, in a
@@ -162,6 +180,8 @@ class CapacityIndex:
             amount = min(amount, pool.total[pos] - pool.free[pos])
             pool.free[pos] += amount
             self.pool_free[pi] += amount
+            self.free_list[pi] += amount
+            pool.with_room = None
 
     def retake(self, placement: Placement) -> bool:
         """Allocate exactly a running job's current devices again; False if they are no longer free."""
@@ -178,4 +198,47 @@ class CapacityIndex:
         for pi, pos, amount in located:
             self.pools[pi].free[pos] -= amount
             self.pool_free[pi] -= amount
+            self.free_list[pi] -= amount
+            self.pools[pi].with_room = None
         return True
+
+
+class TightestPools:
+    """Per candidate set (an array from `CapacityIndex.candidates`), its pools sorted by (free
+    devices, position in the set), so that the pool a job fills most tightly (the fewest devices
+    left, the first on ties) is one bisection away. Kept in step with the index by `moved`
+    after each `take`; any other change to the index (a release) rebuilds it when next asked."""
+
+    def __init__(self, index: CapacityIndex):
+        self.index = index
+        self._sorted: dict[int, list[tuple[float, int]]] = {}  # id of a candidate array -> (free, position)
+        self._members: dict[int, list[tuple[list[tuple[float, int]], int]]] = {}  # pool -> (sorted list, position)
+        self._arrays: list[np.ndarray] = []  # keeps the ids above meaning the same arrays
+        self._version = index.version
+
+    def first_fit(self, cand: np.ndarray, cand_list: list[int], need: float) -> int:
+        """Position in `cand` of the pool with the fewest free devices that still has `need`
+        (the first such on ties), or -1 when none has."""
+        if self._version != self.index.version:
+            self._sorted.clear()
+            self._members.clear()
+            self._arrays.clear()
+            self._version = self.index.version
+        entries = self._sorted.get(id(cand))
+        if entries is None:
+            free = self.index.free_list
+            entries = self._sorted[id(cand)] = sorted((free[p], at) for at, p in enumerate(cand_list))
+            self._arrays.append(cand)
+            for at, p in enumerate(cand_list):
+                self._members.setdefault(p, []).append((entries, at))
+        i = bisect_left(entries, (need, -1))
+        return entries[i][1] if i < len(entries) else -1
+
+    def moved(self, pool: int, before: float, after: float) -> None:
+        """Record that `take` moved `pool`'s free devices from `before` to `after`."""
+        if self._version != self.index.version - 1:
+            return  # something else changed the index too: rebuilt when next asked
+        self._version = self.index.version
+        for entries, at in self._members.get(pool, ()):
+            del entries[bisect_left(entries, (before, at))]
+            insort(entries, (after, at))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from schedulers.types import ALGORITHM_CLASSES, DEVICE_KINDS, check_choice
 
@@ -39,6 +40,7 @@ UNKNOWN_MODEL_FACTOR = 0.5
 SCALING_EFFICIENCY = 0.9
 
 
+@lru_cache(maxsize=1024)  # called for every job of a round with a handful of distinct sizes
 def parallel_factor(devices: float) -> float:
     """How many single devices' worth of speed `devices` devices give together."""
     if devices <= 1:

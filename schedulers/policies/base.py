@@ -96,16 +96,36 @@ def effective_priority(job: JobRequest, ctx: RoundContext) -> float:
     return job.priority + (waited // ctx.ageing_interval_s if ctx.ageing_interval_s > 0 else 0)
 
 
+def by_priority(jobs: Sequence[JobRequest], ctx: RoundContext, *then: np.ndarray) -> list[JobRequest]:
+    """`jobs` by effective priority (highest first), then by each array of `then` (one value per
+    job, lowest first), then by arrival and id: the order of `sorted` with the key
+    `(-effective_priority(j, ctx), *then, j.submitted_at, j.id)`, computed as one numpy lexsort."""
+    n = len(jobs)
+    ids = [j.id for j in jobs]
+    if any(i.endswith("\0") for i in ids):  # numpy strings drop trailing NULs: compare such ids in Python
+        keys = [(-effective_priority(j, ctx), *(a[i] for a in then), j.submitted_at, j.id) for i, j in enumerate(jobs)]
+        return [jobs[i] for i in sorted(range(n), key=keys.__getitem__)]
+    submitted = np.fromiter((j.submitted_at for j in jobs), dtype=float, count=n)
+    priority = np.fromiter((j.priority for j in jobs), dtype=float, count=n)
+    if ctx.ageing_interval_s > 0:
+        priority += np.fmax(0.0, ctx.now - submitted) // ctx.ageing_interval_s  # fmax: max(0.0, nan) is 0.0
+    order = np.lexsort((np.array(ids, dtype=str), submitted, *reversed(then), -priority))
+    return [jobs[i] for i in order.tolist()]
+
+
 class Policy(ABC):
     """A placement policy. `time_shares` policies are given running preemptible jobs each round
     and may preempt them (checkpointed jobs resume later); `node_strategy` is how nodes are
     picked inside a pool: "best_fit" or "random"; `chooses_in_batches` policies implement
-    `choose_batch`."""
+    `choose_batch`; `takes_tightest_pool` promises that `choose` takes the option with the least
+    `free_after` (the first on ties), which the engine then finds in a sorted index instead of
+    asking `choose` job by job."""
 
     name: str = "base"
     time_shares: bool = False
     node_strategy: str = "best_fit"
     chooses_in_batches: bool = False
+    takes_tightest_pool: bool = False
 
     @abstractmethod
     def order(self, jobs: Sequence[JobRequest], ctx: RoundContext) -> list[JobRequest]:

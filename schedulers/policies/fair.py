@@ -12,7 +12,7 @@ import heapq
 
 import numpy as np
 
-from schedulers.policies.base import Policy, PoolOptions, RoundContext, argmin_where, effective_priority
+from schedulers.policies.base import Policy, PoolOptions, RoundContext, argmin_where, by_priority
 
 
 class FairPolicy(Policy):
@@ -21,7 +21,7 @@ class FairPolicy(Policy):
 
     def order(self, jobs, ctx: RoundContext):
         per_tenant: dict[str, list] = {}
-        for job in sorted(jobs, key=lambda j: (-effective_priority(j, ctx), j.submitted_at, j.id)):
+        for job in by_priority(jobs, ctx):
             per_tenant.setdefault(job.tenant, []).append(job)
         # the round starts with every tenant's share at zero: all its jobs are candidates here
         heap = [(0.0, tenant) for tenant in sorted(per_tenant)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from schedulers.policies.base import Policy, PoolOptions, RoundContext, effective_priority
+from schedulers.policies.base import Policy, PoolOptions, RoundContext, by_priority
 
 
 class FifoPolicy(Policy):
@@ -19,7 +19,7 @@ class FifoPolicy(Policy):
         self._rng = np.random.default_rng(seed)
 
     def order(self, jobs, ctx: RoundContext):
-        return sorted(jobs, key=lambda j: (-effective_priority(j, ctx), j.submitted_at, j.id))
+        return by_priority(jobs, ctx)
 
     def choose(self, job, options: PoolOptions) -> int:
         return int(self._rng.integers(len(options)))

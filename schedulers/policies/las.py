@@ -6,7 +6,9 @@ received rather than by predicted remaining time: for clusters whose jobs' work 
 
 from __future__ import annotations
 
-from schedulers.policies.base import RoundContext, effective_priority
+import numpy as np
+
+from schedulers.policies.base import RoundContext, by_priority
 from schedulers.policies.hetero import HeteroPolicy
 
 
@@ -14,7 +16,5 @@ class LasPolicy(HeteroPolicy):
     name = "las"
 
     def order(self, jobs, ctx: RoundContext):
-        return sorted(
-            jobs,
-            key=lambda j: (-effective_priority(j, ctx), j.attained_service_s / j.devices_needed, j.submitted_at, j.id),
-        )
+        attained = np.fromiter((j.attained_service_s / j.devices_needed for j in jobs), dtype=float, count=len(jobs))
+        return by_priority(jobs, ctx, attained)

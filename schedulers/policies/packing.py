@@ -7,14 +7,15 @@ nodes later. Throughput-agnostic; no time-sharing.
 
 from __future__ import annotations
 
-from schedulers.policies.base import Policy, PoolOptions, RoundContext, effective_priority
+from schedulers.policies.base import Policy, PoolOptions, RoundContext, by_priority
 
 
 class PackingPolicy(Policy):
     name = "packing"
+    takes_tightest_pool = True  # `choose` below: the engine finds that pool in a sorted index
 
     def order(self, jobs, ctx: RoundContext):
-        return sorted(jobs, key=lambda j: (-effective_priority(j, ctx), j.submitted_at, j.id))
+        return by_priority(jobs, ctx)
 
     def choose(self, job, options: PoolOptions) -> int:
         return int(options.free_after.argmin())

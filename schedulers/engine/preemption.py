@@ -1,0 +1,144 @@
+"""Making room by preempting running jobs (they resume from their checkpoint later).
+
+Two forms: in an ordered round, a blocked job may preempt preemptible running jobs of lower
+priority, or borrowed ones when its tenant is within quota (`preempt_for`); in a time-sharing
+round, running preemptible jobs compete with waiting ones for the devices and those that lose
+their place are preempted (`TimeSharing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from schedulers.capacity_index import CapacityIndex
+from schedulers.engine.config import RunningJob, SchedulerConfig
+from schedulers.engine.placement import Placer
+from schedulers.engine.profiles import Profiles
+from schedulers.engine.quota import Ledger
+from schedulers.policies.base import Policy, RoundContext
+from schedulers.types import JobRequest, Placement
+
+
+def preempt_for(job: JobRequest, running: Sequence[RunningJob], preempted: list[str], index: CapacityIndex,
+                ledger: Ledger, placer: Placer, config: SchedulerConfig, now: float) -> Placement | None:
+    """Preempt lower-priority (or borrowed, when `job` is within quota) running jobs, cheapest
+    first, until `job` fits, appending their ids to `preempted`; undo and return None if even all
+    of them would not make room."""
+    cand = set(index.candidates(job).tolist())
+    victims = []
+    for r in running:
+        if r.request.id in preempted or not r.request.preemptible:
+            continue
+        if now - r.started_at < config.min_run_before_preempt_s:
+            continue
+        pool = index.locate(r.placement.assignments[0].node_id, r.placement.kind, r.placement.model)
+        if pool is None or pool[0] not in cand:
+            continue
+        lower = r.request.priority < job.priority
+        reclaim = (r.placement.borrowed and r.request.tenant != job.tenant
+                   and ledger.quota_state(job, r.placement.kind) == "within")
+        if lower or reclaim:
+            victims.append(r)
+    victims.sort(key=lambda r: (r.request.priority, not r.placement.borrowed, -r.started_at))
+    released = []
+    for victim in victims:
+        index.release(victim.placement)
+        released.append(victim)
+        placed, _ = placer.place(job)
+        if placed is not None:
+            for v in released:
+                preempted.append(v.request.id)
+                ledger.count(v.request, v.placement.kind, -1)
+            return placed
+    for victim in released:
+        index.retake(victim.placement)
+    return None
+
+
+class TimeSharing:
+    """A time-sharing round's re-admission: every preemptible running job that has run long
+    enough gives its devices back, then waiting and running jobs are admitted together in the
+    policy's order until the devices run out; running jobs not admitted are preempted."""
+
+    def __init__(self, index: CapacityIndex, profiles: Profiles, ledger: Ledger, policy: Policy, ctx: RoundContext,
+                 config: SchedulerConfig, now: float):
+        self.index = index
+        self.profiles = profiles
+        self.ledger = ledger
+        self.policy = policy
+        self.ctx = ctx
+        self.config = config
+        self.now = now
+
+    def readmit(self, jobs: list[JobRequest], running: Sequence[RunningJob],
+                preempted: list[str]) -> list[JobRequest]:
+        """Release the running jobs that compete, admit in the policy's order, take back the devices
+        of the running jobs admitted and preempt the others (their ids appended to `preempted`).
+        Returns the waiting jobs admitted, in the order they should pick devices."""
+        releasable = {
+            r.request.id: r for r in running
+            if r.request.preemptible and self.now - r.started_at >= self.config.min_run_before_preempt_s
+        }
+        for r in releasable.values():
+            self.index.release(r.placement)
+        admitted = self._admit(jobs + [r.request for r in releasable.values()], releasable)
+        kept = [j for j in admitted if j.id in releasable]
+        for job in kept:
+            self.index.retake(releasable[job.id].placement)
+        kept_ids = {j.id for j in kept}
+        for job_id, r in releasable.items():
+            if job_id not in kept_ids:
+                preempted.append(job_id)
+                self.ledger.count(r.request, r.placement.kind, -1)
+        return self.policy.assignment_order([j for j in admitted if j.id not in releasable], self.ctx)
+
+    def _admit(self, candidates: list[JobRequest], releasable: Mapping[str, RunningJob]) -> list[JobRequest]:
+        """The jobs (waiting or running) admitted, in the policy's order: each takes room in its
+        emptiest candidate pool, a running one the devices it holds, until the devices run out.
+        Which pool is emptiest for a candidate set is kept between jobs and recomputed only when a
+        job takes room in that pool (taking room elsewhere cannot change it)."""
+        available = self.index.pool_free.tolist()
+        left = float(self.index.pool_free.sum())
+        admitted: list[JobRequest] = []
+        emptiest: dict[int, int] = {}  # id of a candidate array -> its emptiest pool (first on ties)
+        holders: dict[int, list[int]] = {}  # pool -> candidate arrays whose emptiest it was
+        limits = self.config.limits
+
+        def take(pool: int, amount: float) -> None:
+            available[pool] -= amount
+            for key in holders.pop(pool, ()):
+                emptiest.pop(key, None)
+
+        for job in self.policy.order(candidates, self.ctx):
+            if left < 1:
+                break  # full: every job after this one waits (or, if running, is preempted)
+            if job.id in releasable:
+                assignments = releasable[job.id].placement.assignments
+                pools = [self.index.locate(a.node_id, a.kind, a.model)[0] for a in assignments]
+                need = [a.workers * a.devices_per_worker for a in assignments]
+                if all(available[p] >= n for p, n in zip(pools, need, strict=True)):
+                    for p, n in zip(pools, need, strict=True):
+                        take(p, n)
+                    left -= sum(need)
+                    admitted.append(job)
+                continue
+            prof = self.profiles.of(job)
+            need = job.devices_needed
+            if limits:
+                fits = [p for p in prof.cand_list if available[p] >= need]
+                fits = [p for p in fits if self.ledger.over_limit(job, self.profiles.pool_kind[p], need) is None]
+                best = max(fits, key=available.__getitem__) if fits else -1
+            elif prof.cand_list:
+                key = id(prof.cand)
+                best = emptiest.get(key)
+                if best is None:
+                    best = emptiest[key] = max(prof.cand_list, key=available.__getitem__)
+                    holders.setdefault(best, []).append(key)
+                best = best if available[best] >= need else -1
+            else:
+                best = -1
+            if best >= 0:
+                take(best, need)
+                left -= need
+                admitted.append(job)
+        return admitted
