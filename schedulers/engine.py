@@ -157,6 +157,7 @@ class _Round:
         self.limited: dict[str, dict[str, float]] = {}  # limit key -> kind or "jobs" -> in use
         for r in self.running:
             self._count(r.request.tenant, r.placement.kind, r.request, +1)
+        self._running_model = {r.request.id: r.placement.model for r in self.running}
         self.ctx = RoundContext(
             now=now,
             tenant_usage={t: sum(k.values()) for t, k in self.usage.items()},
@@ -164,6 +165,7 @@ class _Round:
             fastest_run_s=self._fastest_run_s,
             model_rates=self._model_rates,
             free_by_model=self._free_by_model,
+            running_model=lambda job: self._running_model.get(job.id),
         )
         self.rng = policy.rng()
         self.pool_kind = [p.kind for p in self.index.pools]
