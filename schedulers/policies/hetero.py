@@ -76,6 +76,7 @@ class HeteroPolicy(Policy):
         held: list[tuple[JobRequest, dict[str, float], list[str]]] = []
         unplanned: list[JobRequest] = []
         planned: dict[str, tuple[JobRequest, dict[str, float], list[str], str]] = {}
+        rates_of: dict[tuple, dict[str, float]] = {}  # jobs of one shape share their rates per model
         for job in ranked:
             need = job.devices_needed
             holds = ctx.running_model(job)
@@ -84,8 +85,14 @@ class HeteroPolicy(Policy):
                     free[holds] -= need
                     admitted.append(job)
                 continue
-            rates = dict(ctx.model_rates(job))
-            if job.latency != "batch" or job.data_bytes or not any(r > 0 for r in rates.values()):
+            if job.latency != "batch" or job.data_bytes:
+                admitted.append(job)
+                continue
+            shape = (job.throughputs, job.algorithm, need, job.allowed_kinds, job.device_model, job.clusters, job.sites)
+            rates = rates_of.get(shape)
+            if rates is None:
+                rates = rates_of[shape] = dict(ctx.model_rates(job))
+            if not any(r > 0 for r in rates.values()):
                 admitted.append(job)
                 continue
             waited = max(0.0, ctx.now - job.submitted_at - job.attained_service_s / need)
