@@ -8,7 +8,9 @@ the traces of seeds 0, 1 and 2.
 Jobs whose (job_type, scale_factor) the matrix lacks are clamped to the largest scale factor it has
 for their type (as Gavel's own simulator must be to run these traces); restart cost 30 s per
 preemption; 360 s rounds. Simulations run in a pool of `--workers` processes (at most 2 on the
-shared machine). Writes results/scheduler_quality.{json,md,png}.
+shared machine). Writes results/scheduler_quality.{json,md,png}; the committed
+results/scheduler_quality_runs.jsonl holds every simulation of the last full run (`--cache` it to
+report again without simulating, or to rerun only what changed after deleting its lines).
 """
 
 from __future__ import annotations
