@@ -23,7 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 HIGHER_IS_BETTER = ("decisions_per_s", "decisions_per_cpu_s")
 LOWER_IS_BETTER = ("avg_jct", "p99_jct", "makespan", "round_s", "_over_gavel_las")
-IGNORED = ("machine", "scaling", "stages", "sim_cpu_s")  # context, or noisy detail reported elsewhere
+# context, noisy detail reported elsewhere, or a bound that is not a measure of the scheduler
+IGNORED = ("machine", "scaling", "stages", "sim_cpu_s", "lower_bound_avg_jct_s", "lower_bound_avg_jct_h",
+           "lower_bound_over_gavel_las")
 
 
 def flatten(value, prefix: str = "") -> dict[str, float]:

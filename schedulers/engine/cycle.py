@@ -68,6 +68,7 @@ class Round:
             fastest_run_s=self.profiles.fastest_run_s,
             model_rates=self.profiles.model_rates,
             free_by_model=self.profiles.free_by_model,
+            running_model=lambda job, held={r.request.id: r.placement.model for r in self.running}: held.get(job.id),
         )
         self.backfill = Backfill(self.index, now)
         for r in self.running:

@@ -24,7 +24,8 @@ class RoundContext:
     use in this cluster (its remaining work over its best throughput); `model_rates(job)`: the
     job's work units/s as a whole on each device model it can use (models it cannot use are
     absent); `free_by_model()`: devices free now per device model, once the round has released
-    the running jobs it reconsiders (what a time-sharing policy may share out)."""
+    the running jobs it reconsiders (what a time-sharing policy may share out); `running_model(job)`:
+    the device model a running job holds now (None for a waiting job)."""
 
     now: float
     tenant_usage: Mapping[str, float]
@@ -32,6 +33,7 @@ class RoundContext:
     fastest_run_s: Callable[[JobRequest], float]
     model_rates: Callable[[JobRequest], Mapping[str, float]] = lambda job: {}
     free_by_model: Callable[[], Mapping[str, float]] = dict
+    running_model: Callable[[JobRequest], str | None] = lambda job: None
 
 
 class PoolOptions:

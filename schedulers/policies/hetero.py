@@ -2,32 +2,41 @@
 
 Each round (an event or a periodic tick), running checkpointed jobs and waiting ones compete
 together, ordered by priority and then by the least predicted remaining device time (remaining
-work over the job's best throughput in this cluster, times its devices), with least attained
-service breaking ties: short jobs are never stuck behind long ones, and jobs that lose their place
-are preempted and resume from their checkpoint later. suanli knows each job's work (data volume x
-epochs) and the throughput model, so it can rank by what is left rather than by what was received
-(the `las` policy ranks by attained service alone, as Tiresias and Gavel's LAS do, for when work
-is unknown). Ageing lifts long jobs that wait too long.
+work over the job's best throughput in this cluster, times its devices: shortest remaining first),
+with least attained service breaking ties: short jobs are never stuck behind long ones, and jobs
+that lose their place are preempted and resume from their checkpoint later. suanli knows each
+job's work (data volume x epochs) and the throughput model, so it can rank by what is left rather
+than by what was received (the `las` policy ranks by attained service alone, as Tiresias and
+Gavel's LAS do, for when work is unknown). Ageing lifts long jobs that wait too long.
 
-Admitted jobs then pick devices in order of how much they gain from the fastest device over the
-slowest (Gavel's throughput-normalised view): the jobs that speed up most get the fast GPUs.
+Batch jobs without data to move are then given device models for the whole round at once (as Sia's per-round
+assignment does, over each job's rate per device model, Gavel's effective throughput):
+
+- in that order, each job takes the fastest model with room that it *accepts*: a model is accepted
+  when the time it would lose there against its fastest model (remaining work x (best rate / rate
+  - 1)) is no more than it has already waited. A job just submitted therefore waits for a fast
+  device rather than starting on one several times slower; the longer it waits, the more it
+  accepts (the ski-rental rule: never lose more by waiting than by going slow);
+- a job that finds room only on models it does not accept is held back this round (it waits);
+- then, for each held-back job, a job planned on a model it accepts moves to another model with
+  room that the mover accepts, when there is one: the fast devices go to the jobs that gain most
+  from them, and jobs that gain little take the slow ones.
 
 Where a job goes depends on its latency class (REQUIREMENTS 6.1 d, f):
 - `realtime`: an edge node at the job's data site if one is free, else the lowest predicted latency;
 - `interactive`: the lowest predicted completion (data transfer + compute);
-- `batch`: of the pools that finish within 10% of the earliest, the one with the slowest devices
-  for this job, so that fast devices stay free for jobs that gain more from them (the cluster's
-  total useful throughput).
+- `batch`: the device model planned for it this round (the pool whose relative speed is that
+  model's), else (a job with data to move) the lowest predicted completion.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
 from schedulers.policies.base import Policy, PoolOptions, RoundContext, argmin_where, effective_priority
 from schedulers.types import JobRequest
-
-BATCH_SLACK = 1.10
 
 
 def speedup_spread(job: JobRequest) -> float:
@@ -38,16 +47,89 @@ def speedup_spread(job: JobRequest) -> float:
     return max(rates) / min(rates) if rates else 1.0
 
 
+def accepted_models(rates: Mapping[str, float], remaining_s: float, waited_s: float) -> list[str]:
+    """The models (fastest first) where the job would lose no more time against its fastest model
+    than it has already waited: `remaining_s` (on its fastest model) x (best / rate - 1) <= waited."""
+    best = max(rates.values(), default=0.0)
+    ranked = sorted((m for m, r in rates.items() if r > 0), key=lambda m: -rates[m])
+    return [m for m in ranked if remaining_s * (best / rates[m] - 1.0) <= waited_s]
+
+
 class HeteroPolicy(Policy):
     name = "hetero"
     time_shares = True
+    chooses_in_batches = True
+
+    def __init__(self):
+        self._plan: dict[str, float] = {}  # batch job id -> relative speed of the model planned for it this round
 
     def order(self, jobs, ctx: RoundContext):
-        return sorted(
+        """Jobs admitted this round, most deserving first; batch jobs held back for a faster
+        device are left out (they wait), and each admitted batch job gets a planned model."""
+        free = dict(ctx.free_by_model())
+        ranked = sorted(
             jobs,
             key=lambda j: (-effective_priority(j, ctx), ctx.fastest_run_s(j) * j.devices_needed,
                            j.attained_service_s / j.devices_needed, j.submitted_at, j.id),
         )
+        admitted: list[JobRequest] = []
+        held: list[tuple[JobRequest, dict[str, float], list[str]]] = []
+        unplanned: list[JobRequest] = []
+        planned: dict[str, tuple[JobRequest, dict[str, float], list[str], str]] = {}
+        rates_of: dict[tuple, dict[str, float]] = {}  # jobs of one shape share their rates per model
+        for job in ranked:
+            need = job.devices_needed
+            holds = ctx.running_model(job)
+            if holds is not None:  # a running job keeps its place if a shorter job has not taken it
+                if free.get(holds, 0.0) >= need:
+                    free[holds] -= need
+                    admitted.append(job)
+                continue
+            if job.latency != "batch" or job.data_bytes:
+                admitted.append(job)
+                continue
+            shape = (job.throughputs, job.algorithm, need, job.allowed_kinds, job.device_model, job.clusters, job.sites)
+            rates = rates_of.get(shape)
+            if rates is None:
+                rates = rates_of[shape] = dict(ctx.model_rates(job))
+            if not any(r > 0 for r in rates.values()):
+                admitted.append(job)
+                continue
+            waited = max(0.0, ctx.now - job.submitted_at - job.attained_service_s / need)
+            accepted = accepted_models(rates, ctx.fastest_run_s(job), waited)
+            roomy = [m for m in accepted if free.get(m, 0.0) >= need]
+            if roomy:
+                free[roomy[0]] -= need
+                planned[job.id] = (job, rates, accepted, roomy[0])
+                admitted.append(job)
+            elif any(r > 0 and free.get(m, 0.0) >= need for m, r in rates.items()):
+                held.append((job, rates, accepted))  # room only where it runs too slowly: it waits
+            else:
+                unplanned.append(job)  # no room by this count: last, in case a cap holds a job counted here
+        for job, rates, accepted in held:
+            swap = self._swap(job, accepted, planned, free)
+            if swap is not None:
+                mover, to, model = swap
+                free[to] -= mover.devices_needed
+                free[model] += mover.devices_needed - job.devices_needed
+                planned[mover.id] = (*planned[mover.id][:3], to)
+                planned[job.id] = (job, rates, accepted, model)
+                admitted.append(job)
+        self._plan = {job_id: rates[model] / max(rates.values()) for job_id, (_, rates, _, model) in planned.items()}
+        return admitted + unplanned
+
+    @staticmethod
+    def _swap(job, accepted, planned, free):
+        """(mover, its new model, the model `job` takes) when a planned job on a model `job`
+        accepts can move to another model with room that the mover accepts; None otherwise."""
+        for model in accepted:
+            for mover, _, mover_accepts, at in planned.values():
+                if at != model or mover.id == job.id or free.get(model, 0.0) + mover.devices_needed < job.devices_needed:
+                    continue
+                for to in mover_accepts:
+                    if to != model and free.get(to, 0.0) >= mover.devices_needed:
+                        return mover, to, model
+        return None
 
     def assignment_order(self, jobs, ctx: RoundContext):
         return sorted(jobs, key=lambda j: -speedup_spread(j))
@@ -59,26 +141,23 @@ class HeteroPolicy(Policy):
             if local.size:
                 return int(local[np.argmin(completion[local])])
             return int(np.argmin(completion))
-        if job.latency == "interactive":
+        target = self._plan.get(job.id) if job.latency == "batch" else None
+        if target is None:
             return int(np.argmin(completion))
-        # batch: among pools that finish within BATCH_SLACK of the best, take the least valuable
-        # devices (lowest relative speed), leaving fast ones to jobs that gain more from them
-        near_best = np.flatnonzero(completion <= completion.min() * BATCH_SLACK)
-        return int(near_best[np.lexsort((completion[near_best], options.relative_speed[near_best]))[0]])
-
-    chooses_in_batches = True
+        distance = np.abs(options.relative_speed - target)
+        nearest = np.flatnonzero(distance <= distance.min() + 1e-9)
+        return int(nearest[np.argmin(completion[nearest])])
 
     def choose_batch(self, jobs, completion_s, usable, edge_at_data_site, relative_speed):
         latency = jobs[0].latency  # the engine groups jobs by latency class
         fastest = argmin_where(completion_s, usable)
+        none = np.full(len(jobs), -1)
         if latency == "realtime":
             local = argmin_where(completion_s, usable & edge_at_data_site)
-            return np.where(local >= 0, local, fastest), np.full(len(jobs), -1)
+            return np.where(local >= 0, local, fastest), none
         if latency == "interactive":
-            return fastest, np.full(len(jobs), -1)
-        masked = np.where(usable, completion_s, np.inf)
-        near_best = usable & (masked <= masked.min(axis=1, keepdims=True) * BATCH_SLACK)
-        speed = np.where(near_best, relative_speed, np.inf)
-        slowest = near_best & (speed == speed.min(axis=1, keepdims=True))
-        # the pick holds while the fastest pool (which sets the 10% window) can still take the job
-        return argmin_where(completion_s, slowest), fastest
+            return fastest, none
+        target = np.array([self._plan.get(j.id, np.nan) for j in jobs])
+        distance = np.where(usable, np.abs(relative_speed[None, :] - target[:, None]), np.inf)
+        nearest = usable & (distance <= distance.min(axis=1, keepdims=True) + 1e-9)
+        return np.where(np.isnan(target), fastest, argmin_where(completion_s, nearest)), none

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from schedulers.engine import RunningJob, SchedulerConfig, schedule
 from schedulers.policies.base import Policy
-from schedulers.simulator.metrics import JobOutcome, summarise
+from schedulers.simulator.metrics import JobOutcome, OutcomeStats
 from schedulers.simulator.traces import Matrix, TraceError, TraceJob
 from schedulers.types import ClusterState, Device, JobRequest, Node
 
@@ -78,14 +78,21 @@ class _Job:
 class Simulation:
     """One policy over one trace and cluster; `run()` returns the metrics dict.
 
+    The trace is read as the simulation reaches each job's arrival, and a job is forgotten when it
+    finishes (its JCT, queueing delay and slowdown are kept, 24 bytes), so a trace of a million
+    jobs runs in memory bounded by the jobs present at once plus those few bytes and each id (for
+    the duplicate check). A list is replayed in arrival order; any other iterable must already be
+    in arrival order (TraceError naming the first job that is not).
+
     Jobs that can never run are left out with the reason (in the result's `rejected`), and the
     others are simulated as if they were not in the trace: a job id seen before in the trace, a
     job larger than the cluster's largest accelerator type it can run on, one the engine rejects.
-    `progress(finished, total)`, when given, is called every `progress_every` finished jobs.
+    `progress(finished, total)`, when given, is called every `progress_every` finished jobs (total
+    is None for a trace that is not a list).
     """
 
-    def __init__(self, jobs: list[TraceJob], matrix: Matrix, cluster: dict[str, int], policy: Policy,
-                 config: SimConfig = SimConfig(), progress: Callable[[int, int], None] | None = None,
+    def __init__(self, jobs: Iterable[TraceJob], matrix: Matrix, cluster: dict[str, int], policy: Policy,
+                 config: SimConfig = SimConfig(), progress: Callable[[int, int | None], None] | None = None,
                  progress_every: int = 10_000):
         if not cluster or not any(count > 0 for count in cluster.values()):
             raise ValueError("cluster: no accelerators; give at least one ACCELERATOR:COUNT with COUNT >= 1, "
@@ -93,24 +100,25 @@ class Simulation:
         self.config = config
         self.policy = policy
         self.cluster = cluster
+        self.matrix = matrix
         self.progress, self.progress_every = progress, max(1, progress_every)
-        self.jobs: dict[str, _Job] = {}
         self.rejected: dict[str, str] = {}
-        for t in jobs:
-            if t.id in self.jobs or t.id in self.rejected:
-                self.rejected.setdefault(f"{t.id} (again)", f"duplicate job id {t.id!r}: only its first entry runs")
-                continue
-            key = (t.job_type, t.scale_factor)
-            rates = {acc: matrix.get(acc, {}).get(key, 0.0) for acc in cluster}
-            if not any(r > 0 for r in rates.values()):
-                raise TraceError(f"throughputs: job {t.id} ({t.job_type!r} x{t.scale_factor}) has a zero or no rate "
-                                 f"on every accelerator of the cluster ({', '.join(cluster)})")
-            largest = max(count for acc, count in cluster.items() if rates[acc] > 0)
-            if t.scale_factor > largest:
-                self.rejected[t.id] = (f"rejected: needs {t.scale_factor} GPUs of one type; the largest type it can run "
-                                       f"on here has {largest} ({', '.join(f'{a} {c}' for a, c in cluster.items())})")
-                continue
-            self.jobs[t.id] = _Job(t, rates, t.arrival_s / config.time_scale, t.total_steps)
+        if isinstance(jobs, Sequence):  # the first entry of an id in the list is the one that runs
+            first: dict[str, TraceJob] = {}
+            for t in jobs:
+                if t.id in first:
+                    self.rejected.setdefault(f"{t.id} (again)", f"duplicate job id {t.id!r}: only its first entry runs")
+                else:
+                    first[t.id] = t
+            jobs = sorted(first.values(), key=lambda t: t.arrival_s)  # stable: equal arrivals keep the list's order
+            self.total: int | None = len(jobs)
+        else:
+            self.total = None
+        self._source: Iterator[TraceJob] = iter(jobs)
+        self._last_arrival = -math.inf
+        self.jobs: dict[str, _Job] = {}  # arrived and not yet finished
+        self.seen: set[str] = set()
+        self.stats = OutcomeStats()
         self.nodes: list[tuple[str, str, int]] = []
         for acc, count in cluster.items():
             full, rest = divmod(count, config.gpus_per_node)
@@ -122,6 +130,32 @@ class Simulation:
             min_run_before_preempt_s=config.round_s, explain_waiting=False,
             ageing_interval_s=config.ageing_interval_s,
         )
+        self._next = self._read()
+
+    def _read(self) -> _Job | None:
+        """The next job of the trace that can run (recording why the others cannot), or None at its end."""
+        cluster = self.cluster
+        for t in self._source:
+            if t.arrival_s < self._last_arrival:
+                raise TraceError(f"trace: job {t.id} arrives at {t.arrival_s:g} s, before the job read before it "
+                                 f"({self._last_arrival:g} s); a streamed trace must be in arrival order")
+            self._last_arrival = t.arrival_s
+            if t.id in self.seen:
+                self.rejected.setdefault(f"{t.id} (again)", f"duplicate job id {t.id!r}: only its first entry runs")
+                continue
+            self.seen.add(t.id)
+            key = (t.job_type, t.scale_factor)
+            rates = {acc: self.matrix.get(acc, {}).get(key, 0.0) for acc in cluster}
+            if not any(r > 0 for r in rates.values()):
+                raise TraceError(f"throughputs: job {t.id} ({t.job_type!r} x{t.scale_factor}) has a zero or no rate "
+                                 f"on every accelerator of the cluster ({', '.join(cluster)})")
+            largest = max(count for acc, count in cluster.items() if rates[acc] > 0)
+            if t.scale_factor > largest:
+                self.rejected[t.id] = (f"rejected: needs {t.scale_factor} GPUs of one type; the largest type it can run "
+                                       f"on here has {largest} ({', '.join(f'{a} {c}' for a, c in cluster.items())})")
+                continue
+            return _Job(t, rates, t.arrival_s / self.config.time_scale, t.total_steps)
+        return None
 
     def _state(self, now: float) -> ClusterState:
         return ClusterState(
@@ -148,32 +182,31 @@ class Simulation:
     def run(self) -> dict:
         heap: list[tuple[float, int, str, str, int]] = []
         seq = 0
-        for job in self.jobs.values():
-            heapq.heappush(heap, (job.arrival_s, seq, "arrival", job.trace.id, 0))
-            seq += 1
         waiting: dict[str, _Job] = {}
         running: dict[str, _Job] = {}
         tick_pending = False
-        finished = 0
-        while heap:
-            now = heap[0][0]
+        while heap or self._next is not None:
+            now = heap[0][0] if heap else math.inf
+            if self._next is not None and self._next.arrival_s <= now:
+                now = self._next.arrival_s
             self._advance(list(running.values()), now)
+            while self._next is not None and self._next.arrival_s == now:  # arrivals before other events
+                job, self._next = self._next, self._read()
+                self.jobs[job.trace.id] = waiting[job.trace.id] = job
             while heap and heap[0][0] == now:
                 _, _, kind, job_id, version = heapq.heappop(heap)
                 if kind == "tick":
                     tick_pending = False
                     continue
-                job = self.jobs[job_id]
-                if kind == "arrival":
-                    waiting[job_id] = job
-                elif kind == "complete" and job.version == version and job_id in running:
+                job = self.jobs.get(job_id)
+                if job is not None and job.version == version and job_id in running:
                     job.finish = now
-                    job.request = None  # only the outcome is kept from here on
                     self._release(job)
-                    del running[job_id]
-                    finished += 1
-                    if self.progress is not None and finished % self.progress_every == 0:
-                        self.progress(finished, len(self.jobs))
+                    del running[job_id], self.jobs[job_id]
+                    self.stats.add(JobOutcome(job_id, job.trace.tenant, job.arrival_s, job.first_start, now,
+                                              job.trace.total_steps / max(job.rates.values()), job.preemptions))
+                    if self.progress is not None and len(self.stats) % self.progress_every == 0:
+                        self.progress(len(self.stats), self.total)
             if not waiting:
                 continue
             if self.policy.time_shares and tick_pending and not self._has_free_device():
@@ -184,6 +217,7 @@ class Simulation:
             )
             for rejection in decisions.rejected:
                 waiting.pop(rejection.job_id)
+                del self.jobs[rejection.job_id]
                 self.rejected[rejection.job_id] = rejection.reason
             for job_id in decisions.preemptions:
                 job = running.pop(job_id)
@@ -209,16 +243,9 @@ class Simulation:
                 heapq.heappush(heap, (now + self.config.round_s, seq, "tick", "", 0))
                 seq += 1
                 tick_pending = True
-        unfinished = [j.trace.id for j in self.jobs.values() if j.finish is None and j.trace.id not in self.rejected]
-        if unfinished:
-            raise RuntimeError(f"simulation ended with {len(unfinished)} unfinished job(s), e.g. {unfinished[0]}")
-        outcomes = [
-            JobOutcome(j.trace.id, j.trace.tenant, j.arrival_s, j.first_start, j.finish,
-                       j.trace.total_steps / max(j.rates.values()), j.preemptions)
-            for j in self.jobs.values() if j.trace.id not in self.rejected
-        ]
-        devices = dict(self.cluster)
-        return {**summarise(outcomes, self.busy_device_s, devices),
+        if self.jobs:
+            raise RuntimeError(f"simulation ended with {len(self.jobs)} unfinished job(s), e.g. {next(iter(self.jobs))}")
+        return {**self.stats.summary(self.busy_device_s, dict(self.cluster)),
                 "rejected": [{"id": job_id, "reason": reason} for job_id, reason in self.rejected.items()]}
 
     def _has_free_device(self) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 Matrix = dict[str, dict[tuple[str, int], float]]
@@ -87,11 +87,19 @@ def _number(value: str, source: str, line: int, column: str) -> float:
 
 def parse_gavel_trace(text: str, source: str = "trace", tenant: str | None = None) -> list[TraceJob]:
     """Gavel's MSR (7 columns) or physical-cluster (10 columns) tab-separated trace."""
-    jobs = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
+    jobs = list(iter_gavel_trace(text.splitlines(), source, tenant))
+    if not jobs:
+        raise TraceError(f"{source}: no jobs")
+    return jobs
+
+
+def iter_gavel_trace(lines: Iterable[str], source: str = "trace", tenant: str | None = None) -> Iterator[TraceJob]:
+    """`parse_gavel_trace` one line at a time (an open file, say), for a trace too large to hold."""
+    count = 0
+    for line_no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        cols = line.split("\t")
+        cols = line.rstrip("\r\n").split("\t")
         if len(cols) == 7:
             job_type, steps, arrival, scale, priority = cols[0], cols[4], cols[5], cols[6], "1"
         elif len(cols) == 10:
@@ -106,20 +114,16 @@ def parse_gavel_trace(text: str, source: str = "trace", tenant: str | None = Non
         arrival_s = _number(arrival, source, line_no, "arrival_time")
         if total_steps <= 0 or arrival_s < 0:
             raise TraceError(f"{source}:{line_no}: total_steps must be > 0 and arrival_time >= 0")
-        jobs.append(
-            TraceJob(
-                id=f"{tenant or 'job'}-{len(jobs)}",
-                job_type=job_type.strip(),
-                scale_factor=int(scale_factor),
-                total_steps=total_steps,
-                arrival_s=arrival_s,
-                tenant=tenant or "default",
-                priority=int(_number(priority, source, line_no, "priority_weight")) - 1,
-            )
+        yield TraceJob(
+            id=f"{tenant or 'job'}-{count}",
+            job_type=job_type.strip(),
+            scale_factor=int(scale_factor),
+            total_steps=total_steps,
+            arrival_s=arrival_s,
+            tenant=tenant or "default",
+            priority=int(_number(priority, source, line_no, "priority_weight")) - 1,
         )
-    if not jobs:
-        raise TraceError(f"{source}: no jobs")
-    return jobs
+        count += 1
 
 
 def _rows(text: str, source: str, required: list[str]) -> list[tuple[int, dict]]:
@@ -228,3 +232,12 @@ def check_throughputs(
             "scale factor the matrix has for their type, or only where their rate is known"
         )
     return out, clamped
+
+
+def iter_checked(jobs: Iterable[TraceJob], matrix: Matrix, accelerators: list[str], clamp: bool) -> Iterator[TraceJob]:
+    """`check_throughputs` one job at a time, for a streamed trace: yields each job (clamped as
+    there when `clamp`), and without `clamp` raises TraceError at the first job whose
+    (job_type, scale_factor) some accelerator lacks, naming both and the flag."""
+    for job in jobs:
+        kept, _ = check_throughputs([job], matrix, accelerators, clamp)
+        yield kept[0]

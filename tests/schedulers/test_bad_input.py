@@ -5,7 +5,13 @@ import pytest
 from schedulers.engine import schedule
 from schedulers.policies import make_policy
 from schedulers.simulator.events import SimConfig, Simulation, parse_cluster_spec, simulate
-from schedulers.simulator.traces import TraceError, TraceJob, check_throughputs
+from schedulers.simulator.traces import (
+    TraceError,
+    TraceJob,
+    check_throughputs,
+    iter_checked,
+    iter_gavel_trace,
+)
 from schedulers.types import ClusterState
 from tests.schedulers.helpers import gpu, job, node, state
 
@@ -34,9 +40,10 @@ def test_clamped_job_runs_only_where_its_rate_is_known():
     jobs = trace() + [TraceJob("b0", "B", 1, 3600.0, 0.0)]
     kept, clamped = check_throughputs(jobs, MATRIX, list(CLUSTER), clamp=True)
     assert [j.id for j in clamped] == ["b0"] and len(kept) == 7
-    sim = Simulation(kept, MATRIX, CLUSTER, make_policy("hetero"))
-    sim.run()
-    assert sim.jobs["b0"].rates == {"k80": 0.0, "v100": 3.0} and sim.jobs["b0"].finish is not None
+    result = simulate(kept, MATRIX, CLUSTER, make_policy("hetero"))
+    assert result["jobs"] == 7 and result["rejected"] == []
+    alone = simulate([kept[-1]], MATRIX, CLUSTER, make_policy("hetero"))  # b0 alone: on a V100 at 3 steps/s
+    assert alone["avg_jct_s"] == pytest.approx(3600.0 / 3.0) and alone["utilisation"]["k80"] == 0.0
 
 
 def test_a_job_type_missing_everywhere_is_refused_even_when_clamping():
@@ -82,3 +89,31 @@ def test_progress_is_reported_as_jobs_finish():
                      progress_every=2)
     sim.run()
     assert seen == [(2, 6), (4, 6), (6, 6)]
+
+
+def test_a_streamed_trace_gives_the_same_results_and_forgets_finished_jobs():
+    jobs = trace()
+    listed = simulate(jobs, MATRIX, CLUSTER, make_policy("hetero"))
+    seen = []
+    sim = Simulation(iter(jobs), MATRIX, CLUSTER, make_policy("hetero"), progress=lambda d, t: seen.append((d, t)),
+                     progress_every=3)
+    assert sim.run() == listed
+    assert sim.jobs == {} and len(sim.stats) == 6 and seen == [(3, None), (6, None)]
+
+
+def test_a_streamed_trace_out_of_arrival_order_is_refused_naming_the_job():
+    late, early = TraceJob("late", "A", 1, 10.0, 500.0), TraceJob("early", "A", 1, 10.0, 100.0)
+    with pytest.raises(TraceError, match=r"job early arrives at 100 s, before the job read before it \(500 s\)"):
+        Simulation(iter([late, early]), MATRIX, CLUSTER, make_policy("fifo")).run()
+    # a list is sorted by arrival instead, so the same jobs run
+    assert simulate([late, early], MATRIX, CLUSTER, make_policy("fifo"))["jobs"] == 2
+
+
+def test_a_streamed_trace_is_checked_job_by_job_for_missing_throughputs():
+    lines = ["A\tcmd\t-n\t1\t100\t0\t1\n", "B\tcmd\t-n\t1\t100\t5\t1\n"]
+    checked = iter_checked(iter_gavel_trace(iter(lines), "s.trace"), MATRIX, list(CLUSTER), clamp=False)
+    assert next(checked).job_type == "A"
+    with pytest.raises(TraceError, match=r"'B' x1 \(no k80\).*--on-missing-throughput clamp"):
+        next(checked)
+    clamped = list(iter_checked(iter_gavel_trace(iter(lines), "s.trace"), MATRIX, list(CLUSTER), clamp=True))
+    assert [j.id for j in clamped] == ["job-0", "job-1"]

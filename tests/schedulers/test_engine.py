@@ -74,7 +74,7 @@ def test_realtime_prefers_an_edge_node_at_its_site():
 
 def test_batch_gives_the_fast_gpu_to_the_job_that_gains_most():
     cluster = state(node("v", gpu("V100", 1)), node("k", gpu("K80", 1)))
-    gains_little = job("little", throughputs=(("V100", 12.0), ("K80", 10.0)), submitted_at=1)
+    gains_little = job("little", throughputs=(("V100", 12.0), ("K80", 10.0)), submitted_at=1, work=1e6)
     gains_a_lot = job("lot", throughputs=(("V100", 100.0), ("K80", 10.0)), submitted_at=2)
     decisions = schedule([gains_little, gains_a_lot], cluster, NOW, make_policy("hetero"))
     where = {p.job_id: p.model for p in decisions.placements}
