@@ -110,8 +110,10 @@ class EdgeFirstRouter:
                 reason = "edge queue full"
             except Exception as exc:  # noqa: BLE001 - a dead replica, node or actor: the centre answers instead
                 reason = f"edge failed: {type(exc).__name__}"
-                log.warning("serving %s: the edge of site %s failed (%s: %s); the centre answers request %s",
-                            self.model_id, site, type(exc).__name__, exc, payload.get("request_id"))
+                # a replica logs through Ray Serve's handler, not the server's: the ids go in the message
+                log.warning("model=%s cluster=edge:%s request=%s: the edge failed (%s: %s); the centre answers",
+                            self.model_id, site, payload.get("request_id"), type(exc).__name__, exc,
+                            extra={"cluster": f"edge:{site}"})
             health.failed(time.monotonic())
             self.counts["fallback"] += 1
         elif edge is not None:
