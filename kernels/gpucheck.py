@@ -219,9 +219,7 @@ def guarded(section: str, device: str, checks, *args) -> list[dict]:
     try:
         out = checks(*args)
     except Exception as exc:  # noqa: BLE001 - reported as a failed check; the other sections still run
-        out = [{"name": section, "device": device, "value": None, "unit": None, "size": None, "peak": None,
-                "percent_of_peak": None, "checked_against": None, "ok": False,
-                "error": f"{type(exc).__name__}: {exc}"[:500]}]
+        out = [figure(section, device, None, None, None, ok=False, error=f"{type(exc).__name__}: {exc}"[:500])]
     print(f"[gpucheck] {section} on {device}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     return out
 
