@@ -10,7 +10,7 @@ index built from the snapshot, every job placed, rejected or given its waiting r
 (the machine may be shared; CPU time is less disturbed by other processes than wall time).
 
 Also reported: p50/p99 wall time of one full round, where a round's time goes (cProfile of one
-round, cumulative seconds per stage of `schedulers/engine/`, with the placing stage split into its
+round, cumulative seconds per stage of `schedulers/engine/`, the compiled runs split into their
 parts), the load average before and after (the machine is shared), and, unless `--no-curve`, a
 scaling curve (jobs 1k -> 100k at `--nodes`; nodes 100 -> 10k at `--jobs`) plotted to
 results/scheduler_throughput_scaling.png.
@@ -100,15 +100,11 @@ STAGES = {  # stage -> (path fragment of the file, function name) whose cumulati
     "feasibility (can ever fit)": ("engine/cycle.py", "_feasible"),
     "ordering (policy.order)": ("policies", "order"),
     "time-sharing admission (less ordering)": ("engine/preemption.py", "_admit"),
-    "planning (choose_batch)": ("engine/placement.py", "plan"),
-    "placing (choice, nodes, record)": ("engine/placement.py", "place"),
+    "compiled runs: laying out the jobs": ("engine/placement.py", "compile"),
+    "compiled runs: deciding (kernel)": ("engine/compiled.py", "decide_run"),
+    "compiled runs: recording placements": ("engine/placement.py", "_record"),
+    "placing job by job (scored pools, policy.choose)": ("engine/placement.py", "place"),
     "waiting reasons": ("engine/explain.py", "waiting"),
-}
-PLACING_PARTS = {  # parts of "placing", as fractions of the whole round
-    "choosing nodes (select_nodes)": ("capacity_index.py", "select_nodes"),
-    "note on data away from its edge": ("engine/placement.py", "_away_from_data_note"),
-    "full path (scored pools, policy.choose)": ("engine/placement.py", "_place_scored"),
-    "replanning (choose_batch again)": ("engine/placement.py", "_replan"),
 }
 
 
@@ -118,8 +114,7 @@ def _cumulative(stats: dict, where: str, func: str) -> float:
 
 def profile_by_stage(state: ClusterState, queue: list[JobRequest], policy: str) -> dict:
     """Cumulative seconds per stage of one round under cProfile (which slows everything alike),
-    as fractions of the round; 'other' is the round's loop and bookkeeping between stages.
-    `placing_parts` splits the placing stage further (also as fractions of the whole round)."""
+    as fractions of the round; 'other' is the round's loop and bookkeeping between stages."""
     profiler = cProfile.Profile()
     profiler.enable()
     schedule(queue, state, 0.0, make_policy(policy), config=SchedulerConfig(explain_waiting=True))
@@ -131,8 +126,7 @@ def profile_by_stage(state: ClusterState, queue: list[JobRequest], policy: str) 
     if out[admission]:  # a time-sharing round orders inside its admission: count that time once
         out[admission] -= out["ordering (policy.order)"]
     out["other"] = max(0.0, total - sum(out.values()))
-    parts = {part: round(_cumulative(stats, where, func) / total, 3) for part, (where, func) in PLACING_PARTS.items()}
-    return {**{stage: round(seconds / total, 3) for stage, seconds in out.items()}, "placing_parts": parts}
+    return {stage: round(seconds / total, 3) for stage, seconds in out.items()}
 
 
 def scaling_curve(policies: list[str], nodes: int, jobs: int) -> dict:

@@ -8,7 +8,6 @@ no per-job loop over nodes.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,9 +50,15 @@ class CapacityIndex:
                 found[0].append(node.id)
                 found[1].append(count)
                 found[2].append(max(0.0, count - d.in_use))  # Device.free, without the property call
-        self.pools: list[Pool] = [
-            Pool(*key, node_ids=ids, total=np.asarray(total, dtype=float), free=np.asarray(free, dtype=float))
-            for key, (ids, total, free) in sorted(groups.items())
+        ordered = sorted(groups.items())
+        sizes = [len(ids) for _, (ids, _, _) in ordered]
+        self.node_off = np.zeros(len(ordered) + 1, dtype=np.int64)  # pool p's nodes: node_off[p]:node_off[p + 1]
+        np.cumsum(sizes, out=self.node_off[1:])
+        self.node_free = np.array([f for _, (_, _, free) in ordered for f in free], dtype=float)  # every pool's, flat
+        self.pools: list[Pool] = [  # each pool's `free` is a view of its slice of `node_free`
+            Pool(*key, node_ids=ids, total=np.asarray(total, dtype=float),
+                 free=self.node_free[self.node_off[i]:self.node_off[i + 1]])
+            for i, (key, (ids, total, _)) in enumerate(ordered)
         ]
         self.state = state
         self.pool_free = np.array([p.free.sum() for p in self.pools], dtype=float)
@@ -151,6 +156,14 @@ class CapacityIndex:
                 return chosen
         return None
 
+    def taken_in_bulk(self) -> None:
+        """Catch up with devices taken by writing `pool_free` and `node_free` directly (the
+        compiled placement does): the per-pool totals as Python floats and the kept nodes with room."""
+        self.version += 1
+        self.free_list = self.pool_free.tolist()
+        for pool in self.pools:
+            pool.with_room = None
+
     def take(self, pool_index: int, chosen: list[tuple[int, int]], per_worker: int) -> None:
         """Mark the devices of `chosen` (from `select_nodes`) as allocated."""
         self.version += 1
@@ -201,44 +214,3 @@ class CapacityIndex:
             self.free_list[pi] -= amount
             self.pools[pi].with_room = None
         return True
-
-
-class TightestPools:
-    """Per candidate set (an array from `CapacityIndex.candidates`), its pools sorted by (free
-    devices, position in the set), so that the pool a job fills most tightly (the fewest devices
-    left, the first on ties) is one bisection away. Kept in step with the index by `moved`
-    after each `take`; any other change to the index (a release) rebuilds it when next asked."""
-
-    def __init__(self, index: CapacityIndex):
-        self.index = index
-        self._sorted: dict[int, list[tuple[float, int]]] = {}  # id of a candidate array -> (free, position)
-        self._members: dict[int, list[tuple[list[tuple[float, int]], int]]] = {}  # pool -> (sorted list, position)
-        self._arrays: list[np.ndarray] = []  # keeps the ids above meaning the same arrays
-        self._version = index.version
-
-    def first_fit(self, cand: np.ndarray, cand_list: list[int], need: float) -> int:
-        """Position in `cand` of the pool with the fewest free devices that still has `need`
-        (the first such on ties), or -1 when none has."""
-        if self._version != self.index.version:
-            self._sorted.clear()
-            self._members.clear()
-            self._arrays.clear()
-            self._version = self.index.version
-        entries = self._sorted.get(id(cand))
-        if entries is None:
-            free = self.index.free_list
-            entries = self._sorted[id(cand)] = sorted((free[p], at) for at, p in enumerate(cand_list))
-            self._arrays.append(cand)
-            for at, p in enumerate(cand_list):
-                self._members.setdefault(p, []).append((entries, at))
-        i = bisect_left(entries, (need, -1))
-        return entries[i][1] if i < len(entries) else -1
-
-    def moved(self, pool: int, before: float, after: float) -> None:
-        """Record that `take` moved `pool`'s free devices from `before` to `after`."""
-        if self._version != self.index.version - 1:
-            return  # something else changed the index too: rebuilt when next asked
-        self._version = self.index.version
-        for entries, at in self._members.get(pool, ()):
-            del entries[bisect_left(entries, (before, at))]
-            insort(entries, (after, at))

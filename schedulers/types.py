@@ -6,7 +6,7 @@ caught where it is made, with the field named.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -220,7 +220,9 @@ class Placement:
     predicted_completion_s = queue_s + transfer_s + compute_s, all relative to the decision time.
     `borrowed` marks a placement beyond the tenant's quota, on idle capacity that the quota's
     owners may reclaim by preemption. `note` says, for a job whose data lies at an edge site
-    that runs elsewhere, why not there (no room, or slower).
+    that runs elsewhere, why not there (no room, or slower). The engine may pass `note` as a
+    function of no arguments instead of the text: the text is then written when first read
+    (most notes are never read), from what the function captured at the decision.
     """
 
     job_id: str
@@ -231,16 +233,33 @@ class Placement:
     queue_s: float
     transfer_s: float
     compute_s: float
-    borrowed: bool = False
-    note: str = ""
+    borrowed: bool
+    note: str  # no class default: when the text is not written yet, reading it calls `__getattr__`
 
     def __init__(self, job_id: str, cluster: str, kind: str, model: str, assignments: tuple[WorkerAssignment, ...],
-                 queue_s: float, transfer_s: float, compute_s: float, borrowed: bool = False, note: str = ""):
+                 queue_s: float, transfer_s: float, compute_s: float, borrowed: bool = False,
+                 note: str | Callable[[], str] = ""):
         # by hand for speed, as WorkerAssignment's: one is made per decision
         d = self.__dict__
         d["job_id"], d["cluster"], d["kind"], d["model"], d["assignments"] = job_id, cluster, kind, model, assignments
-        d["queue_s"], d["transfer_s"], d["compute_s"], d["borrowed"], d["note"] = (
-            queue_s, transfer_s, compute_s, borrowed, note)
+        d["queue_s"], d["transfer_s"], d["compute_s"], d["borrowed"] = queue_s, transfer_s, compute_s, borrowed
+        d["note" if isinstance(note, str) else "_write_note"] = note
+
+    def __getattr__(self, name: str):
+        # only reached for `note` while its text is not written yet (every field else is in the instance's dict)
+        writer = self.__dict__.get("_write_note") if name == "note" else None
+        if writer is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        text = self.__dict__["note"] = writer()
+        del self.__dict__["_write_note"]
+        return text
+
+    def __getstate__(self) -> dict:
+        """The fields with the note written (a pickled placement carries text, not the function)."""
+        return {**{k: v for k, v in self.__dict__.items() if k != "_write_note"}, "note": self.note}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
     @property
     def predicted_completion_s(self) -> float:

@@ -1,8 +1,8 @@
 """The scheduling cycle: one round from the queue to `Decisions`.
 
 A round drops duplicate ids and jobs that can never fit, asks the policy for the order, and then
-for each job in turn: place it (`placement`), else preempt for it (`preemption`), else reserve
-for it (`backfill`) and say why it waits (`explain`). Time-sharing policies first re-admit
+for each job in turn: place it (`placement`, in compiled runs where the policy allows), else
+preempt for it (`preemption`), else reserve for it (`backfill`) and say why it waits (`explain`). Time-sharing policies first re-admit
 running and waiting jobs together (`preemption.TimeSharing`).
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Sequence
+
+import numpy as np
 
 from schedulers.capacity_index import CapacityIndex
 from schedulers.engine.backfill import Backfill
@@ -116,14 +118,25 @@ class Round:
         return feasible
 
     def _ordered_round(self, jobs: list[JobRequest]) -> None:
-        """Jobs in the policy's order: each placed, else preempted for, else reserved for and explained."""
+        """Jobs in the policy's order: each placed, else preempted for, else reserved for and
+        explained. Runs of jobs are decided in compiled code where the policy allows; the job a run
+        stops at (one that may preempt or gets the reservation, say) is decided here."""
         lowest_running = min((r.request.priority for r in self.running if r.request.preemptible), default=None)
         any_borrowed = any(r.placement.borrowed for r in self.running)
+        stop_priority = np.inf if lowest_running is None else (-np.inf if any_borrowed else lowest_running)
         full = False
         ordered = self.policy.order(jobs, self.ctx)
         placer, explainer = self.placer, self.explainer
-        placer.plan(ordered)
-        for job in ordered:
+        run = placer.compile(ordered)
+        at = 0
+        while at < len(ordered):
+            if run is not None and not full:
+                at, waiting = run.decide(at, stop_priority, may_reserve=self.config.backfill)
+                self.waiting.extend(explainer.waiting(job, why) for job, why in waiting)
+                if at == len(ordered):
+                    break
+            job = ordered[at]
+            at += 1
             if full:
                 self.waiting.append(explainer.waiting(job, None))  # nothing free and nothing to preempt
                 continue
@@ -140,16 +153,26 @@ class Round:
             self.waiting.append(explainer.waiting(job, why))
 
     def _time_shared_round(self, jobs: list[JobRequest]) -> None:
-        """Running and waiting jobs re-admitted together; the waiting ones admitted are placed."""
+        """Running and waiting jobs re-admitted together; the waiting ones admitted are placed (in
+        compiled runs where the policy allows)."""
         sharing = TimeSharing(self.index, self.profiles, self.ledger, self.policy, self.ctx, self.config, self.now)
         new = sharing.readmit(jobs, self.running, self.preempted)
         placer = self.placer
-        placer.plan(new)
-        placed_ids = set()
-        for job in new:
+        run = placer.compile(new)
+        placed_ids: set[str] = set()
+        at = 0
+        while at < len(new):
+            if run is not None:
+                at, _ = run.decide(at)
+                if at == len(new):
+                    break
+            job = new[at]
+            at += 1
             placed, _ = placer.place(job)
             if placed is not None:
                 placed_ids.add(job.id)
+        if run is not None:
+            placed_ids |= run.placed_ids
         for job in jobs:
             if job.id not in placed_ids:
                 self.waiting.append(self.explainer.waiting(job, self.ledger.limit_reason(job)))

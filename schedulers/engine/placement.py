@@ -1,26 +1,27 @@
 """Where a job goes: which pool (the flavour: cluster, device kind and model, tier, site) and
 which nodes in it, and the record of that decision.
 
-Three ways to the same choice, cheapest first:
+Two ways to the same choice:
 
-- planned: for policies that `choose_in_batches`, jobs that share a profile, size and latency
-  class get their pools chosen together (`choose_batch` over a jobs x pools matrix); placing one
-  then only checks that its choice still holds;
-- tightest: for policies that take the pool they fill most tightly (`takes_tightest_pool`), that
-  pool is found in a sorted index (`TightestPools`) instead of scored;
-- full: every usable pool scored and `Policy.choose` asked; the only way under quotas or caps,
-  when a reservation narrows the job's pools, or when the cheaper ways find nothing.
+- compiled (`CompiledRun`): for policies whose `choose` follows a `Choice` rule, runs of jobs are
+  decided in compiled code (`schedulers.engine.compiled`) over flat arrays of the round's pools,
+  nodes and jobs, and their placements recorded after; not under quotas or caps (their state
+  changes the choice job by job);
+- scored (`Placer.place`): every usable pool scored and `Policy.choose` asked, job by job; the way
+  under quotas and caps, for policies without a compiled rule, for jobs that may start with fewer
+  workers, and for each job the compiled run leaves to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-from schedulers.capacity_index import CapacityIndex, TightestPools
-from schedulers.engine.backfill import Backfill
+from schedulers.capacity_index import CapacityIndex
+from schedulers.engine import compiled
+from schedulers.engine.backfill import Backfill, Reservation
 from schedulers.engine.config import SchedulerConfig
 from schedulers.engine.profiles import Profile, Profiles
 from schedulers.engine.quota import Ledger
@@ -30,27 +31,8 @@ from schedulers.throughput import parallel_factor
 from schedulers.types import JobRequest, Placement, WorkerAssignment
 
 
-@dataclass
-class Group:
-    """Jobs that share a profile, size and latency class, in placement order, with their
-    compute and transfer seconds per candidate pool (rows) and the policy's planned choice per
-    job: position `pick` in the profile's candidates (-1: none), which stays the policy's choice
-    while `pick` and `guard` (-1: none) can still hold the job, since placements only ever
-    shrink the set of pools that can."""
-
-    prof: Profile
-    need: int
-    members: list[JobRequest]
-    compute_s: np.ndarray
-    transfer_s: np.ndarray
-    pick: list[int] = field(default_factory=list)
-    guard: list[int] = field(default_factory=list)
-    planned_from: int = 0  # rows before this were planned against an older state
-    planned_version: int = -1  # the index's `version` when the rows from `planned_from` were planned
-
-
 class Placer:
-    """Places jobs one at a time against the round's capacity, recording each placement."""
+    """Places jobs against the round's capacity, recording each placement."""
 
     def __init__(self, index: CapacityIndex, profiles: Profiles, ledger: Ledger, backfill: Backfill, policy: Policy,
                  config: SchedulerConfig, now: float):
@@ -64,93 +46,24 @@ class Placer:
         self.rng = policy.rng()
         self.node_strategy = policy.node_strategy
         self.placements: list[Placement] = []
-        self._planned: dict[str, tuple[Group, int]] = {}
-        self._planned_at = -1  # the index's `grown` when the plan was made; a release voids it
-        self._tightest = (TightestPools(index) if policy.takes_tightest_pool and not config.quotas
-                          and not config.limits else None)
 
-    # ---- planning ------------------------------------------------------------------------
-    def plan(self, jobs: Sequence[JobRequest]) -> None:
-        """Group jobs that share a profile, size and latency class, and compute each group's pool
-        choices at once (the policy's `choose_batch` over a jobs x pools matrix), so that placing
-        mostly checks that a choice still holds. Skipped under quotas or caps (their state
-        changes the choice job by job) and for policies that choose one at a time."""
-        self._planned = {}
-        if not jobs or self.config.quotas or self.config.limits or not self.policy.chooses_in_batches:
-            return
-        self._planned_at = self.index.grown
-        members_of: dict[tuple, list[JobRequest]] = {}
-        profile = self.profiles.of
-        for job in jobs:
-            members_of.setdefault((id(profile(job)), job.devices_needed, job.latency), []).append(job)
-        for (_, need, _), members in members_of.items():
-            prof = profile(members[0])
-            if not prof.cand.size:
-                continue
-            work = np.fromiter((j.work for j in members), dtype=float, count=len(members))
-            data = np.fromiter((j.data_bytes for j in members), dtype=float, count=len(members))
-            group = Group(prof, need, members,
-                          np.outer(work / parallel_factor(need) if prof.per_device else work, prof.inv_rate),
-                          np.outer(data, prof.inv_bandwidth))
-            self._replan(group, 0)
-            for row, job in enumerate(members):
-                self._planned[job.id] = (group, row)
+    def compile(self, jobs: Sequence[JobRequest]) -> CompiledRun | None:
+        """`jobs` (in the order they are to be placed) made ready for compiled placement; None when
+        the policy has no compiled rule or quotas or caps apply."""
+        if not jobs or self.config.quotas or self.config.limits:
+            return None
+        rules = self.policy.compiled_choice(jobs)
+        if rules is None:
+            return None
+        return CompiledRun(self, jobs, *rules)
 
-    def _replan(self, group: Group, row: int) -> None:
-        """Plan the choices of `group`'s jobs from `row` on against the capacity now."""
-        compute_s, transfer_s = group.compute_s[row:], group.transfer_s[row:]
-        usable = np.broadcast_to(self.index.pool_free[group.prof.cand] >= group.need, compute_s.shape)
-        planned = self.policy.choose_batch(group.members[row:], transfer_s + compute_s, usable,
-                                           group.prof.edge_at_site, group.prof.relative_speed)
-        group.pick[row:] = planned[0].tolist()
-        group.guard[row:] = planned[1].tolist()
-        group.planned_from = row
-        group.planned_version = self.index.version
-
-    # ---- placing -------------------------------------------------------------------------
     def place(self, job: JobRequest) -> tuple[Placement | None, str | None]:
-        """Place `job` now if any pool can take it; else None and, when known, why not."""
-        placed = self._place_planned(job) if self._planned else self._place_tightest(job)
-        if placed is not None:
-            return placed, None
+        """Place `job` now if any pool can take it (scoring every usable pool and asking the
+        policy); else None and, when known, why not."""
         return self._place_scored(job)
 
-    def _place_planned(self, job: JobRequest) -> Placement | None:
-        """Place `job` at its planned choice if that choice still holds (planning its group's
-        remaining jobs again once when it does not); None to decide afresh."""
-        found = self._planned.get(job.id)
-        if found is None or self.index.grown != self._planned_at:
-            return None
-        group, row = found
-        need = group.need
-        if self.backfill.narrows(job, need, group.prof.cand_set):
-            return None  # the reservation narrows this job's pools: the full path applies it
-        free, cand = self.index.free_list, group.prof.cand_list
-        for attempt in (0, 1):
-            pick, guard = group.pick[row], group.guard[row]
-            if pick >= 0 and free[cand[pick]] >= need and (guard < 0 or free[cand[guard]] >= need):
-                return self._commit(job, group.prof, pick, job.workers, need, group.compute_s[row],
-                                    group.transfer_s[row], None, {})
-            if attempt or group.planned_from == row or group.planned_version == self.index.version:
-                return None  # (planned against this very state: planning again would choose the same)
-            self._replan(group, row)
-        return None
-
-    def _place_tightest(self, job: JobRequest) -> Placement | None:
-        """For policies that take the usable pool with the fewest devices left (first on ties):
-        that pool, found in `TightestPools` instead of scored, when nothing else narrows the
-        job's pools (quotas, caps, a reservation in its way); None to decide by the full path."""
-        if self._tightest is None:
-            return None
-        prof = self.profiles.of(job)
-        need = job.devices_needed
-        if self.backfill.narrows(job, need, prof.cand_set):
-            return None
-        pick = self._tightest.first_fit(prof.cand, prof.cand_list, need)
-        if pick < 0:
-            return None
-        compute_s, transfer_s = prof.run_s(job, need)
-        return self._commit(job, prof, pick, job.workers, need, compute_s, transfer_s, None, {})
+    def _held_for(self, res: Reservation) -> str:
+        return f"backfill would delay the reservation of job {res.job_id} ({format_start(res.start, self.now)})"
 
     def _place_scored(self, job: JobRequest) -> tuple[Placement | None, str | None]:
         """Score every usable pool and ask the policy (the full path)."""
@@ -192,7 +105,7 @@ class Placer:
                 ends_before = self.now + transfer_s + compute_s <= res.start
                 usable = usable & (~in_pool | ends_before)
                 if not usable.any():
-                    why = f"backfill would delay the reservation of job {res.job_id} ({format_start(res.start, self.now)})"
+                    why = self._held_for(res)
         keep = usable.nonzero()[0]
         while keep.size:
             options = PoolOptions(keep, prof.cand, transfer_s, compute_s, free - need, prof.edge_at_site,
@@ -218,12 +131,13 @@ class Placer:
         if chosen is None:
             return None
         note = ""
-        if prof.away_from_data[pick]:
-            note = self._away_from_data_note(job, prof, pick, usable, need, transfer_s, compute_s)
-        before = index.free_list[pool]
+        if prof.away_from_data[pick]:  # why not at the data's edge: the text is written only when read
+            free = index.free_list
+            open_local = [at for at, p in prof.local_pairs if (free[p] >= need if usable is None else usable[at])]
+            note = partial(edge_note, job, need, max([free[p] for _, p in prof.local_pairs]),
+                           min([transfer_s.item(at) + compute_s.item(at) for at in open_local], default=np.inf),
+                           transfer_s.item(pick) + compute_s.item(pick))
         index.take(pool, chosen, per_worker)
-        if self._tightest is not None:
-            self._tightest.moved(pool, before, index.free_list[pool])
         p = index.pools[pool]
         kind, model, node_ids = p.kind, p.model, p.node_ids
         transfer, compute = transfer_s.item(pick), compute_s.item(pick)
@@ -237,20 +151,143 @@ class Placer:
         self.placements.append(placement)
         return placement
 
-    def _away_from_data_note(self, job: JobRequest, prof: Profile, pick: int, usable: np.ndarray | None, need: int,
-                             transfer_s: np.ndarray, compute_s: np.ndarray) -> str:
-        """Why a job whose data lies at an edge site runs elsewhere (its edge has no room, is held
-        back, or is predicted slower). Called only when it runs away from an edge at its data site.
-        `usable` (None: every pool with room) marks the candidates the job was allowed."""
-        free = self.index.free_list
-        local = prof.local_pairs
-        most = max([free[pool] for _, pool in local])
-        if most < need:
-            return (f"the edge at {job.data_site} has no room ({most:g} free where {need} "
-                    f"{describe_demand(job)} are needed): overflow")
-        open_local = [at for at, pool in local if (free[pool] >= need if usable is None else usable[at])]
-        if not open_local:
-            return f"the edge at {job.data_site} is held for a reservation or by a cap: overflow"
-        at_edge = min(transfer_s.item(at) + compute_s.item(at) for at in open_local)
-        return (f"predicted {transfer_s.item(pick) + compute_s.item(pick):.3g} s here vs {at_edge:.3g} s at the edge "
-                f"at {job.data_site}")
+
+class CompiledRun:
+    """A list of jobs laid out as the flat arrays `compiled.decide_run` reads: their candidate
+    pools (per distinct profile), sizes, work, data, rules and priorities. `decide` runs the
+    kernel from a job on and records what it decided."""
+
+    def __init__(self, placer: Placer, jobs: Sequence[JobRequest], rules: np.ndarray, targets: np.ndarray):
+        self.placer = placer
+        self.jobs = jobs
+        of = placer.profiles.of
+        profs = self.profs = [of(job) for job in jobs]
+        distinct: dict[int, int] = {}
+        parts: list[Profile] = []
+        for prof in profs:
+            if id(prof) not in distinct:
+                distinct[id(prof)] = len(parts)
+                parts.append(prof)
+        n = len(jobs)
+        self.prof_off = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum([len(p.cand) for p in parts], out=self.prof_off[1:])
+        self.cand_at = self.prof_off[:-1].tolist()
+        self.c_pool = np.concatenate([p.cand for p in parts]).astype(np.int64)
+        self.c_inv_rate = np.concatenate([p.inv_rate for p in parts])
+        self.c_inv_bw = np.concatenate([p.inv_bandwidth for p in parts])
+        self.c_edge = np.concatenate([p.edge_at_site for p in parts])
+        self.c_speed = np.concatenate([p.relative_speed for p in parts])
+        self.c_away = np.array([a for p in parts for a in p.away_from_data], dtype=np.bool_)
+        self.j_prof = np.fromiter((distinct[id(p)] for p in profs), dtype=np.int64, count=n)
+        workers = [job.workers for job in jobs]
+        self.j_workers = np.array(workers, dtype=np.int64)
+        self.j_per_worker = np.fromiter((job.devices_per_worker for job in jobs), dtype=np.int64, count=n)
+        factor: dict[int, float] = {}
+        for job in jobs:
+            need = job.devices_needed
+            if need not in factor:
+                factor[need] = parallel_factor(need)
+        self.work = [job.work / factor[job.devices_needed] if prof.per_device else job.work
+                     for job, prof in zip(jobs, profs, strict=True)]  # `Profile.run_s`'s scaling
+        self.j_work = np.array(self.work, dtype=float)
+        self.j_data = np.fromiter((job.data_bytes for job in jobs), dtype=float, count=n)
+        self.j_rule = np.asarray(rules, dtype=np.int64)
+        self.j_target = np.asarray(targets, dtype=float)
+        self.j_gang = np.fromiter((job.gang for job in jobs), dtype=np.bool_, count=n)
+        self.j_priority = np.fromiter((job.priority for job in jobs), dtype=float, count=n)
+        self.row = {job.id: i for i, job in enumerate(jobs)}
+        node_at = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(workers, out=node_at[1:])
+        self.o_node_at = node_at[:-1]
+        self.o_status = np.zeros(n, dtype=np.int64)
+        self.o_pick = np.full(n, -1, dtype=np.int64)
+        self.o_nodes = np.zeros(n, dtype=np.int64)
+        self.o_pos = np.zeros(int(node_at[-1]), dtype=np.int64)
+        self.o_count = np.zeros(int(node_at[-1]), dtype=np.int64)
+        self.o_most_local = np.zeros(n)
+        self.o_at_edge = np.zeros(n)
+        self.placed_ids: set[str] = set()
+
+    def decide(self, first: int, stop_priority: float = np.inf,
+               may_reserve: bool = False) -> tuple[int, list[tuple[JobRequest, str | None]]]:
+        """Decide jobs from `first` on in compiled code, record the placements (in order), and
+        return the index of the first job left to the Python path (len(jobs): none) with the jobs
+        that wait, each with why when known. A job nothing can hold stops the run when its
+        priority is above `stop_priority` (it may preempt) or, with `may_reserve`, while the round
+        has no reservation (it gets one)."""
+        placer = self.placer
+        index = placer.index
+        res = placer.backfill.reservation
+        reservation = np.array([res.pool, res.start, res.extra, self.row.get(res.job_id, -1)] if res is not None
+                               else [-1.0, 0.0, 0.0, -1.0])
+        seed = int(placer.rng.integers(1 << 31)) if placer.rng is not None else 0
+        strategy = compiled.RANDOM_NODES if placer.node_strategy == "random" else compiled.BEST_FIT
+        stop = compiled.decide_run(
+            first, seed, float(placer.now), strategy, float(stop_priority), bool(may_reserve),
+            index.pool_free, index.node_off, index.node_free,
+            self.prof_off, self.c_pool, self.c_inv_rate, self.c_inv_bw, self.c_edge, self.c_speed, self.c_away,
+            self.j_prof, self.j_workers, self.j_per_worker, self.j_work, self.j_data, self.j_rule, self.j_target,
+            self.j_gang, self.j_priority, reservation,
+            self.o_status, self.o_pick, self.o_node_at, self.o_nodes, self.o_pos, self.o_count,
+            self.o_most_local, self.o_at_edge)
+        if res is not None:
+            res.extra = float(reservation[2])
+        return stop, self._record(first, stop, res)
+
+    def _record(self, first: int, stop: int, res: Reservation | None) -> list[tuple[JobRequest, str | None]]:
+        """The placements of jobs first..stop appended to the placer's, their devices counted for
+        their tenants and in backfill's releases; the jobs that wait returned."""
+        placer = self.placer
+        index = placer.index
+        status = self.o_status[first:stop].tolist()
+        if compiled.PLACED in status:
+            index.taken_in_bulk()
+        picks = self.o_pick[first:stop].tolist()
+        used = self.o_nodes[first:stop].tolist()
+        node_at = self.o_node_at[first:stop].tolist()
+        pos, count = self.o_pos.tolist(), self.o_count.tolist()
+        pools, c_pool = index.pools, self.c_pool.tolist()
+        inv_bw, inv_rate = self.c_inv_bw.tolist(), self.c_inv_rate.tolist()
+        data = self.j_data[first:stop].tolist()
+        away = self.c_away.tolist()
+        now, releases, count_for = placer.now, placer.backfill.releases, placer.ledger.count
+        placements, placed_ids = placer.placements, self.placed_ids
+        waiting: list[tuple[JobRequest, str | None]] = []
+        for i, job in enumerate(self.jobs[first:stop]):
+            state = status[i]
+            if state != compiled.PLACED:
+                waiting.append((job, placer._held_for(res) if state == compiled.HELD_FOR_RESERVATION else None))
+                continue
+            j = first + i
+            c = picks[i]
+            pool = c_pool[c]
+            p = pools[pool]
+            kind, model, node_ids, per_worker = p.kind, p.model, p.node_ids, job.devices_per_worker
+            at = node_at[i]
+            transfer, compute = inv_bw[c] * data[i], inv_rate[c] * self.work[j]
+            note = ""
+            if away[c]:
+                note = partial(edge_note, job, job.devices_needed, float(self.o_most_local[j]),
+                               float(self.o_at_edge[j]), transfer + compute)
+            placements.append(Placement(
+                job.id, p.cluster, kind, model,
+                tuple([WorkerAssignment(node_ids[pos[k]], kind, model, count[k], per_worker)
+                       for k in range(at, at + used[i])]),
+                0.0, transfer, compute, False, note))
+            placed_ids.add(job.id)
+            count_for(job, kind, +1)
+            releases[pool].append((now + (0.0 + transfer + compute), job.devices_needed))
+        return waiting
+
+
+def edge_note(job: JobRequest, need: int, most_local: float, at_edge_s: float, here_s: float) -> str:
+    """Why a job whose data lies at an edge site runs elsewhere, from what held at the decision:
+    the edge pools at its data site had at most `most_local` devices free (no room when under
+    `need`), and the soonest of them open to it would have taken `at_edge_s` (inf: none was
+    open: held for a reservation or by a cap) against `here_s` where it runs."""
+    if most_local < need:
+        return (f"the edge at {job.data_site} has no room ({most_local:g} free where {need} "
+                f"{describe_demand(job)} are needed): overflow")
+    if at_edge_s == np.inf:
+        return f"the edge at {job.data_site} is held for a reservation or by a cap: overflow"
+    return f"predicted {here_s:.3g} s here vs {at_edge_s:.3g} s at the edge at {job.data_site}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 
 import numpy as np
 
@@ -115,19 +116,33 @@ def by_priority(jobs: Sequence[JobRequest], ctx: RoundContext, *then: np.ndarray
     return [jobs[i] for i in order.tolist()]
 
 
+class Choice(IntEnum):
+    """Rules a policy's `choose` may follow, which the engine then applies in compiled code
+    (`schedulers.engine.compiled`) instead of asking `choose` job by job. Ties go to the first
+    option in all of them."""
+
+    SOONEST = 1  # the least completion_s
+    EDGE_FIRST = 2  # the least completion_s among edge pools at the data site, else among all
+    NEAREST_SPEED = 3  # the relative speed nearest a target (to 1e-9), then the least completion_s
+    RANDOM = 4  # uniformly at random (from the policy's seeded generator)
+    TIGHTEST = 5  # the least free_after
+
+
+def speed_distance(relative_speed: np.ndarray, target: float) -> np.ndarray:
+    """How far each relative speed is from `target`, in units of 1e-9 (whole numbers, so that speeds
+    computed two ways that differ only in their last bits are equally near)."""
+    return np.rint(np.abs(relative_speed - target) * 1e9)
+
+
 class Policy(ABC):
     """A placement policy. `time_shares` policies are given running preemptible jobs each round
     and may preempt them (checkpointed jobs resume later); `node_strategy` is how nodes are
-    picked inside a pool: "best_fit" or "random"; `chooses_in_batches` policies implement
-    `choose_batch`; `takes_tightest_pool` promises that `choose` takes the option with the least
-    `free_after` (the first on ties), which the engine then finds in a sorted index instead of
-    asking `choose` job by job."""
+    picked inside a pool: "best_fit" or "random". A policy whose `choose` follows one of the
+    `Choice` rules says so in `compiled_choice`, and the engine applies the rule itself."""
 
     name: str = "base"
     time_shares: bool = False
     node_strategy: str = "best_fit"
-    chooses_in_batches: bool = False
-    takes_tightest_pool: bool = False
 
     @abstractmethod
     def order(self, jobs: Sequence[JobRequest], ctx: RoundContext) -> list[JobRequest]:
@@ -141,31 +156,14 @@ class Policy(ABC):
     def choose(self, job: JobRequest, options: PoolOptions) -> int:
         """Index into `options` of the pool the job takes (options are never empty)."""
 
-    def choose_batch(self, jobs: Sequence[JobRequest], completion_s: np.ndarray, usable: np.ndarray,
-                     edge_at_data_site: np.ndarray, relative_speed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`choose` for k jobs of one profile, size and latency class at once, over the same P pools.
-
-        `completion_s` and `usable` are k x P (usable: the pool has room for the job now);
-        `edge_at_data_site` and `relative_speed` are per pool, as in `PoolOptions`. Returns per job
-        (pick, guard): the pool `choose` would take (-1 when none is usable) and a second pool
-        (-1: none) such that the pick stays `choose`'s answer for as long as both pick and guard
-        can still hold the job, whichever other pools fill up. Called only when
-        `chooses_in_batches`; a policy whose choice depends on more than which pools have room
-        (how full they are, say) leaves that False and the engine calls `choose` job by job.
-        A subclass that overrides `choose` must override this too, or set the flag False.
-        """
-        raise NotImplementedError(f"policy {self.name!r} chooses one job at a time")
+    def compiled_choice(self, jobs: Sequence[JobRequest]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per job, the `Choice` rule that `choose` follows for it (an int array) and the target
+        relative speed of `Choice.NEAREST_SPEED` (a float array, NaN where there is none); None
+        (the default) when `choose` follows no such rule and must be asked job by job. Called
+        after `order` in the round. `Choice.RANDOM` promises the same distribution, not the same
+        draws."""
+        return None
 
     def rng(self):
         """A seeded random generator for policies that choose at random (None otherwise)."""
         return None
-
-
-def first_true(mask: np.ndarray) -> np.ndarray:
-    """Per row of a k x P boolean matrix, the index of its first True, or -1 when it has none."""
-    return np.where(mask.any(axis=1), mask.argmax(axis=1), -1)
-
-
-def argmin_where(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per row, the index of the smallest value where `mask` holds (first on ties), or -1 when none does."""
-    return np.where(mask.any(axis=1), np.where(mask, values, np.inf).argmin(axis=1), -1)

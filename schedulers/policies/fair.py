@@ -12,7 +12,7 @@ import heapq
 
 import numpy as np
 
-from schedulers.policies.base import Policy, PoolOptions, RoundContext, argmin_where, by_priority
+from schedulers.policies.base import Choice, Policy, PoolOptions, RoundContext, by_priority
 
 
 class FairPolicy(Policy):
@@ -40,7 +40,5 @@ class FairPolicy(Policy):
     def choose(self, job, options: PoolOptions) -> int:
         return int(options.completion_s.argmin())
 
-    chooses_in_batches = True
-
-    def choose_batch(self, jobs, completion_s, usable, edge_at_data_site, relative_speed):
-        return argmin_where(completion_s, usable), np.full(len(jobs), -1)
+    def compiled_choice(self, jobs):
+        return np.full(len(jobs), Choice.SOONEST), np.full(len(jobs), np.nan)

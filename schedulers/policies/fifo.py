@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from schedulers.policies.base import Policy, PoolOptions, RoundContext, by_priority
+from schedulers.policies.base import Choice, Policy, PoolOptions, RoundContext, by_priority
 
 
 class FifoPolicy(Policy):
@@ -27,12 +27,5 @@ class FifoPolicy(Policy):
     def rng(self):
         return self._rng
 
-    chooses_in_batches = True
-
-    def choose_batch(self, jobs, completion_s, usable, edge_at_data_site, relative_speed):
-        # uniform over the usable pools; while the pick stays usable it is still uniform over the
-        # pools usable then (a uniform draw conditioned on a subset is uniform on that subset)
-        counts = usable.sum(axis=1)
-        kth = self._rng.integers(np.maximum(counts, 1))
-        pick = (usable.cumsum(axis=1) > kth[:, None]).argmax(axis=1)
-        return np.where(counts > 0, pick, -1), np.full(len(jobs), -1)
+    def compiled_choice(self, jobs):
+        return np.full(len(jobs), Choice.RANDOM), np.full(len(jobs), np.nan)

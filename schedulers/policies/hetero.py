@@ -35,7 +35,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from schedulers.policies.base import Policy, PoolOptions, RoundContext, argmin_where, effective_priority
+from schedulers.policies.base import (
+    Choice,
+    Policy,
+    PoolOptions,
+    RoundContext,
+    effective_priority,
+    speed_distance,
+)
 from schedulers.types import JobRequest
 
 
@@ -58,7 +65,6 @@ def accepted_models(rates: Mapping[str, float], remaining_s: float, waited_s: fl
 class HeteroPolicy(Policy):
     name = "hetero"
     time_shares = True
-    chooses_in_batches = True
 
     def __init__(self):
         self._plan: dict[str, float] = {}  # batch job id -> relative speed of the model planned for it this round
@@ -144,20 +150,13 @@ class HeteroPolicy(Policy):
         target = self._plan.get(job.id) if job.latency == "batch" else None
         if target is None:
             return int(np.argmin(completion))
-        distance = np.abs(options.relative_speed - target)
-        nearest = np.flatnonzero(distance <= distance.min() + 1e-9)
+        distance = speed_distance(options.relative_speed, target)
+        nearest = np.flatnonzero(distance == distance.min())
         return int(nearest[np.argmin(completion[nearest])])
 
-    def choose_batch(self, jobs, completion_s, usable, edge_at_data_site, relative_speed):
-        latency = jobs[0].latency  # the engine groups jobs by latency class
-        fastest = argmin_where(completion_s, usable)
-        none = np.full(len(jobs), -1)
-        if latency == "realtime":
-            local = argmin_where(completion_s, usable & edge_at_data_site)
-            return np.where(local >= 0, local, fastest), none
-        if latency == "interactive":
-            return fastest, none
-        target = np.array([self._plan.get(j.id, np.nan) for j in jobs])
-        distance = np.where(usable, np.abs(relative_speed[None, :] - target[:, None]), np.inf)
-        nearest = usable & (distance <= distance.min(axis=1, keepdims=True) + 1e-9)
-        return np.where(np.isnan(target), fastest, argmin_where(completion_s, nearest)), none
+    def compiled_choice(self, jobs):
+        rule = {"realtime": Choice.EDGE_FIRST, "interactive": Choice.SOONEST, "batch": Choice.NEAREST_SPEED}
+        plan = self._plan
+        return (np.fromiter((rule[j.latency] for j in jobs), dtype=np.int64, count=len(jobs)),
+                np.fromiter((plan.get(j.id, np.nan) if j.latency == "batch" else np.nan for j in jobs),
+                            dtype=float, count=len(jobs)))

@@ -7,15 +7,19 @@ nodes later. Throughput-agnostic; no time-sharing.
 
 from __future__ import annotations
 
-from schedulers.policies.base import Policy, PoolOptions, RoundContext, by_priority
+import numpy as np
+
+from schedulers.policies.base import Choice, Policy, PoolOptions, RoundContext, by_priority
 
 
 class PackingPolicy(Policy):
     name = "packing"
-    takes_tightest_pool = True  # `choose` below: the engine finds that pool in a sorted index
 
     def order(self, jobs, ctx: RoundContext):
         return by_priority(jobs, ctx)
 
     def choose(self, job, options: PoolOptions) -> int:
         return int(options.free_after.argmin())
+
+    def compiled_choice(self, jobs):
+        return np.full(len(jobs), Choice.TIGHTEST), np.full(len(jobs), np.nan)

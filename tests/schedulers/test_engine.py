@@ -45,7 +45,7 @@ def test_small_data_runs_on_the_cpu_next_to_it_large_data_on_the_far_gpu():
     assert p.note.startswith(f"predicted {p.predicted_completion_s:.3g} s here vs ") and "at the edge at branch-sh" in p.note
 
 
-@pytest.mark.parametrize("policy", ["fifo", "hetero"])
+@pytest.mark.parametrize("policy", ["fair", "hetero"])  # (fifo takes a pool at random, wherever the data is)
 def test_edge_jobs_run_at_their_edge_cluster_until_it_is_full_then_overflow_to_the_centre(policy):
     cluster = state(
         node("sh-1", cpu(2), tier="edge", site="sh", cluster="sh-edge"),

@@ -1,7 +1,8 @@
 """The engine's fast paths give the very decisions of the slow ones they stand in for.
 
-Each fast path (packing's sorted index of pools, ordering by one lexsort, the nodes with room kept
-per pool) is checked against the plain computation it replaces, over random inputs.
+Each fast path (the compiled runs of `schedulers.engine.compiled`, ordering by one lexsort, the
+nodes with room kept per pool) is checked against the plain computation it replaces, over random
+inputs.
 """
 
 import dataclasses
@@ -11,28 +12,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schedulers.capacity_index import CapacityIndex, TightestPools
-from schedulers.engine import RunningJob, schedule
+from schedulers.capacity_index import CapacityIndex
+from schedulers.engine import RunningJob, compiled, schedule
 from schedulers.policies import make_policy
 from schedulers.policies.base import RoundContext, by_priority, effective_priority
 from schedulers.types import ClusterState, Device, JobRequest, Node
-from tests.schedulers.test_engine_properties import clusters, queues
-
-
-@settings(max_examples=80, deadline=None)
-@given(clusters(), queues(), st.floats(0, 5e4))
-def test_packing_through_its_sorted_index_decides_as_choose_does(state, queue, now):
-    scored = make_policy("packing")
-    scored.takes_tightest_pool = False  # every job through `choose` over the scored pools
-    assert schedule(queue, state, now, make_policy("packing")) == schedule(queue, state, now, scored)
+from tests.schedulers.test_engine_properties import asked_job_by_job, clusters, queues
 
 
 @settings(max_examples=40, deadline=None)
-@given(clusters(), queues())
-def test_packing_index_is_rebuilt_after_preemption_releases_devices(state, queue):
+@given(clusters(), queues(), st.sampled_from(["packing", "hetero", "fair"]))
+def test_compiled_runs_decide_as_choose_does_with_running_jobs_to_preempt(state, queue, name):
     """A second round with the first round's jobs running, and the queue's priorities raised so
-    that it preempts them: releases change the index behind the sorted pools' back."""
-    first = schedule(queue, state, 0.0, make_policy("packing"))
+    that it preempts them (packing) or competes with them (time-sharing): the compiled runs stop
+    at each job that may preempt, and releases change the pools behind them."""
+    first = schedule(queue, state, 0.0, make_policy(name))
     by_id = {j.id: j for j in queue}
     running = [RunningJob(by_id[p.job_id], p, 0.0, 1e6) for p in first.placements]
     in_use: dict[tuple, float] = {}
@@ -44,10 +38,8 @@ def test_packing_index_is_rebuilt_after_preemption_releases_devices(state, queue
         for n in state.nodes)
     busy = ClusterState(nodes=nodes)
     urgent = [dataclasses.replace(j, id=f"u{j.id}", priority=j.priority + 5) for j in queue]
-    scored = make_policy("packing")
-    scored.takes_tightest_pool = False
-    assert (schedule(urgent, busy, 10.0, make_policy("packing"), running)
-            == schedule(urgent, busy, 10.0, scored, running))
+    assert (schedule(urgent, busy, 10.0, make_policy(name), running)
+            == schedule(urgent, busy, 10.0, asked_job_by_job(name), running))
 
 
 @settings(max_examples=100, deadline=None)
@@ -66,26 +58,29 @@ def test_by_priority_is_the_tuple_sort_it_replaces(rows, now, ageing):
     assert by_priority(jobs, ctx) == sorted(jobs, key=lambda j: (-effective_priority(j, ctx), j.submitted_at, j.id))
 
 
-@settings(max_examples=60, deadline=None)
-@given(clusters(), st.lists(st.tuples(st.integers(0, 99), st.integers(1, 8)), max_size=30))
-def test_tightest_pool_index_matches_a_scan_after_every_take(state, takes):
-    index = CapacityIndex(state)
-    tightest = TightestPools(index)
-    job = JobRequest(id="probe", allowed_kinds=("cpu", "gpu"))
-    cand = index.candidates(job)
-    if not cand.size:
-        return
-    for which, need in takes:
-        free = index.pool_free[cand]
-        fits = np.flatnonzero(free >= need)
-        expected = int(fits[(free[fits] - need).argmin()]) if fits.size else -1
-        assert tightest.first_fit(cand, cand.tolist(), need) == expected
-        pool = int(cand[which % cand.size])
-        chosen = index.select_nodes(pool, 1, 1, "best_fit")
-        if chosen is not None:
-            before = index.free_list[pool]
-            index.take(pool, chosen, 1)
-            tightest.moved(pool, before, index.free_list[pool])
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.floats(0, 16), min_size=1, max_size=12), st.integers(1, 8), st.integers(1, 4))
+def test_compiled_best_fit_takes_the_nodes_the_index_takes(free, workers, per_worker):
+    nodes = tuple(Node(id=f"n{i}", cluster="c", tier="center", site="s", devices=(Device("gpu", "A100", 16, in_use=16 - f),))
+                  for i, f in enumerate(free))
+    index = CapacityIndex(ClusterState(nodes=nodes))
+    expected = index.select_nodes(0, workers, per_worker, "best_fit")
+    pos, count = np.zeros(workers, dtype=np.int64), np.zeros(workers, dtype=np.int64)
+    used = compiled._select_nodes(index.node_free, 0, len(free), workers, per_worker, compiled.BEST_FIT, pos, count, 0)
+    assert (list(zip(pos[:used].tolist(), count[:used].tolist(), strict=True)) if used else None) == expected
+
+
+def test_compiled_random_nodes_have_room_and_vary_with_the_seed():
+    free = np.array([0.0, 3.0, 1.0, 0.0, 2.0, 4.0])
+    seen = set()
+    for seed in range(30):
+        np.random.seed(seed)  # (the kernel's own generator is seeded inside it; this only varies the draws)
+        pos, count = np.zeros(5, dtype=np.int64), np.zeros(5, dtype=np.int64)
+        used = compiled._select_nodes(free.copy(), 0, 6, 5, 1, compiled.RANDOM_NODES, pos, count, 0)
+        chosen = list(zip(pos[:used].tolist(), count[:used].tolist(), strict=True))
+        assert sum(c for _, c in chosen) == 5 and all(0 < c <= free[p] for p, c in chosen)
+        seen.add(tuple(chosen))
+    assert len(seen) > 3
 
 
 def test_random_node_choice_with_kept_nodes_matches_a_fresh_index():

@@ -68,22 +68,26 @@ def test_placements_respect_capacity_kinds_and_gangs(cluster, queue, policy):
         assert w.reason.startswith("waiting: ")
 
 
-@settings(max_examples=60, deadline=None)
-@given(clusters(), queues(), st.sampled_from(["hetero", "las", "fair"]))
-def test_choices_planned_in_batches_equal_choices_made_one_job_at_a_time(state, queue, name):
-    """The engine plans a group's pool choices at once (`choose_batch`) and keeps a plan only while
-    it is still what `choose` would say; placing job by job must give the very same decisions."""
-    one_by_one = make_policy(name)
-    one_by_one.chooses_in_batches = False
-    planned = schedule(queue, state, 0.0, make_policy(name))
-    unplanned = schedule(queue, state, 0.0, one_by_one)
-    assert planned == unplanned
+def asked_job_by_job(name: str):
+    """Policy `name` with its compiled rule withdrawn: the engine asks its `choose` for every job."""
+    policy = make_policy(name)
+    policy.compiled_choice = lambda jobs: None
+    return policy
+
+
+@settings(max_examples=80, deadline=None)
+@given(clusters(), queues(), st.sampled_from(["hetero", "las", "fair", "packing"]), st.floats(0, 5e4))
+def test_compiled_choices_equal_choices_made_one_job_at_a_time(state, queue, name, now):
+    """The engine decides runs of jobs in compiled code (`schedulers.engine.compiled`) by the rule the
+    policy's `choose` follows; asking `choose` job by job must give the very same decisions: pools,
+    nodes, predicted seconds, notes and waiting reasons."""
+    assert schedule(queue, state, now, make_policy(name)) == schedule(queue, state, now, asked_job_by_job(name))
 
 
 @st.composite
 def close_rate_queues(draw):
-    """Jobs whose measured rates on the GPU models differ by under 30%, so that the 10% window of
-    `hetero`'s batch choice often holds several pools and the choice within it matters."""
+    """Jobs whose measured rates on the GPU models differ by under 30%, so that several pools are
+    often near `hetero`'s target speed and the choice among them matters."""
     return [
         JobRequest(id=f"j{i}", workers=draw(st.integers(1, 3)), allowed_kinds=("gpu",), work=draw(st.floats(1e3, 1e6)),
                    latency=draw(st.sampled_from(["realtime", "interactive", "batch", "batch"])),
@@ -95,7 +99,5 @@ def close_rate_queues(draw):
 
 @settings(max_examples=60, deadline=None)
 @given(clusters(), close_rate_queues(), st.sampled_from(["hetero", "las", "fair"]))
-def test_planned_choices_equal_one_by_one_when_rates_are_close(state, queue, name):
-    one_by_one = make_policy(name)
-    one_by_one.chooses_in_batches = False
-    assert schedule(queue, state, 0.0, make_policy(name)) == schedule(queue, state, 0.0, one_by_one)
+def test_compiled_choices_equal_one_by_one_when_rates_are_close(state, queue, name):
+    assert schedule(queue, state, 0.0, make_policy(name)) == schedule(queue, state, 0.0, asked_job_by_job(name))
