@@ -12,7 +12,7 @@ FORBIDDEN = {
     "cluster": {"runtime", "kernels"},
     "kernels": {"ray", "runtime", "cluster", "kubernetes"},
 }
-SCHEDULERS_ALLOWED_TOP = {"numpy", "scipy", "schedulers", "__future__"}  # scipy: the LP of gavel-las
+SCHEDULERS_ALLOWED_TOP = {"numpy", "scipy", "numba", "schedulers", "__future__"}  # scipy: the LP of gavel-las; numba: engine.compiled
 # kernels.gpucheck, a GPU node's first check, reads the devices through cluster.devices (NVML).
 ALLOWED = {"kernels/gpucheck.py": {"cluster"}}
 

@@ -2,7 +2,8 @@
 
 A round drops duplicate ids and jobs that can never fit, asks the policy for the order, and then
 for each job in turn: place it (`placement`, in compiled runs where the policy allows), else
-preempt for it (`preemption`), else reserve for it (`backfill`) and say why it waits (`explain`). Time-sharing policies first re-admit
+preempt for it (`preemption`), else reserve for it (`backfill`); why each job waits (`explain`) is
+written once the round's placements are all made, from the capacity they leave. Time-sharing policies first re-admit
 running and waiting jobs together (`preemption.TimeSharing`).
 """
 
@@ -23,7 +24,7 @@ from schedulers.engine.preemption import TimeSharing, preempt_for
 from schedulers.engine.profiles import Profiles
 from schedulers.engine.quota import Ledger
 from schedulers.policies.base import Policy, RoundContext
-from schedulers.types import ClusterState, Decisions, JobRequest, Rejection, Waiting
+from schedulers.types import ClusterState, Decisions, JobRequest, Rejection
 
 
 def schedule(
@@ -68,6 +69,7 @@ class Round:
             tenant_usage=self.ledger.tenant_totals(),
             ageing_interval_s=config.ageing_interval_s,
             fastest_run_s=self.profiles.fastest_run_s,
+            fastest_runs_s=self.profiles.fastest_runs_s,
             model_rates=self.profiles.model_rates,
             free_by_model=self.profiles.free_by_model,
             running_model=lambda job, held={r.request.id: r.placement.model for r in self.running}: held.get(job.id),
@@ -78,7 +80,7 @@ class Round:
         self.placer = Placer(self.index, self.profiles, self.ledger, self.backfill, policy, config, now)
         self.explainer = Explainer(self.index, self.ledger, self.backfill, self.running, now, config.explain_waiting)
         self.preempted: list[str] = []
-        self.waiting: list[Waiting] = []
+        self.waits: list[tuple[JobRequest, str | None]] = []  # jobs that wait, with why when the placer knew
         self.rejected: list[Rejection] = []
 
     def run(self, queue: Sequence[JobRequest]) -> Decisions:
@@ -88,10 +90,11 @@ class Round:
             self._time_shared_round(feasible)
         else:
             self._ordered_round(feasible)
+        explain = self.explainer.waiting  # once the round's placements are all made: the state they leave
         return Decisions(
             placements=tuple(self.placer.placements),
             preemptions=tuple(self.preempted),
-            waiting=tuple(self.waiting),
+            waiting=tuple([explain(job, why) for job, why in self.waits]),
             rejected=tuple(self.rejected),
         )
 
@@ -126,19 +129,19 @@ class Round:
         stop_priority = np.inf if lowest_running is None else (-np.inf if any_borrowed else lowest_running)
         full = False
         ordered = self.policy.order(jobs, self.ctx)
-        placer, explainer = self.placer, self.explainer
+        placer = self.placer
         run = placer.compile(ordered)
         at = 0
         while at < len(ordered):
             if run is not None and not full:
                 at, waiting = run.decide(at, stop_priority, may_reserve=self.config.backfill)
-                self.waiting.extend(explainer.waiting(job, why) for job, why in waiting)
+                self.waits += waiting
                 if at == len(ordered):
                     break
             job = ordered[at]
             at += 1
             if full:
-                self.waiting.append(explainer.waiting(job, None))  # nothing free and nothing to preempt
+                self.waits.append((job, None))  # nothing free and nothing to preempt
                 continue
             placed, why = placer.place(job)
             if placed is None and lowest_running is None and self.index.pool_free.sum() < 1:
@@ -150,7 +153,7 @@ class Round:
                 continue
             if self.config.backfill and self.backfill.reservation is None and self.ledger.limit_reason(job) is None:
                 self.backfill.reserve(job)  # (a job held by a cap reserves nothing: freed devices would not help it)
-            self.waiting.append(explainer.waiting(job, why))
+            self.waits.append((job, why))
 
     def _time_shared_round(self, jobs: list[JobRequest]) -> None:
         """Running and waiting jobs re-admitted together; the waiting ones admitted are placed (in
@@ -175,4 +178,4 @@ class Round:
             placed_ids |= run.placed_ids
         for job in jobs:
             if job.id not in placed_ids:
-                self.waiting.append(self.explainer.waiting(job, self.ledger.limit_reason(job)))
+                self.waits.append((job, self.ledger.limit_reason(job)))

@@ -240,45 +240,47 @@ class CompiledRun:
         placer = self.placer
         index = placer.index
         status = self.o_status[first:stop].tolist()
-        if compiled.PLACED in status:
-            index.taken_in_bulk()
+        waiting: list[tuple[JobRequest, str | None]] = []
+        if compiled.PLACED not in status:
+            return [(job, placer._held_for(res) if state == compiled.HELD_FOR_RESERVATION else None)
+                    for job, state in zip(self.jobs[first:stop], status, strict=True)]
+        index.taken_in_bulk()
         picks = self.o_pick[first:stop].tolist()
         used = self.o_nodes[first:stop].tolist()
         node_at = self.o_node_at[first:stop].tolist()
+        most_local, at_edge = self.o_most_local[first:stop].tolist(), self.o_at_edge[first:stop].tolist()
         pos, count = self.o_pos.tolist(), self.o_count.tolist()
         pools, c_pool = index.pools, self.c_pool.tolist()
-        inv_bw, inv_rate = self.c_inv_bw.tolist(), self.c_inv_rate.tolist()
-        data = self.j_data[first:stop].tolist()
-        away = self.c_away.tolist()
-        now, releases, count_for = placer.now, placer.backfill.releases, placer.ledger.count
+        inv_bw, inv_rate, away = self.c_inv_bw.tolist(), self.c_inv_rate.tolist(), self.c_away.tolist()
+        data, work = self.j_data[first:stop].tolist(), self.work[first:stop]
+        now, releases = placer.now, placer.backfill.releases
         placements, placed_ids = placer.placements, self.placed_ids
-        waiting: list[tuple[JobRequest, str | None]] = []
+        usage: dict[tuple[str, str], float] = {}
         for i, job in enumerate(self.jobs[first:stop]):
             state = status[i]
             if state != compiled.PLACED:
                 waiting.append((job, placer._held_for(res) if state == compiled.HELD_FOR_RESERVATION else None))
                 continue
-            j = first + i
             c = picks[i]
             pool = c_pool[c]
             p = pools[pool]
-            kind, model, node_ids, per_worker = p.kind, p.model, p.node_ids, job.devices_per_worker
+            kind, model, node_ids, per_worker, need = p.kind, p.model, p.node_ids, job.devices_per_worker, job.devices_needed
             at = node_at[i]
-            transfer, compute = inv_bw[c] * data[i], inv_rate[c] * self.work[j]
-            note = ""
-            if away[c]:
-                note = partial(edge_note, job, job.devices_needed, float(self.o_most_local[j]),
-                               float(self.o_at_edge[j]), transfer + compute)
-            placements.append(Placement(
-                job.id, p.cluster, kind, model,
-                tuple([WorkerAssignment(node_ids[pos[k]], kind, model, count[k], per_worker)
-                       for k in range(at, at + used[i])]),
-                0.0, transfer, compute, False, note))
+            transfer, compute = inv_bw[c] * data[i], inv_rate[c] * work[i]
+            note = partial(edge_note, job, need, most_local[i], at_edge[i], transfer + compute) if away[c] else ""
+            if used[i] == 1:
+                assignments = (WorkerAssignment(node_ids[pos[at]], kind, model, count[at], per_worker),)
+            else:
+                assignments = tuple([WorkerAssignment(node_ids[pos[k]], kind, model, count[k], per_worker)
+                                     for k in range(at, at + used[i])])
+            placements.append(Placement(job.id, p.cluster, kind, model, assignments, 0.0, transfer, compute, False,
+                                        note))
             placed_ids.add(job.id)
-            count_for(job, kind, +1)
-            releases[pool].append((now + (0.0 + transfer + compute), job.devices_needed))
+            key = (job.tenant, kind)
+            usage[key] = usage.get(key, 0.0) + need
+            releases[pool].append((now + (0.0 + transfer + compute), need))
+        placer.ledger.add_usage(usage)
         return waiting
-
 
 def edge_note(job: JobRequest, need: int, most_local: float, at_edge_s: float, here_s: float) -> str:
     """Why a job whose data lies at an edge site runs elsewhere, from what held at the decision:

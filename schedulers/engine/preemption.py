@@ -8,6 +8,7 @@ their place are preempted (`TimeSharing`).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 
 from schedulers.capacity_index import CapacityIndex
@@ -94,51 +95,52 @@ class TimeSharing:
 
     def _admit(self, candidates: list[JobRequest], releasable: Mapping[str, RunningJob]) -> list[JobRequest]:
         """The jobs (waiting or running) admitted, in the policy's order: each takes room in its
-        emptiest candidate pool, a running one the devices it holds, until the devices run out.
-        Which pool is emptiest for a candidate set is kept between jobs and recomputed only when a
-        job takes room in that pool (taking room elsewhere cannot change it)."""
+        emptiest candidate pool (the first on ties), a running one the devices it holds, until the
+        devices run out. Each candidate set keeps its pools in a heap by free devices, brought up
+        to date lazily: free devices only shrink here, so an entry that is out of date overstates
+        its pool and is refreshed when it reaches the top."""
         available = self.index.pool_free.tolist()
         left = float(self.index.pool_free.sum())
         admitted: list[JobRequest] = []
-        emptiest: dict[int, int] = {}  # id of a candidate array -> its emptiest pool (first on ties)
-        holders: dict[int, list[int]] = {}  # pool -> candidate arrays whose emptiest it was
+        heaps: dict[int, list[tuple[float, int, int]]] = {}  # id of a candidate array -> (-free, position, pool)
         limits = self.config.limits
-
-        def take(pool: int, amount: float) -> None:
-            available[pool] -= amount
-            for key in holders.pop(pool, ()):
-                emptiest.pop(key, None)
-
+        of = self.profiles.of
         for job in self.policy.order(candidates, self.ctx):
             if left < 1:
                 break  # full: every job after this one waits (or, if running, is preempted)
-            if job.id in releasable:
+            if releasable and job.id in releasable:
                 assignments = releasable[job.id].placement.assignments
                 pools = [self.index.locate(a.node_id, a.kind, a.model)[0] for a in assignments]
                 need = [a.workers * a.devices_per_worker for a in assignments]
                 if all(available[p] >= n for p, n in zip(pools, need, strict=True)):
                     for p, n in zip(pools, need, strict=True):
-                        take(p, n)
+                        available[p] -= n
                     left -= sum(need)
                     admitted.append(job)
                 continue
-            prof = self.profiles.of(job)
+            prof = of(job)
             need = job.devices_needed
             if limits:
                 fits = [p for p in prof.cand_list if available[p] >= need]
                 fits = [p for p in fits if self.ledger.over_limit(job, self.profiles.pool_kind[p], need) is None]
-                best = max(fits, key=available.__getitem__) if fits else -1
-            elif prof.cand_list:
-                key = id(prof.cand)
-                best = emptiest.get(key)
-                if best is None:
-                    best = emptiest[key] = max(prof.cand_list, key=available.__getitem__)
-                    holders.setdefault(best, []).append(key)
-                best = best if available[best] >= need else -1
+                if not fits:
+                    continue
+                best = max(fits, key=available.__getitem__)
             else:
-                best = -1
-            if best >= 0:
-                take(best, need)
-                left -= need
-                admitted.append(job)
+                heap = heaps.get(id(prof.cand))
+                if heap is None:
+                    if not prof.cand_list:
+                        continue
+                    heap = heaps[id(prof.cand)] = [(-available[p], at, p) for at, p in enumerate(prof.cand_list)]
+                    heapq.heapify(heap)
+                while True:
+                    stale, at, best = heap[0]
+                    if -stale == available[best]:
+                        break
+                    heapq.heapreplace(heap, (-available[best], at, best))
+                if available[best] < need:
+                    continue
+            available[best] -= need
+            left -= need
+            admitted.append(job)
         return admitted

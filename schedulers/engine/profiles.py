@@ -8,6 +8,7 @@ pool is an edge at the job's data site, and its speed relative to the job's fast
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,6 +122,24 @@ class Profiles:
         prof = self.of(job)
         best = prof.best_rate * (parallel_factor(job.devices_needed) if prof.per_device else 1.0)
         return job.work / best if best > 0 else np.inf
+
+    def fastest_runs_s(self, jobs: Sequence[JobRequest]) -> np.ndarray:
+        """`fastest_run_s` of each of `jobs`, as one array (the same numbers)."""
+        of = self.of
+        best_of: dict[tuple[int, int], float] = {}
+        best = []
+        for job in jobs:
+            prof, need = of(job), job.devices_needed
+            key = (id(prof), need)
+            rate = best_of.get(key)
+            if rate is None:
+                rate = best_of[key] = prof.best_rate * (parallel_factor(need) if prof.per_device else 1.0)
+            best.append(rate)
+        rates = np.array(best, dtype=float)
+        work = np.fromiter((job.work for job in jobs), dtype=float, count=len(jobs))
+        out = np.full(len(jobs), np.inf)
+        np.divide(work, rates, out=out, where=rates > 0)
+        return out
 
     def model_rates(self, job: JobRequest) -> dict[str, float]:
         """The job's work units/s as a whole on each device model among its runnable pools."""

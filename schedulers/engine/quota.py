@@ -37,6 +37,14 @@ class Ledger:
             used[kind] = used.get(kind, 0.0) + sign * need
             used["jobs"] = used.get("jobs", 0.0) + sign
 
+    def add_usage(self, devices: dict[tuple[str, str], float]) -> None:
+        """Record devices newly held per (tenant, kind) (what `count` does job by job; only where no
+        caps apply, since it counts no cap's jobs)."""
+        assert not self.limits, "caps count jobs one by one: use count()"
+        for (tenant, kind), amount in devices.items():
+            per_kind = self.usage.setdefault(tenant, {})
+            per_kind[kind] = per_kind.get(kind, 0.0) + amount
+
     def tenant_totals(self) -> dict[str, float]:
         """Devices of every kind each tenant holds now."""
         return {t: sum(k.values()) for t, k in self.usage.items()}

@@ -35,6 +35,13 @@ class RoundContext:
     model_rates: Callable[[JobRequest], Mapping[str, float]] = lambda job: {}
     free_by_model: Callable[[], Mapping[str, float]] = dict
     running_model: Callable[[JobRequest], str | None] = lambda job: None
+    fastest_runs_s: Callable[[Sequence[JobRequest]], np.ndarray] | None = None  # `fastest_run_s` of many, as one array
+
+    def fastest_runs(self, jobs: Sequence[JobRequest]) -> np.ndarray:
+        """`fastest_run_s` of each of `jobs`, as one array."""
+        if self.fastest_runs_s is not None:
+            return self.fastest_runs_s(jobs)
+        return np.fromiter((self.fastest_run_s(j) for j in jobs), dtype=float, count=len(jobs))
 
 
 class PoolOptions:

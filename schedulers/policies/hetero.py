@@ -40,7 +40,7 @@ from schedulers.policies.base import (
     Policy,
     PoolOptions,
     RoundContext,
-    effective_priority,
+    by_priority,
     speed_distance,
 )
 from schedulers.types import JobRequest
@@ -73,11 +73,9 @@ class HeteroPolicy(Policy):
         """Jobs admitted this round, most deserving first; batch jobs held back for a faster
         device are left out (they wait), and each admitted batch job gets a planned model."""
         free = dict(ctx.free_by_model())
-        ranked = sorted(
-            jobs,
-            key=lambda j: (-effective_priority(j, ctx), ctx.fastest_run_s(j) * j.devices_needed,
-                           j.attained_service_s / j.devices_needed, j.submitted_at, j.id),
-        )
+        need = np.fromiter((j.devices_needed for j in jobs), dtype=float, count=len(jobs))
+        attained = np.fromiter((j.attained_service_s for j in jobs), dtype=float, count=len(jobs))
+        ranked = by_priority(jobs, ctx, ctx.fastest_runs(jobs) * need, attained / need)
         admitted: list[JobRequest] = []
         held: list[tuple[JobRequest, dict[str, float], list[str]]] = []
         unplanned: list[JobRequest] = []
