@@ -160,8 +160,7 @@ class CompiledRun:
     def __init__(self, placer: Placer, jobs: Sequence[JobRequest], rules: np.ndarray, targets: np.ndarray):
         self.placer = placer
         self.jobs = jobs
-        of = placer.profiles.of
-        profs = self.profs = [of(job) for job in jobs]
+        profs = self.profs = placer.profiles.of_many(jobs)
         distinct: dict[int, int] = {}
         parts: list[Profile] = []
         for prof in profs:
@@ -187,15 +186,14 @@ class CompiledRun:
             need = job.devices_needed
             if need not in factor:
                 factor[need] = parallel_factor(need)
-        self.work = [job.work / factor[job.devices_needed] if prof.per_device else job.work
-                     for job, prof in zip(jobs, profs, strict=True)]  # `Profile.run_s`'s scaling
-        self.j_work = np.array(self.work, dtype=float)
+        self.j_work = np.array([job.work / factor[job.devices_needed] if prof.per_device else job.work
+                                for job, prof in zip(jobs, profs, strict=True)], dtype=float)  # as `Profile.run_s`
         self.j_data = np.fromiter((job.data_bytes for job in jobs), dtype=float, count=n)
         self.j_rule = np.asarray(rules, dtype=np.int64)
         self.j_target = np.asarray(targets, dtype=float)
         self.j_gang = np.fromiter((job.gang for job in jobs), dtype=np.bool_, count=n)
         self.j_priority = np.fromiter((job.priority for job in jobs), dtype=float, count=n)
-        self.row = {job.id: i for i, job in enumerate(jobs)}
+        self._row: dict[str, int] | None = None  # job id -> index in `jobs`, built when a reservation asks
         node_at = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(workers, out=node_at[1:])
         self.o_node_at = node_at[:-1]
@@ -218,7 +216,7 @@ class CompiledRun:
         placer = self.placer
         index = placer.index
         res = placer.backfill.reservation
-        reservation = np.array([res.pool, res.start, res.extra, self.row.get(res.job_id, -1)] if res is not None
+        reservation = np.array([res.pool, res.start, res.extra, self._index_of(res.job_id)] if res is not None
                                else [-1.0, 0.0, 0.0, -1.0])
         seed = int(placer.rng.integers(1 << 31)) if placer.rng is not None else 0
         strategy = compiled.RANDOM_NODES if placer.node_strategy == "random" else compiled.BEST_FIT
@@ -234,6 +232,12 @@ class CompiledRun:
             res.extra = float(reservation[2])
         return stop, self._record(first, stop, res)
 
+    def _index_of(self, job_id: str) -> int:
+        """Where job `job_id` is in `jobs` (-1: not there)."""
+        if self._row is None:
+            self._row = {job.id: i for i, job in enumerate(self.jobs)}
+        return self._row.get(job_id, -1)
+
     def _record(self, first: int, stop: int, res: Reservation | None) -> list[tuple[JobRequest, str | None]]:
         """The placements of jobs first..stop appended to the placer's, their devices counted for
         their tenants and in backfill's releases; the jobs that wait returned."""
@@ -245,14 +249,16 @@ class CompiledRun:
             return [(job, placer._held_for(res) if state == compiled.HELD_FOR_RESERVATION else None)
                     for job, state in zip(self.jobs[first:stop], status, strict=True)]
         index.taken_in_bulk()
-        picks = self.o_pick[first:stop].tolist()
+        pick = self.o_pick[first:stop]
+        picks = pick.tolist()
+        # each job's seconds, as `Profile.run_s` computes them (a job not placed has pick -1: not read)
+        transfer_s = (self.c_inv_bw[pick] * self.j_data[first:stop]).tolist()
+        compute_s = (self.c_inv_rate[pick] * self.j_work[first:stop]).tolist()
         used = self.o_nodes[first:stop].tolist()
         node_at = self.o_node_at[first:stop].tolist()
         most_local, at_edge = self.o_most_local[first:stop].tolist(), self.o_at_edge[first:stop].tolist()
         pos, count = self.o_pos.tolist(), self.o_count.tolist()
-        pools, c_pool = index.pools, self.c_pool.tolist()
-        inv_bw, inv_rate, away = self.c_inv_bw.tolist(), self.c_inv_rate.tolist(), self.c_away.tolist()
-        data, work = self.j_data[first:stop].tolist(), self.work[first:stop]
+        pools, c_pool, away = index.pools, self.c_pool.tolist(), self.c_away.tolist()
         now, releases = placer.now, placer.backfill.releases
         placements, placed_ids = placer.placements, self.placed_ids
         usage: dict[tuple[str, str], float] = {}
@@ -266,7 +272,7 @@ class CompiledRun:
             p = pools[pool]
             kind, model, node_ids, per_worker, need = p.kind, p.model, p.node_ids, job.devices_per_worker, job.devices_needed
             at = node_at[i]
-            transfer, compute = inv_bw[c] * data[i], inv_rate[c] * work[i]
+            transfer, compute = transfer_s[i], compute_s[i]
             note = partial(edge_note, job, need, most_local[i], at_edge[i], transfer + compute) if away[c] else ""
             if used[i] == 1:
                 assignments = (WorkerAssignment(node_ids[pos[at]], kind, model, count[at], per_worker),)

@@ -104,8 +104,8 @@ class TimeSharing:
         admitted: list[JobRequest] = []
         heaps: dict[int, list[tuple[float, int, int]]] = {}  # id of a candidate array -> (-free, position, pool)
         limits = self.config.limits
-        of = self.profiles.of
-        for job in self.policy.order(candidates, self.ctx):
+        ordered = self.policy.order(candidates, self.ctx)
+        for job, prof in zip(ordered, self.profiles.of_many(ordered), strict=True):
             if left < 1:
                 break  # full: every job after this one waits (or, if running, is preempted)
             if releasable and job.id in releasable:
@@ -118,7 +118,6 @@ class TimeSharing:
                     left -= sum(need)
                     admitted.append(job)
                 continue
-            prof = of(job)
             need = job.devices_needed
             if limits:
                 fits = [p for p in prof.cand_list if available[p] >= need]

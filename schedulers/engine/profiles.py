@@ -68,6 +68,11 @@ class Profiles:
         self._by_job[job.id] = found
         return found
 
+    def of_many(self, jobs: Sequence[JobRequest]) -> list[Profile]:
+        """The profile of each of `jobs` (as `of`, in one pass)."""
+        known = self._by_job.get
+        return [known(job.id) or self.of(job) for job in jobs]
+
     def _build(self, job: JobRequest) -> Profile:
         index = self.index
         cand = self._runnable_pools(job)
@@ -125,11 +130,10 @@ class Profiles:
 
     def fastest_runs_s(self, jobs: Sequence[JobRequest]) -> np.ndarray:
         """`fastest_run_s` of each of `jobs`, as one array (the same numbers)."""
-        of = self.of
         best_of: dict[tuple[int, int], float] = {}
         best = []
-        for job in jobs:
-            prof, need = of(job), job.devices_needed
+        for job, prof in zip(jobs, self.of_many(jobs), strict=True):
+            need = job.devices_needed
             key = (id(prof), need)
             rate = best_of.get(key)
             if rate is None:

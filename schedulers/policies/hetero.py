@@ -136,7 +136,15 @@ class HeteroPolicy(Policy):
         return None
 
     def assignment_order(self, jobs, ctx: RoundContext):
-        return sorted(jobs, key=lambda j: -speedup_spread(j))
+        """The jobs that gain most from a fast device first (stable: ties keep admission order)."""
+        spread_of: dict = {}  # jobs with the same measured throughputs have the same spread
+        spreads = []
+        for job in jobs:
+            spread = spread_of.get(job.throughputs)
+            if spread is None:
+                spread = spread_of[job.throughputs] = speedup_spread(job)
+            spreads.append(-spread)
+        return [jobs[i] for i in np.argsort(np.array(spreads, dtype=float), kind="stable").tolist()]
 
     def choose(self, job, options: PoolOptions) -> int:
         completion = options.completion_s
@@ -154,7 +162,9 @@ class HeteroPolicy(Policy):
 
     def compiled_choice(self, jobs):
         rule = {"realtime": Choice.EDGE_FIRST, "interactive": Choice.SOONEST, "batch": Choice.NEAREST_SPEED}
-        plan = self._plan
-        return (np.fromiter((rule[j.latency] for j in jobs), dtype=np.int64, count=len(jobs)),
-                np.fromiter((plan.get(j.id, np.nan) if j.latency == "batch" else np.nan for j in jobs),
-                            dtype=float, count=len(jobs)))
+        rules = np.array([rule[j.latency] for j in jobs], dtype=np.int64)
+        targets = np.full(len(jobs), np.nan)
+        if self._plan:  # (only batch jobs are planned)
+            plan = self._plan.get
+            targets[:] = [plan(j.id, np.nan) for j in jobs]
+        return rules, targets
