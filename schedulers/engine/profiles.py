@@ -129,19 +129,17 @@ class Profiles:
         return job.work / best if best > 0 else np.inf
 
     def fastest_runs_s(self, jobs: Sequence[JobRequest]) -> np.ndarray:
-        """`fastest_run_s` of each of `jobs`, as one array (the same numbers)."""
-        best_of: dict[tuple[int, int], float] = {}
-        best = []
-        for job, prof in zip(jobs, self.of_many(jobs), strict=True):
-            need = job.devices_needed
-            key = (id(prof), need)
-            rate = best_of.get(key)
-            if rate is None:
-                rate = best_of[key] = prof.best_rate * (parallel_factor(need) if prof.per_device else 1.0)
-            best.append(rate)
-        rates = np.array(best, dtype=float)
-        work = np.fromiter((job.work for job in jobs), dtype=float, count=len(jobs))
-        out = np.full(len(jobs), np.inf)
+        """`fastest_run_s` of each of `jobs`, as one array (the same numbers: the parallel factor
+        of each distinct size is `parallel_factor`'s own)."""
+        n = len(jobs)
+        profs = self.of_many(jobs)
+        need = np.fromiter((job.devices_needed for job in jobs), dtype=np.int64, count=n)
+        sizes, which = np.unique(need, return_inverse=True)
+        factor = np.array([parallel_factor(int(size)) for size in sizes.tolist()], dtype=float)[which]
+        per_device = np.fromiter((p.per_device for p in profs), dtype=np.bool_, count=n)
+        rates = np.fromiter((p.best_rate for p in profs), dtype=float, count=n) * np.where(per_device, factor, 1.0)
+        work = np.fromiter((job.work for job in jobs), dtype=float, count=n)
+        out = np.full(n, np.inf)
         np.divide(work, rates, out=out, where=rates > 0)
         return out
 

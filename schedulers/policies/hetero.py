@@ -137,6 +137,8 @@ class HeteroPolicy(Policy):
 
     def assignment_order(self, jobs, ctx: RoundContext):
         """The jobs that gain most from a fast device first (stable: ties keep admission order)."""
+        if not any(job.throughputs for job in jobs):
+            return list(jobs)  # no measured throughputs: every spread is 1.0
         spread_of: dict = {}  # jobs with the same measured throughputs have the same spread
         spreads = []
         for job in jobs:
