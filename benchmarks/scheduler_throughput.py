@@ -102,8 +102,8 @@ STAGES = {  # stage -> (path fragment of the file, function name) whose cumulati
     "snapshot index": ("capacity_index.py", "__init__"),
     "feasibility (can ever fit)": ("engine/cycle.py", "_feasible"),
     "ordering (policy.order)": ("policies", "order"),
-    "time-sharing admission (less ordering)": ("engine/preemption.py", "_admit"),
-    "compiled runs: laying out the jobs": ("engine/placement.py", "compile"),
+    "time-sharing admission (less ordering and laying out)": ("engine/preemption.py", "readmit"),
+    "laying out the jobs (JobTable)": ("engine/placement.py", "lay_out"),
     "compiled runs: deciding (kernel)": ("engine/compiled.py", "decide_run"),
     "compiled runs: recording placements": ("engine/placement.py", "_record"),
     "placing job by job (scored pools, policy.choose)": ("engine/placement.py", "place"),
@@ -125,9 +125,9 @@ def profile_by_stage(state: ClusterState, queue: list[JobRequest], policy: str) 
     stats = pstats.Stats(profiler).stats
     total = _cumulative(stats, "engine/cycle.py", "schedule")
     out = {stage: _cumulative(stats, where, func) for stage, (where, func) in STAGES.items()}
-    admission = "time-sharing admission (less ordering)"
-    if out[admission]:  # a time-sharing round orders inside its admission: count that time once
-        out[admission] -= out["ordering (policy.order)"]
+    admission = "time-sharing admission (less ordering and laying out)"
+    if out[admission]:  # a time-sharing round orders and lays its jobs out inside its admission: count them once
+        out[admission] -= out["ordering (policy.order)"] + out["laying out the jobs (JobTable)"]
     out["other"] = max(0.0, total - sum(out.values()))
     return {stage: round(seconds / total, 3) for stage, seconds in out.items()}
 

@@ -229,3 +229,42 @@ def decide_run(first: int, seed: int, now: float, strategy: int, stop_priority: 
         o_pick[j] = pick
         o_nodes[j] = used
     return n
+
+
+@numba.njit(cache=True)
+def admit_run(available: np.ndarray, left: float, prof_off: np.ndarray, c_pool: np.ndarray,
+              j_prof: np.ndarray, j_need: np.ndarray, j_running: np.ndarray, r_off: np.ndarray, r_pool: np.ndarray,
+              r_amount: np.ndarray, admitted: np.ndarray) -> int:
+    """A time-sharing round's admission (`TimeSharing._admit`'s rule) over the jobs in order: a
+    running job (j_running) is admitted when every pool it holds (r_pool, r_amount from r_off[j] to
+    r_off[j + 1]) still has its devices available; a waiting one when its
+    emptiest candidate pool (the first on ties) has room for it, which it then takes; admission
+    ends once fewer than one device is `left` in all. `available` (devices free per pool) is updated;
+    the indices admitted, in order, are written to `admitted`; returns how many."""
+    count = 0
+    for j in range(len(j_prof)):
+        if left < 1:
+            break
+        if j_running[j]:
+            fits = True
+            for k in range(r_off[j], r_off[j + 1]):
+                if available[r_pool[k]] < r_amount[k]:
+                    fits = False
+            if fits:
+                for k in range(r_off[j], r_off[j + 1]):
+                    available[r_pool[k]] -= r_amount[k]
+                    left -= r_amount[k]
+                admitted[count] = j
+                count += 1
+            continue
+        best = -1
+        for c in range(prof_off[j_prof[j]], prof_off[j_prof[j] + 1]):
+            if best < 0 or available[c_pool[c]] > available[best]:
+                best = c_pool[c]
+        if best < 0 or available[best] < j_need[j]:
+            continue
+        available[best] -= j_need[j]
+        left -= j_need[j]
+        admitted[count] = j
+        count += 1
+    return count

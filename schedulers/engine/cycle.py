@@ -159,9 +159,9 @@ class Round:
         """Running and waiting jobs re-admitted together; the waiting ones admitted are placed (in
         compiled runs where the policy allows)."""
         sharing = TimeSharing(self.index, self.profiles, self.ledger, self.policy, self.ctx, self.config, self.now)
-        new = sharing.readmit(jobs, self.running, self.preempted)
         placer = self.placer
-        run = placer.compile(new)
+        new, table = sharing.readmit(jobs, self.running, self.preempted, compiled=placer.compiles)
+        run = placer.compile(new, table)
         placed_ids: set[str] = set()
         at = 0
         while at < len(new):

@@ -47,15 +47,18 @@ class Placer:
         self.node_strategy = policy.node_strategy
         self.placements: list[Placement] = []
 
-    def compile(self, jobs: Sequence[JobRequest]) -> CompiledRun | None:
-        """`jobs` (in the order they are to be placed) made ready for compiled placement; None when
-        the policy has no compiled rule or quotas or caps apply."""
-        if not jobs or self.config.quotas or self.config.limits:
+    @property
+    def compiles(self) -> bool:
+        """Whether rounds may be decided in compiled runs: the policy has a compiled rule, and no
+        quotas or caps apply (their state changes the choice job by job)."""
+        return not self.config.quotas and not self.config.limits and self.policy.compiled_choice(()) is not None
+
+    def compile(self, jobs: Sequence[JobRequest], table: JobTable | None = None) -> CompiledRun | None:
+        """`jobs` (in the order they are to be placed; `table`: already laid out) made ready for
+        compiled placement; None when rounds may not be compiled."""
+        if not jobs or not self.compiles:
             return None
-        rules = self.policy.compiled_choice(jobs)
-        if rules is None:
-            return None
-        return CompiledRun(self, jobs, *rules)
+        return CompiledRun(self, table or JobTable.lay_out(self.profiles, jobs), *self.policy.compiled_choice(jobs))
 
     def place(self, job: JobRequest) -> tuple[Placement | None, str | None]:
         """Place `job` now if any pool can take it (scoring every usable pool and asking the
@@ -152,50 +155,70 @@ class Placer:
         return placement
 
 
-class CompiledRun:
-    """A list of jobs laid out as the flat arrays `compiled.decide_run` reads: their candidate
-    pools (per distinct profile), sizes, work, data, rules and priorities. `decide` runs the
-    kernel from a job on and records what it decided."""
+class JobTable:
+    """Jobs laid out as the flat arrays the compiled loops read: per profile of the round its candidate
+    pools (`prof_off[q]:prof_off[q + 1]` in the c_* arrays: pool, seconds per work unit and per
+    byte, edge at the data's site, relative speed, away from the data's edge), and per job its
+    profile, workers, devices per worker and in all, work scaled to its devices (as
+    `Profile.run_s`), data bytes, gang and priority."""
 
-    def __init__(self, placer: Placer, jobs: Sequence[JobRequest], rules: np.ndarray, targets: np.ndarray):
-        self.placer = placer
-        self.jobs = jobs
-        profs = self.profs = placer.profiles.of_many(jobs)
-        distinct: dict[int, int] = {}
-        parts: list[Profile] = []
-        for prof in profs:
-            if id(prof) not in distinct:
-                distinct[id(prof)] = len(parts)
-                parts.append(prof)
+    @classmethod
+    def lay_out(cls, profiles: Profiles, jobs: Sequence[JobRequest]) -> JobTable:
+        """The table of `jobs`, in their order."""
+        self = object.__new__(cls)
+        self.jobs = list(jobs)
+        profs = self.profs = profiles.of_many(jobs)
+        parts = list(profiles.built)  # every profile of the round so far (those of `jobs` among them)
         n = len(jobs)
         self.prof_off = np.zeros(len(parts) + 1, dtype=np.int64)
         np.cumsum([len(p.cand) for p in parts], out=self.prof_off[1:])
-        self.cand_at = self.prof_off[:-1].tolist()
-        self.c_pool = np.concatenate([p.cand for p in parts]).astype(np.int64)
-        self.c_inv_rate = np.concatenate([p.inv_rate for p in parts])
-        self.c_inv_bw = np.concatenate([p.inv_bandwidth for p in parts])
-        self.c_edge = np.concatenate([p.edge_at_site for p in parts])
-        self.c_speed = np.concatenate([p.relative_speed for p in parts])
+        self.c_pool = np.concatenate([p.cand for p in parts]).astype(np.int64) if parts else np.zeros(0, np.int64)
+        self.c_inv_rate = np.concatenate([p.inv_rate for p in parts]) if parts else np.zeros(0)
+        self.c_inv_bw = np.concatenate([p.inv_bandwidth for p in parts]) if parts else np.zeros(0)
+        self.c_edge = np.concatenate([p.edge_at_site for p in parts]) if parts else np.zeros(0, np.bool_)
+        self.c_speed = np.concatenate([p.relative_speed for p in parts]) if parts else np.zeros(0)
         self.c_away = np.array([a for p in parts for a in p.away_from_data], dtype=np.bool_)
-        self.j_prof = np.fromiter((distinct[id(p)] for p in profs), dtype=np.int64, count=n)
-        workers = [job.workers for job in jobs]
-        self.j_workers = np.array(workers, dtype=np.int64)
+        self.j_prof = np.fromiter((p.number for p in profs), dtype=np.int64, count=n)
+        self.j_workers = np.fromiter((job.workers for job in jobs), dtype=np.int64, count=n)
         self.j_per_worker = np.fromiter((job.devices_per_worker for job in jobs), dtype=np.int64, count=n)
-        factor: dict[int, float] = {}
-        for job in jobs:
-            need = job.devices_needed
-            if need not in factor:
-                factor[need] = parallel_factor(need)
-        self.j_work = np.array([job.work / factor[job.devices_needed] if prof.per_device else job.work
-                                for job, prof in zip(jobs, profs, strict=True)], dtype=float)  # as `Profile.run_s`
+        self.j_need = self.j_workers * self.j_per_worker
+        sizes, which = np.unique(self.j_need, return_inverse=True)
+        factor = np.array([parallel_factor(int(size)) for size in sizes.tolist()], dtype=float)[which]
+        per_device = np.fromiter((p.per_device for p in profs), dtype=np.bool_, count=n)
+        work = np.fromiter((job.work for job in jobs), dtype=float, count=n)
+        self.j_work = np.where(per_device, work / factor, work)  # as `Profile.run_s`: the same divisions
         self.j_data = np.fromiter((job.data_bytes for job in jobs), dtype=float, count=n)
-        self.j_rule = np.asarray(rules, dtype=np.int64)
-        self.j_target = np.asarray(targets, dtype=float)
         self.j_gang = np.fromiter((job.gang for job in jobs), dtype=np.bool_, count=n)
         self.j_priority = np.fromiter((job.priority for job in jobs), dtype=float, count=n)
+        return self
+
+    def subset(self, rows: Sequence[int]) -> JobTable:
+        """The table of jobs `rows` (indices into this one), in that order; the profiles' arrays shared."""
+        out = object.__new__(JobTable)
+        at = np.asarray(rows, dtype=np.int64)
+        out.jobs = [self.jobs[i] for i in at.tolist()]
+        out.profs = [self.profs[i] for i in at.tolist()]
+        for name in ("prof_off", "c_pool", "c_inv_rate", "c_inv_bw", "c_edge", "c_speed", "c_away"):
+            setattr(out, name, getattr(self, name))
+        for name in ("j_prof", "j_workers", "j_per_worker", "j_need", "j_work", "j_data", "j_gang", "j_priority"):
+            setattr(out, name, getattr(self, name)[at])
+        return out
+
+
+class CompiledRun:
+    """A `JobTable` with the policy's rule per job and the arrays `compiled.decide_run` writes;
+    `decide` runs the kernel from a job on and records what it decided."""
+
+    def __init__(self, placer: Placer, table: JobTable, rules: np.ndarray, targets: np.ndarray):
+        self.placer = placer
+        self.table = table
+        self.jobs = table.jobs
+        n = len(self.jobs)
+        self.j_rule = np.asarray(rules, dtype=np.int64)
+        self.j_target = np.asarray(targets, dtype=float)
         self._row: dict[str, int] | None = None  # job id -> index in `jobs`, built when a reservation asks
         node_at = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(workers, out=node_at[1:])
+        np.cumsum(table.j_workers, out=node_at[1:])
         self.o_node_at = node_at[:-1]
         self.o_status = np.zeros(n, dtype=np.int64)
         self.o_pick = np.full(n, -1, dtype=np.int64)
@@ -220,12 +243,13 @@ class CompiledRun:
                                else [-1.0, 0.0, 0.0, -1.0])
         seed = int(placer.rng.integers(1 << 31)) if placer.rng is not None else 0
         strategy = compiled.RANDOM_NODES if placer.node_strategy == "random" else compiled.BEST_FIT
+        t = self.table
         stop = compiled.decide_run(
             first, seed, float(placer.now), strategy, float(stop_priority), bool(may_reserve),
             index.pool_free, index.node_off, index.node_free,
-            self.prof_off, self.c_pool, self.c_inv_rate, self.c_inv_bw, self.c_edge, self.c_speed, self.c_away,
-            self.j_prof, self.j_workers, self.j_per_worker, self.j_work, self.j_data, self.j_rule, self.j_target,
-            self.j_gang, self.j_priority, reservation,
+            t.prof_off, t.c_pool, t.c_inv_rate, t.c_inv_bw, t.c_edge, t.c_speed, t.c_away,
+            t.j_prof, t.j_workers, t.j_per_worker, t.j_work, t.j_data, self.j_rule, self.j_target,
+            t.j_gang, t.j_priority, reservation,
             self.o_status, self.o_pick, self.o_node_at, self.o_nodes, self.o_pos, self.o_count,
             self.o_most_local, self.o_at_edge)
         if res is not None:
@@ -252,13 +276,14 @@ class CompiledRun:
         pick = self.o_pick[first:stop]
         picks = pick.tolist()
         # each job's seconds, as `Profile.run_s` computes them (a job not placed has pick -1: not read)
-        transfer_s = (self.c_inv_bw[pick] * self.j_data[first:stop]).tolist()
-        compute_s = (self.c_inv_rate[pick] * self.j_work[first:stop]).tolist()
+        t = self.table
+        transfer_s = (t.c_inv_bw[pick] * t.j_data[first:stop]).tolist()
+        compute_s = (t.c_inv_rate[pick] * t.j_work[first:stop]).tolist()
         used = self.o_nodes[first:stop].tolist()
         node_at = self.o_node_at[first:stop].tolist()
         most_local, at_edge = self.o_most_local[first:stop].tolist(), self.o_at_edge[first:stop].tolist()
         pos, count = self.o_pos.tolist(), self.o_count.tolist()
-        pools, c_pool, away = index.pools, self.c_pool.tolist(), self.c_away.tolist()
+        pools, c_pool, away = index.pools, t.c_pool.tolist(), t.c_away.tolist()
         now, releases = placer.now, placer.backfill.releases
         placements, placed_ids = placer.placements, self.placed_ids
         usage: dict[tuple[str, str], float] = {}

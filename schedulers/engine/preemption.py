@@ -11,9 +11,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from schedulers.capacity_index import CapacityIndex
+from schedulers.engine import compiled
 from schedulers.engine.config import RunningJob, SchedulerConfig
-from schedulers.engine.placement import Placer
+from schedulers.engine.placement import JobTable, Placer
 from schedulers.engine.profiles import Profiles
 from schedulers.engine.quota import Ledger
 from schedulers.policies.base import Policy, RoundContext
@@ -71,18 +74,24 @@ class TimeSharing:
         self.config = config
         self.now = now
 
-    def readmit(self, jobs: list[JobRequest], running: Sequence[RunningJob],
-                preempted: list[str]) -> list[JobRequest]:
+    def readmit(self, jobs: list[JobRequest], running: Sequence[RunningJob], preempted: list[str],
+                compiled: bool = False) -> tuple[list[JobRequest], JobTable | None]:
         """Release the running jobs that compete, admit in the policy's order, take back the devices
         of the running jobs admitted and preempt the others (their ids appended to `preempted`).
-        Returns the waiting jobs admitted, in the order they should pick devices."""
+        Returns the waiting jobs admitted, in the order they should pick devices, and with
+        `compiled` (admission decided in compiled code) their `JobTable`, laid out once for both."""
         releasable = {
             r.request.id: r for r in running
             if r.request.preemptible and self.now - r.started_at >= self.config.min_run_before_preempt_s
         }
         for r in releasable.values():
             self.index.release(r.placement)
-        admitted = self._admit(jobs + [r.request for r in releasable.values()], releasable)
+        ordered = self.policy.order(jobs + [r.request for r in releasable.values()], self.ctx)
+        table = None
+        if compiled:
+            admitted, rows, table = self._admit_compiled(ordered, releasable)
+        else:
+            admitted = self._admit(ordered, releasable)
         kept = [j for j in admitted if j.id in releasable]
         for job in kept:
             self.index.retake(releasable[job.id].placement)
@@ -91,9 +100,39 @@ class TimeSharing:
             if job_id not in kept_ids:
                 preempted.append(job_id)
                 self.ledger.count(r.request, r.placement.kind, -1)
-        return self.policy.assignment_order([j for j in admitted if j.id not in releasable], self.ctx)
+        new = self.policy.assignment_order([j for j in admitted if j.id not in releasable], self.ctx)
+        if table is None:
+            return new, None
+        row_of = {id(job): row for job, row in zip(admitted, rows, strict=True)}
+        return new, table.subset([row_of[id(job)] for job in new])
 
-    def _admit(self, candidates: list[JobRequest], releasable: Mapping[str, RunningJob]) -> list[JobRequest]:
+    def _admit_compiled(self, ordered: list[JobRequest],
+                        releasable: Mapping[str, RunningJob]) -> tuple[list[JobRequest], list[int], JobTable]:
+        """`_admit`'s decisions made by `compiled.admit_run`: the jobs admitted, their rows in the
+        table of `ordered`, and that table."""
+        table = JobTable.lay_out(self.profiles, ordered)
+        n = len(ordered)
+        running = np.zeros(n, dtype=np.bool_)
+        held: list[list[tuple[int, float]]] = [[] for _ in range(n)] if releasable else []
+        if releasable:
+            for i, job in enumerate(ordered):
+                r = releasable.get(job.id)
+                if r is not None:
+                    running[i] = True
+                    held[i] = [(self.index.locate(a.node_id, a.kind, a.model)[0], a.workers * a.devices_per_worker)
+                               for a in r.placement.assignments]
+        r_off = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum([len(h) for h in held] if held else np.zeros(n, dtype=np.int64), out=r_off[1:])
+        pairs = [pair for h in held for pair in h]
+        rows = np.zeros(n, dtype=np.int64)
+        count = compiled.admit_run(
+            self.index.pool_free.copy(), float(self.index.pool_free.sum()), table.prof_off, table.c_pool,
+            table.j_prof, table.j_need, running, r_off, np.array([p for p, _ in pairs], dtype=np.int64),
+            np.array([a for _, a in pairs], dtype=float), rows)
+        admitted_rows = rows[:count].tolist()
+        return [ordered[i] for i in admitted_rows], admitted_rows, table
+
+    def _admit(self, ordered: list[JobRequest], releasable: Mapping[str, RunningJob]) -> list[JobRequest]:
         """The jobs (waiting or running) admitted, in the policy's order: each takes room in its
         emptiest candidate pool (the first on ties), a running one the devices it holds, until the
         devices run out. Each candidate set keeps its pools in a heap by free devices, brought up
@@ -104,7 +143,6 @@ class TimeSharing:
         admitted: list[JobRequest] = []
         heaps: dict[int, list[tuple[float, int, int]]] = {}  # id of a candidate array -> (-free, position, pool)
         limits = self.config.limits
-        ordered = self.policy.order(candidates, self.ctx)
         for job, prof in zip(ordered, self.profiles.of_many(ordered), strict=True):
             if left < 1:
                 break  # full: every job after this one waits (or, if running, is preempted)

@@ -35,6 +35,7 @@ class Profile:
     cand_set: frozenset[int]
     cand_list: list[int]  # `cand` as Python ints (indexing a list is cheaper than an array on the hot path)
     away_from_data: list[bool]  # per candidate: the job's data lies at an edge site and this pool is not there
+    number: int  # its place in `Profiles.built` (the round's profiles in the order they were first needed)
 
     def run_s(self, job: JobRequest, need: int) -> tuple[np.ndarray, np.ndarray]:
         """(compute seconds, transfer seconds) of `job` on `need` devices in each candidate pool."""
@@ -54,6 +55,7 @@ class Profiles:
         self._runnable: dict[tuple, np.ndarray] = {}
         self._by_key: dict[tuple, Profile] = {}
         self._by_job: dict[str, Profile] = {}  # ids are unique in a round
+        self.built: list[Profile] = []  # every profile of the round, by `number`
 
     def of(self, job: JobRequest) -> Profile:
         """`job`'s profile (computed on first use in the round)."""
@@ -65,6 +67,7 @@ class Profiles:
         found = self._by_key.get(key)
         if found is None:
             found = self._by_key[key] = self._build(job)
+            self.built.append(found)
         self._by_job[job.id] = found
         return found
 
@@ -96,6 +99,7 @@ class Profiles:
             cand_list=cand.tolist(),
             away_from_data=((~edge_at_site).tolist() if edge_at_site.any() and job.data_site is not None
                             else [False] * len(cand)),
+            number=len(self.built),
         )
 
     def _rates(self, job: JobRequest, cand: np.ndarray) -> np.ndarray:

@@ -8,8 +8,6 @@ a tenant, jobs go by priority, then arrival. A job takes the pool where it compl
 
 from __future__ import annotations
 
-import heapq
-
 import numpy as np
 
 from schedulers.policies.base import Choice, Policy, PoolOptions, RoundContext, by_priority
@@ -20,22 +18,24 @@ class FairPolicy(Policy):
     time_shares = True
 
     def order(self, jobs, ctx: RoundContext):
-        per_tenant: dict[str, list] = {}
-        for job in by_priority(jobs, ctx):
-            per_tenant.setdefault(job.tenant, []).append(job)
-        # the round starts with every tenant's share at zero: all its jobs are candidates here
-        heap = [(0.0, tenant) for tenant in sorted(per_tenant)]
-        heapq.heapify(heap)
-        position = dict.fromkeys(per_tenant, 0)
-        ordered = []
-        while heap:
-            share, tenant = heapq.heappop(heap)
-            job = per_tenant[tenant][position[tenant]]
-            ordered.append(job)
-            position[tenant] += 1
-            if position[tenant] < len(per_tenant[tenant]):
-                heapq.heappush(heap, (share + job.devices_needed, tenant))
-        return ordered
+        """Water-filling: the next job is always the next (by priority, then arrival) of the tenant
+        that holds fewest devices so far in the round (by name on ties). Each tenant's share only
+        grows, so that is the merge of every tenant's jobs sorted by (the tenant's share before the
+        job, the tenant, the job's place in the tenant's order): one lexsort."""
+        ranked = by_priority(jobs, ctx)
+        n = len(ranked)
+        if not n:
+            return []
+        names, tenant = np.unique(np.array([j.tenant for j in ranked], dtype=str), return_inverse=True)
+        need = np.fromiter((j.devices_needed for j in ranked), dtype=float, count=n)
+        by_tenant = np.argsort(tenant, kind="stable")  # each tenant's jobs together, in their ranked order
+        held = np.cumsum(need[by_tenant])
+        starts = np.searchsorted(tenant[by_tenant], np.arange(len(names)))  # where each tenant's run begins
+        held_before = np.empty(n)
+        held_before[by_tenant] = held - need[by_tenant] - np.repeat(
+            np.concatenate(([0.0], held))[starts], np.diff(np.append(starts, n)))
+        order = np.lexsort((np.arange(n), tenant, held_before))
+        return [ranked[i] for i in order.tolist()]
 
     def choose(self, job, options: PoolOptions) -> int:
         return int(options.completion_s.argmin())

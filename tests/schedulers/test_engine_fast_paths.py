@@ -1,8 +1,8 @@
 """The engine's fast paths give the very decisions of the slow ones they stand in for.
 
-Each fast path (the compiled runs of `schedulers.engine.compiled`, ordering by one lexsort, the
-nodes with room kept per pool) is checked against the plain computation it replaces, over random
-inputs.
+Each fast path (the compiled runs of `schedulers.engine.compiled`, ordering by one lexsort, fair's
+water-filling as one lexsort, the nodes with room kept per pool) is checked against the plain
+computation it replaces, over random inputs.
 """
 
 import dataclasses
@@ -21,11 +21,12 @@ from tests.schedulers.test_engine_properties import asked_job_by_job, clusters, 
 
 
 @settings(max_examples=40, deadline=None)
-@given(clusters(), queues(), st.sampled_from(["packing", "hetero", "fair"]))
+@given(clusters(), queues(), st.sampled_from(["packing", "hetero", "las", "fair"]))
 def test_compiled_runs_decide_as_choose_does_with_running_jobs_to_preempt(state, queue, name):
     """A second round with the first round's jobs running, and the queue's priorities raised so
     that it preempts them (packing) or competes with them (time-sharing): the compiled runs stop
-    at each job that may preempt, and releases change the pools behind them."""
+    at each job that may preempt, releases change the pools behind them, and a time-sharing round's
+    admission (compiled too) weighs running jobs' held devices against waiting ones."""
     first = schedule(queue, state, 0.0, make_policy(name))
     by_id = {j.id: j for j in queue}
     running = [RunningJob(by_id[p.job_id], p, 0.0, 1e6) for p in first.placements]
@@ -126,3 +127,34 @@ def test_a_round_pauses_the_garbage_collector_and_restores_it_even_when_it_fails
         assert not gc.isenabled()  # a caller's own choice is kept
     finally:
         gc.enable()
+
+
+def water_filling(jobs, ctx):
+    """fair's order as a heap: the next job is the next of the tenant holding fewest devices so far."""
+    import heapq
+
+    per_tenant: dict[str, list] = {}
+    for job in by_priority(jobs, ctx):
+        per_tenant.setdefault(job.tenant, []).append(job)
+    heap = [(0.0, tenant) for tenant in sorted(per_tenant)]
+    heapq.heapify(heap)
+    position = dict.fromkeys(per_tenant, 0)
+    ordered = []
+    while heap:
+        share, tenant = heapq.heappop(heap)
+        job = per_tenant[tenant][position[tenant]]
+        ordered.append(job)
+        position[tenant] += 1
+        if position[tenant] < len(per_tenant[tenant]):
+            heapq.heappush(heap, (share + job.devices_needed, tenant))
+    return ordered
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "ab", "B", "c"]), st.integers(0, 3), st.integers(1, 4),
+                          st.integers(1, 3), st.floats(0, 100)), max_size=40))
+def test_fair_order_by_one_lexsort_is_the_water_filling_it_replaces(rows):
+    jobs = [JobRequest(id=f"j{i}", tenant=tenant, priority=p, workers=w, devices_per_worker=d, submitted_at=at)
+            for i, (tenant, p, w, d, at) in enumerate(rows)]
+    ctx = RoundContext(now=50.0, tenant_usage={}, ageing_interval_s=10.0, fastest_run_s=lambda j: 0.0)
+    assert make_policy("fair").order(jobs, ctx) == water_filling(jobs, ctx)
