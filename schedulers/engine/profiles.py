@@ -60,21 +60,25 @@ class Profiles:
     def of(self, job: JobRequest) -> Profile:
         """`job`'s profile (computed on first use in the round)."""
         found = self._by_job.get(job.id)
-        if found is not None:
-            return found
-        key = (job.allowed_kinds, job.device_model, job.clusters, job.sites, job.algorithm, job.data_site,
-               job.throughputs)
-        found = self._by_key.get(key)
-        if found is None:
-            found = self._by_key[key] = self._build(job)
-            self.built.append(found)
-        self._by_job[job.id] = found
-        return found
+        return found if found is not None else self.of_many((job,))[0]
 
     def of_many(self, jobs: Sequence[JobRequest]) -> list[Profile]:
-        """The profile of each of `jobs` (as `of`, in one pass)."""
-        known = self._by_job.get
-        return [known(job.id) or self.of(job) for job in jobs]
+        """The profile of each of `jobs`, in one pass: a profile is keyed by what a job asks (device
+        kinds, model, clusters, sites, algorithm, data site, measured throughputs)."""
+        by_job, by_key = self._by_job, self._by_key
+        out = []
+        for job in jobs:
+            found = by_job.get(job.id)
+            if found is None:
+                key = (job.allowed_kinds, job.device_model, job.clusters, job.sites, job.algorithm, job.data_site,
+                       job.throughputs)
+                found = by_key.get(key)
+                if found is None:
+                    found = by_key[key] = self._build(job)
+                    self.built.append(found)
+                by_job[job.id] = found
+            out.append(found)
+        return out
 
     def _build(self, job: JobRequest) -> Profile:
         index = self.index
