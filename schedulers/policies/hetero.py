@@ -54,12 +54,19 @@ def speedup_spread(job: JobRequest) -> float:
     return max(rates) / min(rates) if rates else 1.0
 
 
-def accepted_models(rates: Mapping[str, float], remaining_s: float, waited_s: float) -> list[str]:
+def fastest_first(rates: Mapping[str, float]) -> list[str]:
+    """The models a job runs on (rate above zero), fastest first (ties in `rates`' order)."""
+    return sorted((m for m, r in rates.items() if r > 0), key=lambda m: -rates[m])
+
+
+def accepted_models(rates: Mapping[str, float], remaining_s: float, waited_s: float,
+                    ranked: list[str] | None = None) -> list[str]:
     """The models (fastest first) where the job would lose no more time against its fastest model
-    than it has already waited: `remaining_s` (on its fastest model) x (best / rate - 1) <= waited."""
+    than it has already waited: `remaining_s` (on its fastest model) x (best / rate - 1) <= waited.
+    `ranked`: `fastest_first(rates)`, when the caller keeps it."""
     best = max(rates.values(), default=0.0)
-    ranked = sorted((m for m, r in rates.items() if r > 0), key=lambda m: -rates[m])
-    return [m for m in ranked if remaining_s * (best / rates[m] - 1.0) <= waited_s]
+    return [m for m in (ranked if ranked is not None else fastest_first(rates))
+            if remaining_s * (best / rates[m] - 1.0) <= waited_s]
 
 
 class HeteroPolicy(Policy):
@@ -75,12 +82,14 @@ class HeteroPolicy(Policy):
         free = dict(ctx.free_by_model())
         need = np.fromiter((j.devices_needed for j in jobs), dtype=float, count=len(jobs))
         attained = np.fromiter((j.attained_service_s for j in jobs), dtype=float, count=len(jobs))
-        ranked = by_priority(jobs, ctx, ctx.fastest_runs(jobs) * need, attained / need)
+        fastest = ctx.fastest_runs(jobs)
+        ranked = by_priority(jobs, ctx, fastest * need, attained / need)
+        fastest_of = dict(zip(map(id, jobs), fastest.tolist(), strict=True))  # ctx.fastest_run_s, computed once
         admitted: list[JobRequest] = []
         held: list[tuple[JobRequest, dict[str, float], list[str]]] = []
         unplanned: list[JobRequest] = []
         planned: dict[str, tuple[JobRequest, dict[str, float], list[str], str]] = {}
-        rates_of: dict[tuple, dict[str, float]] = {}  # jobs of one shape share their rates per model
+        rates_of: dict[tuple, tuple[dict[str, float], list[str]]] = {}  # per shape: rates per model, fastest first
         for job in ranked:
             need = job.devices_needed
             holds = ctx.running_model(job)
@@ -93,14 +102,16 @@ class HeteroPolicy(Policy):
                 admitted.append(job)
                 continue
             shape = (job.throughputs, job.algorithm, need, job.allowed_kinds, job.device_model, job.clusters, job.sites)
-            rates = rates_of.get(shape)
-            if rates is None:
-                rates = rates_of[shape] = dict(ctx.model_rates(job))
-            if not any(r > 0 for r in rates.values()):
+            found = rates_of.get(shape)
+            if found is None:
+                rates = dict(ctx.model_rates(job))
+                found = rates_of[shape] = (rates, fastest_first(rates))
+            rates, models = found
+            if not models:  # it runs on no model: nothing to plan
                 admitted.append(job)
                 continue
             waited = max(0.0, ctx.now - job.submitted_at - job.attained_service_s / need)
-            accepted = accepted_models(rates, ctx.fastest_run_s(job), waited)
+            accepted = accepted_models(rates, fastest_of[id(job)], waited, models)
             roomy = [m for m in accepted if free.get(m, 0.0) >= need]
             if roomy:
                 free[roomy[0]] -= need
