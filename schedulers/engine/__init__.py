@@ -23,7 +23,8 @@ The rooms, Kueue-style (the cycle in one file, each mechanism in its own):
   preempted for, reserved for or explained;
 - `feasibility`: which jobs can never fit the cluster (rejected with the reason);
 - `profiles`: per job kind, its candidate pools and the per-pool rates and bandwidths;
-- `placement`: which pool and nodes a job takes (in compiled runs where the policy allows: `compiled`);
+- `placement`: which pool and nodes a job takes: the job table and compiled runs, or `choose` job by job;
+- `compiled`: the compiled loops (numba) that decide runs of jobs and a time-sharing admission;
 - `quota`: devices in use per tenant and cap, quotas with borrowing, hard caps;
 - `preemption`: making room by preempting running jobs, and the time-sharing re-admission;
 - `backfill`: when running jobs free their devices, and the reservation of the first blocked job;
