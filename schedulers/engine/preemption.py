@@ -88,7 +88,9 @@ class TimeSharing:
             self.index.release(r.placement)
         ordered = self.policy.order(jobs + [r.request for r in releasable.values()], self.ctx)
         table = None
-        if compiled:
+        if self.index.pool_free.sum() < 1:
+            admitted = []  # nothing free even with the running jobs' devices back: nobody is admitted
+        elif compiled:
             admitted, rows, table = self._admit_compiled(ordered, releasable)
         else:
             admitted = self._admit(ordered, releasable)
