@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
+
 from schedulers.types import ALGORITHM_CLASSES, DEVICE_KINDS, check_choice
 
 CPU_CORE_RATE = {
@@ -46,6 +48,12 @@ def parallel_factor(devices: float) -> float:
     if devices <= 1:
         return max(devices, 0.0)
     return devices * SCALING_EFFICIENCY ** math.log2(devices)
+
+
+def parallel_factors(devices: np.ndarray) -> np.ndarray:
+    """`parallel_factor` of each entry (the very same numbers: computed once per distinct size)."""
+    sizes, which = np.unique(devices, return_inverse=True)
+    return np.array([parallel_factor(size) for size in sizes.tolist()], dtype=float)[which]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from schedulers.engine.profiles import Profile, Profiles
 from schedulers.engine.quota import Ledger
 from schedulers.policies.base import Policy, PoolOptions
 from schedulers.reasons import describe_demand, format_start
-from schedulers.throughput import parallel_factor
+from schedulers.throughput import parallel_factors
 from schedulers.types import JobRequest, Placement, WorkerAssignment
 
 
@@ -65,7 +65,8 @@ class Placer:
         policy); else None and, when known, why not."""
         return self._place_scored(job)
 
-    def _held_for(self, res: Reservation) -> str:
+    def held_for(self, res: Reservation) -> str:
+        """Why a job waits that the reservation `res` keeps out of its pool."""
         return f"backfill would delay the reservation of job {res.job_id} ({format_start(res.start, self.now)})"
 
     def _place_scored(self, job: JobRequest) -> tuple[Placement | None, str | None]:
@@ -108,7 +109,7 @@ class Placer:
                 ends_before = self.now + transfer_s + compute_s <= res.start
                 usable = usable & (~in_pool | ends_before)
                 if not usable.any():
-                    why = self._held_for(res)
+                    why = self.held_for(res)
         keep = usable.nonzero()[0]
         while keep.size:
             options = PoolOptions(keep, prof.cand, transfer_s, compute_s, free - need, prof.edge_at_site,
@@ -167,7 +168,7 @@ class JobTable:
         """The table of `jobs`, in their order."""
         self = object.__new__(cls)
         self.jobs = list(jobs)
-        profs = self.profs = profiles.of_many(jobs)
+        profs = profiles.of_many(jobs)
         parts = list(profiles.built)  # every profile of the round so far (those of `jobs` among them)
         n = len(jobs)
         self.prof_off = np.zeros(len(parts) + 1, dtype=np.int64)
@@ -178,12 +179,12 @@ class JobTable:
         self.c_edge = np.concatenate([p.edge_at_site for p in parts]) if parts else np.zeros(0, np.bool_)
         self.c_speed = np.concatenate([p.relative_speed for p in parts]) if parts else np.zeros(0)
         self.c_away = np.array([a for p in parts for a in p.away_from_data], dtype=np.bool_)
+        self.c_pool_list, self.c_away_list = self.c_pool.tolist(), self.c_away.tolist()  # (read per placement)
         self.j_prof = np.fromiter((p.number for p in profs), dtype=np.int64, count=n)
         self.j_workers = np.fromiter((job.workers for job in jobs), dtype=np.int64, count=n)
         self.j_per_worker = np.fromiter((job.devices_per_worker for job in jobs), dtype=np.int64, count=n)
         self.j_need = self.j_workers * self.j_per_worker
-        sizes, which = np.unique(self.j_need, return_inverse=True)
-        factor = np.array([parallel_factor(int(size)) for size in sizes.tolist()], dtype=float)[which]
+        factor = parallel_factors(self.j_need)
         per_device = np.fromiter((p.per_device for p in profs), dtype=np.bool_, count=n)
         work = np.fromiter((job.work for job in jobs), dtype=float, count=n)
         self.j_work = np.where(per_device, work / factor, work)  # as `Profile.run_s`: the same divisions
@@ -197,8 +198,8 @@ class JobTable:
         out = object.__new__(JobTable)
         at = np.asarray(rows, dtype=np.int64)
         out.jobs = [self.jobs[i] for i in at.tolist()]
-        out.profs = [self.profs[i] for i in at.tolist()]
-        for name in ("prof_off", "c_pool", "c_inv_rate", "c_inv_bw", "c_edge", "c_speed", "c_away"):
+        for name in ("prof_off", "c_pool", "c_inv_rate", "c_inv_bw", "c_edge", "c_speed", "c_away", "c_pool_list",
+                     "c_away_list"):
             setattr(out, name, getattr(self, name))
         for name in ("j_prof", "j_workers", "j_per_worker", "j_need", "j_work", "j_data", "j_gang", "j_priority"):
             setattr(out, name, getattr(self, name)[at])
@@ -269,10 +270,8 @@ class CompiledRun:
         index = placer.index
         status = self.o_status[first:stop].tolist()
         waiting: list[tuple[JobRequest, str | None]] = []
-        if compiled.PLACED not in status:
-            return [(job, placer._held_for(res) if state == compiled.HELD_FOR_RESERVATION else None)
-                    for job, state in zip(self.jobs[first:stop], status, strict=True)]
-        index.taken_in_bulk()
+        if compiled.PLACED in status:
+            index.taken_in_bulk()
         pick = self.o_pick[first:stop]
         picks = pick.tolist()
         # each job's seconds, as `Profile.run_s` computes them (a job not placed has pick -1: not read)
@@ -280,17 +279,19 @@ class CompiledRun:
         transfer_s = (t.c_inv_bw[pick] * t.j_data[first:stop]).tolist()
         compute_s = (t.c_inv_rate[pick] * t.j_work[first:stop]).tolist()
         used = self.o_nodes[first:stop].tolist()
-        node_at = self.o_node_at[first:stop].tolist()
+        base = int(self.o_node_at[first]) if stop > first else 0  # this run's node entries start there
+        node_at = (self.o_node_at[first:stop] - base).tolist()
+        end = int(self.o_node_at[stop - 1] + self.o_nodes[stop - 1]) if stop > first else 0
+        pos, count = self.o_pos[base:end].tolist(), self.o_count[base:end].tolist()
         most_local, at_edge = self.o_most_local[first:stop].tolist(), self.o_at_edge[first:stop].tolist()
-        pos, count = self.o_pos.tolist(), self.o_count.tolist()
-        pools, c_pool, away = index.pools, t.c_pool.tolist(), t.c_away.tolist()
+        pools, c_pool, away = index.pools, t.c_pool_list, t.c_away_list
         now, releases = placer.now, placer.backfill.releases
         placements, placed_ids = placer.placements, self.placed_ids
         usage: dict[tuple[str, str], float] = {}
         for i, job in enumerate(self.jobs[first:stop]):
             state = status[i]
             if state != compiled.PLACED:
-                waiting.append((job, placer._held_for(res) if state == compiled.HELD_FOR_RESERVATION else None))
+                waiting.append((job, placer.held_for(res) if state == compiled.HELD_FOR_RESERVATION else None))
                 continue
             c = picks[i]
             pool = c_pool[c]
@@ -312,6 +313,7 @@ class CompiledRun:
             releases[pool].append((now + (0.0 + transfer + compute), need))
         placer.ledger.add_usage(usage)
         return waiting
+
 
 def edge_note(job: JobRequest, need: int, most_local: float, at_edge_s: float, here_s: float) -> str:
     """Why a job whose data lies at an edge site runs elsewhere, from what held at the decision:

@@ -115,17 +115,17 @@ class TimeSharing:
         table = JobTable.lay_out(self.profiles, ordered)
         n = len(ordered)
         running = np.zeros(n, dtype=np.bool_)
-        held: list[list[tuple[int, float]]] = [[] for _ in range(n)] if releasable else []
-        if releasable:
-            for i, job in enumerate(ordered):
-                r = releasable.get(job.id)
-                if r is not None:
-                    running[i] = True
-                    held[i] = [(self.index.locate(a.node_id, a.kind, a.model)[0], a.workers * a.devices_per_worker)
-                               for a in r.placement.assignments]
+        per_job = np.zeros(n, dtype=np.int64)  # (pool, devices) pairs each running job holds
+        pairs: list[tuple[int, int]] = []
+        for i, job in enumerate(ordered if releasable else ()):
+            r = releasable.get(job.id)
+            if r is not None:
+                running[i] = True
+                held = self._held(r.placement)
+                per_job[i] = len(held)
+                pairs += held
         r_off = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum([len(h) for h in held] if held else np.zeros(n, dtype=np.int64), out=r_off[1:])
-        pairs = [pair for h in held for pair in h]
+        np.cumsum(per_job, out=r_off[1:])
         rows = np.zeros(n, dtype=np.int64)
         count = compiled.admit_run(
             self.index.pool_free.copy(), float(self.index.pool_free.sum()), table.prof_off, table.c_pool,
@@ -133,6 +133,11 @@ class TimeSharing:
             np.array([a for _, a in pairs], dtype=float), rows)
         admitted_rows = rows[:count].tolist()
         return [ordered[i] for i in admitted_rows], admitted_rows, table
+
+    def _held(self, placement: Placement) -> list[tuple[int, int]]:
+        """(pool, devices) for each node of a running job's placement."""
+        return [(self.index.locate(a.node_id, a.kind, a.model)[0], a.workers * a.devices_per_worker)
+                for a in placement.assignments]
 
     def _admit(self, ordered: list[JobRequest], releasable: Mapping[str, RunningJob]) -> list[JobRequest]:
         """The jobs (waiting or running) admitted, in the policy's order: each takes room in its
@@ -149,13 +154,11 @@ class TimeSharing:
             if left < 1:
                 break  # full: every job after this one waits (or, if running, is preempted)
             if releasable and job.id in releasable:
-                assignments = releasable[job.id].placement.assignments
-                pools = [self.index.locate(a.node_id, a.kind, a.model)[0] for a in assignments]
-                need = [a.workers * a.devices_per_worker for a in assignments]
-                if all(available[p] >= n for p, n in zip(pools, need, strict=True)):
-                    for p, n in zip(pools, need, strict=True):
+                held = self._held(releasable[job.id].placement)
+                if all(available[p] >= n for p, n in held):
+                    for p, n in held:
                         available[p] -= n
-                    left -= sum(need)
+                    left -= sum(n for _, n in held)
                     admitted.append(job)
                 continue
             need = job.devices_needed

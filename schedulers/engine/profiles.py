@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schedulers.capacity_index import CapacityIndex
-from schedulers.throughput import ThroughputModel, parallel_factor
+from schedulers.throughput import ThroughputModel, parallel_factor, parallel_factors
 from schedulers.types import JobRequest
 
 
@@ -137,13 +137,11 @@ class Profiles:
         return job.work / best if best > 0 else np.inf
 
     def fastest_runs_s(self, jobs: Sequence[JobRequest]) -> np.ndarray:
-        """`fastest_run_s` of each of `jobs`, as one array (the same numbers: the parallel factor
-        of each distinct size is `parallel_factor`'s own)."""
+        """`fastest_run_s` of each of `jobs`, as one array (the same numbers)."""
         n = len(jobs)
         profs = self.of_many(jobs)
         need = np.fromiter((job.devices_needed for job in jobs), dtype=np.int64, count=n)
-        sizes, which = np.unique(need, return_inverse=True)
-        factor = np.array([parallel_factor(int(size)) for size in sizes.tolist()], dtype=float)[which]
+        factor = parallel_factors(need)
         per_device = np.fromiter((p.per_device for p in profs), dtype=np.bool_, count=n)
         rates = np.fromiter((p.best_rate for p in profs), dtype=float, count=n) * np.where(per_device, factor, 1.0)
         work = np.fromiter((job.work for job in jobs), dtype=float, count=n)
