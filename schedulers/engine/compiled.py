@@ -28,7 +28,7 @@ import numpy as np
 # per job, the rule `choose` follows (the values of `schedulers.policies.base.Choice`)
 SOONEST, EDGE_FIRST, NEAREST_SPEED, RANDOM, TIGHTEST = 1, 2, 3, 4, 5
 # per job, what the kernel decided
-UNDECIDED, PLACED, NO_ROOM, HELD_FOR_RESERVATION = 0, 1, 2, 3
+UNDECIDED, PLACED, NO_ROOM, HELD_FOR_RESERVATION, NODE_ENTRIES_FULL = 0, 1, 2, 3, 4
 BEST_FIT, RANDOM_NODES = 0, 1
 
 
@@ -157,7 +157,8 @@ def decide_run(first: int, seed: int, now: float, strategy: int, stop_priority: 
                j_data: np.ndarray, j_rule: np.ndarray, j_target: np.ndarray, j_gang: np.ndarray,
                j_priority: np.ndarray, reservation: np.ndarray,
                o_status: np.ndarray, o_pick: np.ndarray, o_node_at: np.ndarray, o_nodes: np.ndarray,
-               o_pos: np.ndarray, o_count: np.ndarray, o_most_local: np.ndarray, o_at_edge: np.ndarray) -> int:
+               o_pos: np.ndarray, o_count: np.ndarray, cursor: np.ndarray, o_most_local: np.ndarray,
+               o_at_edge: np.ndarray) -> int:
     """Decide jobs `first`, `first + 1`, ... and return the index of the first one left undecided
     (len(j_prof) when none is).
 
@@ -172,7 +173,10 @@ def decide_run(first: int, seed: int, now: float, strategy: int, stop_priority: 
     Written per job: o_status (PLACED, NO_ROOM, HELD_FOR_RESERVATION), o_pick (the candidate
     index), o_nodes nodes from o_node_at in o_pos/o_count, and for a job placed away from its
     data's edge, the edge's most free devices then and its soonest completion among the edge
-    pools open to it (inf: none)."""
+    pools open to it (inf: none). Node entries are written from cursor[0] on, which is advanced;
+    a job whose entries might not fit in what is left of o_pos stops the run with status
+    NODE_ENTRIES_FULL, nothing changed for it (the caller records the run and starts again from
+    it with the entries emptied), so those arrays stay the size of the cluster, not of the queue."""
     np.random.seed(seed)
     n = len(j_prof)
     res_pool = int(reservation[0])
@@ -205,8 +209,12 @@ def decide_run(first: int, seed: int, now: float, strategy: int, stop_priority: 
             o_status[j] = HELD_FOR_RESERVATION if held else NO_ROOM
             continue
         pool = c_pool[pick]
+        at = cursor[0]
+        if at + min(workers, node_off[pool + 1] - node_off[pool]) > len(o_pos):
+            o_status[j] = NODE_ENTRIES_FULL
+            return j
         used = _select_nodes(node_free, node_off[pool], node_off[pool + 1], workers, per_worker, strategy,
-                             o_pos, o_count, o_node_at[j])
+                             o_pos, o_count, at)
         if used == 0:
             return j  # devices spread too thin for a worker each: the Python path tries the other pools
         if c_away[pick]:
@@ -220,8 +228,10 @@ def decide_run(first: int, seed: int, now: float, strategy: int, stop_priority: 
             o_most_local[j] = most
             o_at_edge[j] = at_edge
         start = node_off[pool]
-        for i in range(used):
-            node_free[start + o_pos[o_node_at[j] + i]] -= o_count[o_node_at[j] + i] * per_worker
+        for i in range(at, at + used):
+            node_free[start + o_pos[i]] -= o_count[i] * per_worker
+        o_node_at[j] = at
+        cursor[0] = at + used
         pool_free[pool] -= need
         if pool == res_pool and now + (0.0 + completion[pick - lo]) > reservation[1]:
             reservation[2] -= need

@@ -218,14 +218,17 @@ class CompiledRun:
         self.j_rule = np.asarray(rules, dtype=np.int64)
         self.j_target = np.asarray(targets, dtype=float)
         self._row: dict[str, int] | None = None  # job id -> index in `jobs`, built when a reservation asks
-        node_at = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(table.j_workers, out=node_at[1:])
-        self.o_node_at = node_at[:-1]
+        self.o_node_at = np.zeros(n, dtype=np.int64)
         self.o_status = np.zeros(n, dtype=np.int64)
         self.o_pick = np.full(n, -1, dtype=np.int64)
         self.o_nodes = np.zeros(n, dtype=np.int64)
-        self.o_pos = np.zeros(int(node_at[-1]), dtype=np.int64)
-        self.o_count = np.zeros(int(node_at[-1]), dtype=np.int64)
+        # node entries (node, workers there) of a run's placements: room for every worker of every job
+        # when that is little, else for twice the cluster's nodes (a job never uses more nodes than a
+        # pool has); `decide` records them and reuses the arrays when they fill
+        entries = min(int(table.j_workers.sum()), max(2 * len(placer.index.node_free), 1024))
+        self.o_pos = np.zeros(entries, dtype=np.int64)
+        self.o_count = np.zeros(entries, dtype=np.int64)
+        self.cursor = np.zeros(1, dtype=np.int64)
         self.o_most_local = np.zeros(n)
         self.o_at_edge = np.zeros(n)
         self.placed_ids: set[str] = set()
@@ -245,17 +248,24 @@ class CompiledRun:
         seed = int(placer.rng.integers(1 << 31)) if placer.rng is not None else 0
         strategy = compiled.RANDOM_NODES if placer.node_strategy == "random" else compiled.BEST_FIT
         t = self.table
-        stop = compiled.decide_run(
-            first, seed, float(placer.now), strategy, float(stop_priority), bool(may_reserve),
-            index.pool_free, index.node_off, index.node_free,
-            t.prof_off, t.c_pool, t.c_inv_rate, t.c_inv_bw, t.c_edge, t.c_speed, t.c_away,
-            t.j_prof, t.j_workers, t.j_per_worker, t.j_work, t.j_data, self.j_rule, self.j_target,
-            t.j_gang, t.j_priority, reservation,
-            self.o_status, self.o_pick, self.o_node_at, self.o_nodes, self.o_pos, self.o_count,
-            self.o_most_local, self.o_at_edge)
-        if res is not None:
-            res.extra = float(reservation[2])
-        return stop, self._record(first, stop, res)
+        waiting: list[tuple[JobRequest, str | None]] = []
+        while True:
+            self.cursor[0] = 0
+            stop = compiled.decide_run(
+                first, seed, float(placer.now), strategy, float(stop_priority), bool(may_reserve),
+                index.pool_free, index.node_off, index.node_free,
+                t.prof_off, t.c_pool, t.c_inv_rate, t.c_inv_bw, t.c_edge, t.c_speed, t.c_away,
+                t.j_prof, t.j_workers, t.j_per_worker, t.j_work, t.j_data, self.j_rule, self.j_target,
+                t.j_gang, t.j_priority, reservation,
+                self.o_status, self.o_pick, self.o_node_at, self.o_nodes, self.o_pos, self.o_count, self.cursor,
+                self.o_most_local, self.o_at_edge)
+            if res is not None:
+                res.extra = float(reservation[2])
+            waiting += self._record(first, stop, res)
+            if stop == len(self.jobs) or self.o_status[stop] != compiled.NODE_ENTRIES_FULL:
+                return stop, waiting
+            self.o_status[stop] = compiled.UNDECIDED  # the node entries were full: go on from it
+            first, seed = stop, seed + 1
 
     def _index_of(self, job_id: str) -> int:
         """Where job `job_id` is in `jobs` (-1: not there)."""
@@ -279,10 +289,9 @@ class CompiledRun:
         transfer_s = (t.c_inv_bw[pick] * t.j_data[first:stop]).tolist()
         compute_s = (t.c_inv_rate[pick] * t.j_work[first:stop]).tolist()
         used = self.o_nodes[first:stop].tolist()
-        base = int(self.o_node_at[first]) if stop > first else 0  # this run's node entries start there
-        node_at = (self.o_node_at[first:stop] - base).tolist()
-        end = int(self.o_node_at[stop - 1] + self.o_nodes[stop - 1]) if stop > first else 0
-        pos, count = self.o_pos[base:end].tolist(), self.o_count[base:end].tolist()
+        node_at = self.o_node_at[first:stop].tolist()
+        written = int(self.cursor[0])
+        pos, count = self.o_pos[:written].tolist(), self.o_count[:written].tolist()
         most_local, at_edge = self.o_most_local[first:stop].tolist(), self.o_at_edge[first:stop].tolist()
         pools, c_pool, away = index.pools, t.c_pool_list, t.c_away_list
         now, releases = placer.now, placer.backfill.releases

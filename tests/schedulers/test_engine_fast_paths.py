@@ -158,3 +158,17 @@ def test_fair_order_by_one_lexsort_is_the_water_filling_it_replaces(rows):
             for i, (tenant, p, w, d, at) in enumerate(rows)]
     ctx = RoundContext(now=50.0, tenant_usage={}, ageing_interval_s=10.0, fastest_run_s=lambda j: 0.0)
     assert make_policy("fair").order(jobs, ctx) == water_filling(jobs, ctx)
+
+
+@pytest.mark.parametrize("name", ["packing", "hetero"])
+def test_a_run_whose_node_entries_fill_goes_on_and_decides_as_choose_does(name):
+    """Node entries are kept for the cluster's size, not the queue's: 1,300 jobs of 4 workers on 6 nodes
+    (one node entry each) fill them (1,024) mid-run; the run records what it placed and goes on."""
+    nodes = tuple(Node(id=f"n{i}", cluster="c", tier="center", site="s", devices=(Device("cpu", "x", 1000),))
+                  for i in range(6))
+    state = ClusterState(nodes=nodes)
+    queue = [JobRequest(id=f"j{i}", allowed_kinds=("cpu",), workers=4, work=1e6 + i, submitted_at=float(i))
+             for i in range(1300)]
+    compiled_round = schedule(queue, state, 0.0, make_policy(name))
+    assert len(compiled_round.placements) == 1300 and sum(p.devices for p in compiled_round.placements) == 5200
+    assert compiled_round == schedule(queue, state, 0.0, asked_job_by_job(name))
